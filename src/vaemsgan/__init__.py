@@ -1,0 +1,3 @@
+"""vaemsgan: VAE-MSGAN synthetic training images for small labelled image sets."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,271 @@
+"""Configuration: typed dataclasses that round-trip to YAML and are stored inside every checkpoint.
+
+A config is plain data. Presets (`presets.py`) are named overrides of it; the CLI applies options on top.
+Every field is validated (type and range) when a config is built from a dict, so a bad YAML key or value
+gives one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaemsgan.errors import ConfigError
+
+
+def _opt(default: Any, *, choices: tuple | None = None, lo: float | None = None, hi: float | None = None,
+         help: str = "") -> Any:
+    meta = {"choices": choices, "lo": lo, "hi": hi, "help": help}
+    if isinstance(default, (list, tuple, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    source: str = _opt("fashion-mnist-mini", help="ImageFolder path, 'fashion-mnist' or 'fashion-mnist-mini'")
+    data_dir: str | None = _opt(None, help="folder of the Fashion-MNIST idx .gz files")
+    resolution: int = _opt(32, lo=16, hi=256, help="power of two from 16 to 256")
+    channels: int = _opt(1, choices=(1, 3))
+    per_class: int | None = _opt(None, lo=1, help="seeded subset of N images per class")
+    classes: list[str] | None = _opt(None, help="class names to keep")
+    strict: bool = _opt(False, help="fail on non-image files instead of skipping them")
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = _opt(128, lo=2, hi=4096)
+    conditional: bool = _opt(True, help="class-conditional generator and projection critic")
+    g_width: int = _opt(32, lo=4, hi=1024, help="generator channels at full resolution (doubling per level down)")
+    g_kernel: int = _opt(5, choices=(3, 4, 5, 7), help="transposed-convolution kernel of the generator")
+    g_max_width: int = _opt(512, lo=8, hi=4096)
+    e_width: int = _opt(32, lo=4, hi=1024, help="encoder channels at full resolution")
+    use_encoder: bool = _opt(True, help="VAE encoder on (off: a plain GAN with the same generator)")
+    d_width: int = _opt(32, lo=4, hi=1024, help="critic channels at full resolution")
+    d_max_width: int = _opt(512, lo=8, hi=4096)
+    d_kernels: list[int] = _opt([3, 5, 7], help="kernel sizes of the parallel branches in each critic block")
+    d_norm: str = _opt("layer", choices=("batch", "layer", "instance", "none"))
+    pooling: str = _opt("none", choices=("none", "avg", "max"),
+                        help="critic downsampling: none = strided convolution, or avg/max pooling")
+    scales: int = _opt(3, lo=1, hi=6, help="number of image scales the critic judges (full, 1/2, 1/4 ...)")
+    d_min_resolution: int = _opt(4, choices=(4, 8), help="critic blocks stop at this resolution")
+    fusion: str = _opt("concat", choices=("concat", "sum"),
+                       help="how branch features are fused: concatenate + 1x1 conv, or summed")
+    feature_layer: int = _opt(-1, lo=-8, hi=8, help="critic block whose features the reconstruction loss compares")
+
+
+@dataclass
+class LossConfig:
+    adversarial: str = _opt("wgan-gp", choices=("wgan-gp", "hinge", "ns"))
+    gp_weight: float = _opt(10.0, lo=0.0, help="gradient-penalty weight (wgan-gp)")
+    gp_every: int = _opt(1, lo=1, hi=64, help="lazy regularisation: penalty every k critic steps, scaled by k")
+    r1_gamma: float = _opt(0.0, lo=0.0, help="R1 penalty weight (ns / hinge)")
+    drift: float = _opt(1e-3, lo=0.0, help="epsilon * E[D(x)^2], keeps WGAN critic scores near zero")
+    kl_weight: float = _opt(1.0, lo=0.0, help="weight of KL(q(z|x) || N(0, I)), per latent dimension mean")
+    feature_recon_weight: float = _opt(1.0, lo=0.0, help="weight of the feature-wise reconstruction loss")
+    pixel_recon_weight: float = _opt(0.0, lo=0.0, help="weight of an optional pixel reconstruction loss")
+    pixel_loss: str = _opt("l1", choices=("l1", "l2"))
+    gamma: float = _opt(1.0, lo=0.0, help="decoder weight of the reconstruction loss relative to the GAN term")
+    rec_as_fake: bool = _opt(True, help="the critic also sees reconstructions as fakes (Larsen)")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = _opt(64, lo=2, hi=65536)
+    steps: int = _opt(2000, lo=1, help="generator steps")
+    n_critic: int = _opt(1, lo=1, hi=20, help="critic steps per generator step")
+    lr_g: float = _opt(2e-4, lo=0.0, hi=1.0)
+    lr_d: float = _opt(2e-4, lo=0.0, hi=1.0)
+    lr_e: float = _opt(2e-4, lo=0.0, hi=1.0)
+    beta1: float = _opt(0.0, lo=0.0, hi=0.999)
+    beta2: float = _opt(0.9, lo=0.0, hi=0.9999)
+    ema_decay: float = _opt(0.999, lo=0.0, hi=1.0, help="EMA of the generator used for sampling (0 = off)")
+    ema_start: int = _opt(100, lo=0, help="steps before the EMA starts averaging")
+    augment: str = _opt("", help="DiffAugment policy, e.g. 'color,translation,cutout' (empty = off)")
+    ada_target: float = _opt(0.0, lo=0.0, hi=1.0, help="ADA target of sign(D(real)); 0 = fixed probability 1")
+    seed: int = _opt(0, lo=0)
+    log_every: int = _opt(50, lo=1)
+    sample_every: int = _opt(500, lo=1)
+    checkpoint_every: int = _opt(1000, lo=1)
+    keep: int = _opt(3, lo=1, hi=1000, help="checkpoints kept")
+    threads: int = _opt(0, lo=0, hi=1024, help="intra-op threads (0 = physical cores)")
+
+
+@dataclass
+class Config:
+    preset: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ----- conversion -----
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        cfg = cls()
+        apply_overrides(cfg, d)
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Config:
+        try:
+            d = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if not isinstance(d, dict):
+            raise ConfigError("config must be a mapping of sections (data, model, loss, train)")
+        return cls.from_dict(d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+        try:
+            return cls.from_yaml(text)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+
+SECTIONS = ("data", "model", "loss", "train")
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Set nested values from {'model': {'d_norm': 'batch'}, ...} or dotted keys {'model.d_norm': 'batch'}."""
+    for key, value in overrides.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            apply_overrides(cfg, {section: {name: value}})
+            continue
+        if key == "preset":
+            cfg.preset = str(value)
+            continue
+        if key == "version":  # written by checkpoints, informative only
+            continue
+        if key not in SECTIONS:
+            raise ConfigError(f"unknown config section '{key}' (allowed: {', '.join(SECTIONS)}, preset)")
+        if not isinstance(value, dict):
+            raise ConfigError(f"config section '{key}' must be a mapping")
+        section = getattr(cfg, key)
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        for name, v in value.items():
+            if name not in fields:
+                raise ConfigError(f"unknown config key '{key}.{name}' (allowed: {', '.join(fields)})")
+            setattr(section, name, _check(f"{key}.{name}", fields[name], v))
+    validate(cfg)
+    return cfg
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hint(section_type: type, name: str) -> Any:
+    if section_type not in _HINTS:
+        _HINTS[section_type] = typing.get_type_hints(section_type)
+    return _HINTS[section_type][name]
+
+
+def _check(key: str, f: dataclasses.Field, v: Any) -> Any:
+    section_name = key.split(".")[0]
+    section_type = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}[section_name]
+    v = _coerce(key, _hint(section_type, f.name), v)
+    meta = f.metadata
+    if v is None:
+        return v
+    if meta.get("choices") and v not in meta["choices"]:
+        raise ConfigError(f"config key '{key}' = {v!r}: allowed values are {', '.join(map(str, meta['choices']))}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and (
+        (lo is not None and v < lo) or (hi is not None and v > hi)
+    ):
+        rng = f"{lo if lo is not None else '-inf'} to {hi if hi is not None else 'inf'}"
+        raise ConfigError(f"config key '{key}' = {v!r} is out of range ({rng})")
+    return v
+
+
+def _coerce(key: str, hint: Any, v: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, inner[0], v)
+    if origin is list:
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {v!r}")
+        return [_coerce(key, args[0], x) for x in v]
+    if hint is bool:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return v.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"config key '{key}' must be true or false, got {v!r}")
+    if hint is int:
+        if isinstance(v, bool):
+            raise ConfigError(f"config key '{key}' must be an integer, got {v!r}")
+        if isinstance(v, int):
+            return v
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, str):
+            try:
+                return int(v)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}' must be an integer, got {v!r}")
+    if hint is float:
+        if isinstance(v, bool):
+            raise ConfigError(f"config key '{key}' must be a number, got {v!r}")
+        try:
+            out = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{key}' must be a number, got {v!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {v!r}")
+        return out
+    if hint is str:
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            raise ConfigError(f"config key '{key}' must be a string, got {v!r}")
+        return str(v)
+    return v
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks."""
+    res = cfg.data.resolution
+    if res & (res - 1):
+        raise ConfigError(f"config key 'data.resolution' = {res}: must be a power of two from 16 to 256")
+    for k in cfg.model.d_kernels:
+        if k not in (1, 3, 5, 7, 9):
+            raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
+    if not cfg.model.d_kernels:
+        raise ConfigError("config key 'model.d_kernels' must name at least one kernel size")
+    if res // (2 ** (cfg.model.scales - 1)) < cfg.model.d_min_resolution:
+        raise ConfigError(
+            f"config key 'model.scales' = {cfg.model.scales}: at resolution {res} the smallest scale would be "
+            f"below {cfg.model.d_min_resolution} px (at most {max_scales(res, cfg.model.d_min_resolution)})"
+        )
+
+
+def max_scales(resolution: int, min_res: int = 4) -> int:
+    n = 1
+    while resolution // (2**n) >= min_res:
+        n += 1
+    return n
