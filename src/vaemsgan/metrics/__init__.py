@@ -1,0 +1,48 @@
+"""Evaluation metrics as pure functions on tensors/arrays: image statistics, feature metrics, distances."""
+
+from vaemsgan.metrics.distances import ks_statistic, mean_ci, wasserstein1
+from vaemsgan.metrics.feature_metrics import (
+    MIN_RECOMMENDED_FID_SAMPLES,
+    bootstrap_ci,
+    density_coverage,
+    fid,
+    fid_sample_warning,
+    frechet_distance,
+    gaussian_stats,
+    kid,
+    knn_radii,
+    precision_recall,
+)
+from vaemsgan.metrics.image_stats import (
+    STATISTICS,
+    class_table,
+    format_class_table,
+    image_statistics,
+    statistics_by_class,
+)
+from vaemsgan.metrics.registry import METRICS, MetricInputs, compute_metrics, register_metric
+
+__all__ = [
+    "METRICS",
+    "MIN_RECOMMENDED_FID_SAMPLES",
+    "STATISTICS",
+    "MetricInputs",
+    "bootstrap_ci",
+    "class_table",
+    "compute_metrics",
+    "density_coverage",
+    "fid",
+    "fid_sample_warning",
+    "format_class_table",
+    "frechet_distance",
+    "gaussian_stats",
+    "image_statistics",
+    "kid",
+    "knn_radii",
+    "ks_statistic",
+    "mean_ci",
+    "precision_recall",
+    "register_metric",
+    "statistics_by_class",
+    "wasserstein1",
+]

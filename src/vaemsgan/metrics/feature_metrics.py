@@ -1,0 +1,263 @@
+"""Metrics on feature matrices (N x D): FID, KID, improved precision/recall, density/coverage, bootstrap.
+
+The feature extractor is someone else's job; everything here takes two matrices of features (real, fake)
+as torch tensors or numpy arrays and returns plain floats. Formulas: docs/EVALUATION.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaemsgan.errors import ConfigError
+
+Features = torch.Tensor | np.ndarray
+
+# FID/KID are unstable below this many images per set (see fid_sample_warning).
+MIN_RECOMMENDED_FID_SAMPLES = 2000
+
+# Distance blocks hold at most this many entries (~64 MB in float64) to bound memory on large sets.
+_CDIST_BLOCK_ELEMENTS = 1 << 23
+
+
+def _as_tensor(feats: Features, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Features -> 2-D CPU float tensor (float64 unless `dtype`/a float32 input says otherwise); validated."""
+    t = torch.from_numpy(np.asarray(feats)) if not isinstance(feats, torch.Tensor) else feats.detach().cpu()
+    if t.dim() != 2:
+        raise ConfigError(f"{name} must be an N x D feature matrix, got shape {tuple(t.shape)}")
+    if dtype is None:
+        dtype = torch.float32 if t.dtype == torch.float32 else torch.float64
+    t = t.to(dtype)
+    if not torch.isfinite(t).all():
+        raise ConfigError(f"{name} contains NaN or infinite values")
+    return t
+
+
+def _check_pair(a: torch.Tensor, b: torch.Tensor, min_n: int) -> None:
+    """Both sets need >= min_n rows and the same feature dimension."""
+    if a.shape[1] != b.shape[1]:
+        raise ConfigError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+    if a.shape[0] < min_n or b.shape[0] < min_n:
+        raise ConfigError(f"need at least {min_n} samples per set, got {a.shape[0]} and {b.shape[0]}")
+
+
+# ---------------------------------------------------------------------------------------------- FID
+
+
+def gaussian_stats(feats: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean vector and unbiased (N - 1) covariance matrix of the features, float64 (as pytorch-fid)."""
+    x = _as_tensor(feats, "features", torch.float64).numpy()
+    if x.shape[0] < 2:
+        raise ConfigError(f"need at least 2 samples to fit a covariance, got {x.shape[0]}")
+    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix by eigendecomposition (negative round-off clipped)."""
+    w, v = np.linalg.eigh((s + s.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2):
+    ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2)).
+
+    Tr((S1 S2)^(1/2)) is computed as sum_i sqrt(lambda_i(S1^(1/2) S2 S1^(1/2))): that matrix is symmetric PSD
+    and similar to S1 S2, so its eigenvalues are real and the trace has no imaginary part to discard (what
+    scipy.linalg.sqrtm produces on ill-conditioned input). If the eigen-solver fails, eps * I is added to both
+    covariances and it is retried, as pytorch-fid does.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
+        raise ConfigError(f"shape mismatch: mu {mu1.shape}/{mu2.shape}, sigma {s1.shape}/{s2.shape}")
+    diff = mu1 - mu2
+
+    def trace_sqrt(a: np.ndarray, b: np.ndarray) -> float:
+        r = _sqrtm_psd(a)
+        lam = np.linalg.eigvalsh((r @ b @ r + (r @ b @ r).T) / 2.0)
+        return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+    try:
+        tr_covmean = trace_sqrt(s1, s2)
+    except np.linalg.LinAlgError:
+        offset = np.eye(s1.shape[0]) * eps
+        tr_covmean = trace_sqrt(s1 + offset, s2 + offset)
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+def fid(feat_a: Features, feat_b: Features) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (FID on Inception features)."""
+    a, b = _as_tensor(feat_a, "feat_a", torch.float64), _as_tensor(feat_b, "feat_b", torch.float64)
+    _check_pair(a, b, 2)
+    mu1, s1 = gaussian_stats(a)
+    mu2, s2 = gaussian_stats(b)
+    return frechet_distance(mu1, s1, mu2, s2)
+
+
+def fid_sample_warning(n_real: int, n_fake: int, min_n: int = MIN_RECOMMENDED_FID_SAMPLES) -> str | None:
+    """A sentence to show next to an FID when either set is small, else None."""
+    if min(n_real, n_fake) >= min_n:
+        return None
+    return (
+        f"FID is biased upward and unstable with fewer than {min_n:,} images per set "
+        f"(here {n_real:,} real, {n_fake:,} generated); compare only at equal set sizes, "
+        "and read the interval."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- KID
+
+
+def _poly_kernel(x: torch.Tensor, y: torch.Tensor, degree: int, gamma: float, coef: float) -> torch.Tensor:
+    return (x @ y.T * gamma + coef) ** degree
+
+
+def _mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, degree: int, gamma: float, coef: float) -> float:
+    """Unbiased MMD^2 of two equal-size samples: off-diagonal means of k(x,x), k(y,y) minus 2 mean k(x,y)."""
+    m = x.shape[0]
+    kxx = _poly_kernel(x, x, degree, gamma, coef)
+    kyy = _poly_kernel(y, y, degree, gamma, coef)
+    kxy = _poly_kernel(x, y, degree, gamma, coef)
+    sxx = kxx.sum() - kxx.diagonal().sum()
+    syy = kyy.sum() - kyy.diagonal().sum()
+    return float((sxx + syy) / (m * (m - 1)) - 2.0 * kxy.sum() / (m * m))
+
+
+def kid(
+    feat_a: Features,
+    feat_b: Features,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef: float = 1.0,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Kernel Inception Distance: (mean, std) over `subsets` random subsets of the unbiased MMD^2 with
+    k(x, y) = (gamma x.y + coef)^degree, gamma = 1/D by default (Binkowski et al. 2018, torchmetrics' KID).
+
+    Each subset draws `subset_size` rows without replacement from each set (capped at the smaller set);
+    std is the population std of the subset values (as torchmetrics).
+    """
+    a, b = _as_tensor(feat_a, "feat_a", torch.float64), _as_tensor(feat_b, "feat_b", torch.float64)
+    _check_pair(a, b, 2)
+    if subsets < 1:
+        raise ConfigError(f"subsets must be >= 1, got {subsets}")
+    if subset_size < 2:
+        raise ConfigError(f"subset_size must be >= 2, got {subset_size}")
+    m = min(subset_size, a.shape[0], b.shape[0])
+    g = 1.0 / a.shape[1] if gamma is None else float(gamma)
+    gen = torch.Generator().manual_seed(seed)
+    vals = torch.empty(subsets, dtype=torch.float64)
+    for i in range(subsets):
+        ia = torch.randperm(a.shape[0], generator=gen)[:m]
+        ib = torch.randperm(b.shape[0], generator=gen)[:m]
+        vals[i] = _mmd2_unbiased(a[ia], b[ib], degree, g, coef)
+    return float(vals.mean()), float(vals.std(correction=0))
+
+
+# ------------------------------------------------------------------------ k-NN manifold metrics
+
+
+def _block_rows(n_cols: int) -> int:
+    return max(1, _CDIST_BLOCK_ELEMENTS // max(1, n_cols))
+
+
+def knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each row to its k-th nearest other row of the same set (self excluded), block-wise."""
+    n = feats.shape[0]
+    if not 1 <= k < n:
+        raise ConfigError(f"k must be in [1, {n - 1}] for a set of {n} samples, got {k}")
+    out = torch.empty(n, dtype=feats.dtype)
+    step = _block_rows(n)
+    for s in range(0, n, step):
+        d = torch.cdist(feats[s : s + step], feats)
+        # The (k+1)-th smallest: the smallest is the point itself at distance 0.
+        out[s : s + step] = d.kthvalue(k + 1, dim=1).values
+    return out
+
+
+def _in_any_ball(query: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """Per query row: how many balls B(centre_j, radius_j) contain it (distance <= radius)."""
+    counts = torch.empty(query.shape[0], dtype=torch.long)
+    step = _block_rows(centres.shape[0])
+    for s in range(0, query.shape[0], step):
+        d = torch.cdist(query[s : s + step], centres)
+        counts[s : s + step] = (d <= radii.unsqueeze(0)).sum(dim=1)
+    return counts
+
+
+def _nearest_distance(query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per query row: distance to its nearest row of `ref`."""
+    out = torch.empty(query.shape[0], dtype=query.dtype)
+    step = _block_rows(ref.shape[0])
+    for s in range(0, query.shape[0], step):
+        out[s : s + step] = torch.cdist(query[s : s + step], ref).min(dim=1).values
+    return out
+
+
+def precision_recall(real: Features, fake: Features, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019), as fractions in [0, 1].
+
+    precision = share of fake samples inside at least one real k-NN ball B(r, d_k(r));
+    recall = share of real samples inside at least one fake k-NN ball.
+    """
+    r, f = _as_tensor(real, "real"), _as_tensor(fake, "fake")
+    _check_pair(r, f, k + 1)
+    f = f.to(r.dtype)
+    precision = (_in_any_ball(f, r, knn_radii(r, k)) > 0).double().mean()
+    recall = (_in_any_ball(r, f, knn_radii(f, k)) > 0).double().mean()
+    return float(precision), float(recall)
+
+
+def density_coverage(real: Features, fake: Features, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020).
+
+    density = 1/(k M) sum_j #{i : fake_j in B(real_i, d_k(real_i))} (can exceed 1);
+    coverage = share of real samples whose ball B(real_i, d_k(real_i)) contains at least one fake sample.
+    """
+    r, f = _as_tensor(real, "real"), _as_tensor(fake, "fake")
+    _check_pair(r, f, k + 1)
+    f = f.to(r.dtype)
+    radii = knn_radii(r, k)
+    density = _in_any_ball(f, r, radii).double().sum() / (k * f.shape[0])
+    coverage = (_nearest_distance(r, f) <= radii).double().mean()
+    return float(density), float(coverage)
+
+
+# --------------------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_ci(
+    metric_fn: Callable[[torch.Tensor, torch.Tensor], Any],
+    feat_a: Features,
+    feat_b: Features,
+    n_boot: int = 100,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval (low, high) of metric_fn(a*, b*), both sets resampled with replacement.
+
+    If metric_fn returns a tuple (e.g. kid's (mean, std)), its first element is used. Note that resampling
+    duplicates rows, which itself shifts set-level metrics like FID; read the interval as a spread.
+    """
+    if n_boot < 2:
+        raise ConfigError(f"n_boot must be >= 2, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    a, b = _as_tensor(feat_a, "feat_a"), _as_tensor(feat_b, "feat_b")
+    gen = torch.Generator().manual_seed(seed)
+    vals = np.empty(n_boot, dtype=np.float64)
+    for i in range(n_boot):
+        ia = torch.randint(0, a.shape[0], (a.shape[0],), generator=gen)
+        ib = torch.randint(0, b.shape[0], (b.shape[0],), generator=gen)
+        v = metric_fn(a[ia], b[ib])
+        vals[i] = float(v[0] if isinstance(v, tuple) else v)
+    low, high = np.quantile(vals, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
