@@ -1,0 +1,371 @@
+"""ImageFolder sources: `root/<class name>/<images>` (nested subfolders inside a class are fine).
+
+Every image is decoded once with PIL and held as uint8: EXIF orientation applied, converted to grey (L)
+or RGB, the shorter side resized to the resolution (antialiased bicubic) and centre-cropped to a square.
+Transparent images (RGBA, LA, palette with transparency) are composited on black, the background of
+Fashion-MNIST. 16-bit images are scaled to 8 bit (x / 257). Files that are not images, cannot be
+decoded, are truncated or are too large are skipped with a reason (or, with `strict`, are an error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from vaemsgan.errors import DataError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif"}
+)
+# Junk that file managers leave in folders: never an image, never worth a warning.
+IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini"})
+# 16k x 16k: larger than any sane training photo, small enough to refuse decompression bombs.
+MAX_IMAGE_PIXELS = 16384 * 16384
+SPLIT_NAMES = ("train", "test", "val")
+PROGRESS_MIN_FILES = 500
+
+
+def layout_hint(root: Path | str) -> str:
+    return f"expected an ImageFolder layout {root}/<class name>/<images>"
+
+
+class SkipImage(Exception):
+    """An image file that cannot be used; `str(exc)` is the reason."""
+
+
+@dataclass
+class ImageInfo:
+    """What the original file was: for reports."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+
+
+@dataclass
+class ClassFiles:
+    """The files found in one class folder."""
+
+    name: str
+    folder: Path
+    images: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # non-image files, by extension
+
+
+# ---------------------------------------------------------------- folder scanning
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    """Non-hidden sub-folders, sorted by name; DataError if the folder cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not e.name.startswith(".")]
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot read folder ({exc.strerror or exc})") from exc
+    out = []
+    for e in entries:
+        try:
+            if e.is_dir():  # follows symlinks: a linked class folder counts
+                out.append(Path(e.path))
+        except OSError:
+            continue
+    return sorted(out, key=lambda p: p.name)
+
+
+def check_root(root: Path) -> None:
+    """DataError with one line if `root` is not a readable folder."""
+    if not root.exists():
+        hint = " (broken symlink)" if root.is_symlink() else ""
+        raise DataError(f"{root}: no such folder{hint}; {layout_hint(root)}, or 'fashion-mnist' / "
+                        "'fashion-mnist-mini'")
+    if not root.is_dir():
+        raise DataError(f"{root}: is a file, not a folder; {layout_hint(root)}")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DataError(f"{root}: folder is not readable (permission denied)")
+
+
+def split_layout(root: Path) -> dict[str, Path] | None:
+    """{'train': root/train, 'test': root/test, ...} if root holds only split folders of class folders."""
+    dirs = {p.name: p for p in _subdirs(root)}
+    if "train" not in dirs or not ({"test", "val"} & dirs.keys()) or not set(dirs) <= set(SPLIT_NAMES):
+        return None
+    if not all(_subdirs(p) for p in dirs.values()):
+        return None
+    return dirs
+
+
+def resolve_split(root: Path, split: str) -> Path:
+    """The folder holding the class folders of `split`."""
+    if split not in SPLIT_NAMES:
+        raise DataError(f"{root}: unknown split '{split}' (use train, test or val)")
+    splits = split_layout(root)
+    if splits is None:
+        if split == "train":
+            return root
+        raise DataError(
+            f"{root}: no {split} split (for one, use {root}/train/<class>/ and "
+            f"{root}/{split}/<class>/ folders)"
+        )
+    if split in splits:
+        return splits[split]
+    if split in ("test", "val"):  # test and val stand in for each other
+        return splits["val" if split == "test" else "test"]
+    raise DataError(f"{root}: no {split} split")  # pragma: no cover - train is always there
+
+
+def find_classes(folder: Path) -> list[tuple[str, Path]]:
+    """Class names (sorted folder names) and their folders; DataError if there are none."""
+    dirs = _subdirs(folder)
+    if not dirs:
+        n_images = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        found = (f" (found {n_images} images directly in it: put them in one subfolder per class)"
+                 if n_images else "")
+        raise DataError(f"{folder}: no class subfolders{found}; {layout_hint(folder)}")
+    return [(p.name, p) for p in dirs]
+
+
+def _walk(top: Path) -> Iterator[Path]:
+    """Non-hidden files under `top`, sorted, following symlinked folders but never one folder twice."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=None):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop or a second link to the same folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and name.lower() not in IGNORED_FILES:
+                yield Path(dirpath) / name
+
+
+def list_class_files(name: str, folder: Path) -> ClassFiles:
+    """Image files of one class folder; other files go to `skipped` with a reason."""
+    cf = ClassFiles(name, folder)
+    for path in _walk(folder):
+        ext = path.suffix.lower()
+        if ext in IMAGE_EXTENSIONS:
+            cf.images.append(path)
+        else:
+            cf.skipped.append((str(path), f"not an image file (extension '{ext or 'none'}')"))
+    return cf
+
+
+def scan(root: Path, split: str = "train", classes: list[str] | None = None) -> tuple[Path, list[ClassFiles]]:
+    """Validate the layout and list the files of each class (all, or `classes` in that order)."""
+    check_root(root)
+    folder = resolve_split(root, split)
+    found = find_classes(folder)
+    if folder != root and split != "train":
+        # Labels index class names: a test split with other classes would silently shift them.
+        train_names = [n for n, _ in find_classes(resolve_split(root, "train"))]
+        names = [n for n, _ in found]
+        if names != train_names:
+            missing = sorted(set(train_names) - set(names))
+            extra = sorted(set(names) - set(train_names))
+            raise DataError(
+                f"{folder}: class folders differ from {root / 'train'} "
+                f"(missing: {', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})"
+            )
+    if classes is not None:
+        if not classes:
+            raise DataError(f"{folder}: the list of classes to keep is empty")
+        by_name = dict(found)
+        unknown = [c for c in classes if c not in by_name]
+        if unknown:
+            raise DataError(
+                f"{folder}: unknown class name(s) {', '.join(map(repr, unknown))} "
+                f"(available: {', '.join(by_name)})"
+            )
+        if len(set(classes)) != len(classes):
+            raise DataError(f"{folder}: class names repeated in {classes}")
+        found = [(c, by_name[c]) for c in classes]
+    return folder, [list_class_files(n, p) for n, p in found]
+
+
+# ---------------------------------------------------------------- decoding
+
+
+@contextlib.contextmanager
+def _pil_guard() -> Iterator[None]:
+    """Our own pixel limit instead of PIL's, and never decode truncated files as if whole.
+
+    PIL's bomb check fires inside Image.open and names only a pixel count; ours (MAX_IMAGE_PIXELS)
+    runs right after open, on the header size and before any pixel is decoded, and says W x H.
+    """
+    old_max, old_trunc = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    Image.MAX_IMAGE_PIXELS = None
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_max, old_trunc
+
+
+def open_image(path: str | Path, draft_size: int | None = None) -> tuple[Image.Image, ImageInfo]:
+    """Open, fully decode and EXIF-orient one image; SkipImage(reason) if it cannot be used."""
+    with _pil_guard():
+        try:
+            im = Image.open(path)
+        except UnidentifiedImageError:
+            raise SkipImage("not an image or unsupported format (cannot identify image file)") from None
+        except OSError as exc:
+            raise SkipImage(f"cannot read file ({exc.strerror or exc})") from None
+        except (ValueError, SyntaxError, EOFError) as exc:  # some plugins fail on bad headers this way
+            raise SkipImage(f"corrupt image header ({exc})") from None
+        try:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise SkipImage(f"image too large ({w} x {h})")
+            info = ImageInfo(w, h, im.mode, im.format or "?")
+            if draft_size and im.format == "JPEG":
+                # DCT-domain downscaling: a 4000 px photo decodes 8x faster, still >= draft_size.
+                im.draft(None, (draft_size, draft_size))
+            im.load()  # first frame only for GIF / animated WebP
+            try:
+                # Only rotated files pay for exif_transpose (it copies the image even when upright).
+                if im.getexif().get(0x0112, 1) in range(2, 9):
+                    oriented = ImageOps.exif_transpose(im)
+                    im.close()
+                    im = oriented
+            except Exception:  # a broken EXIF block: keep the pixels as stored
+                pass
+            return im, info
+        except SkipImage:
+            im.close()
+            raise
+        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+            im.close()
+            msg = str(exc).strip() or type(exc).__name__
+            raise SkipImage(f"corrupt or truncated image ({msg})") from None
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> L, RGB or RGBA with 8 bits per channel."""
+    mode = im.mode
+    if mode in ("L", "RGB", "RGBA"):
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        if mode == "F":
+            # Float images: [0, 1] if they fit, else taken as 0-255.
+            a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
+        elif mode == "I":
+            # 32-bit int: PIL opens some 16-bit files as "I"; values over 255 mean a 16-bit range.
+            a = a / 257.0 if a.size and a.max() > 255 else a
+        else:
+            a = a / 257.0  # 65535 -> 255 exactly
+        return Image.fromarray(np.clip(np.nan_to_num(a) + 0.5, 0, 255).astype(np.uint8), "L")
+    if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA")
+    if mode in ("1", "L;16"):
+        return im.convert("L")
+    return im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
+
+
+def convert_image(im: Image.Image, resolution: int, channels: int) -> np.ndarray:
+    """PIL image -> channels x resolution x resolution uint8 (shorter side resized, centre crop)."""
+    im = _to_8bit(im)
+    if im.mode == "RGBA":
+        # Composite on black: premultiply the colour by alpha.
+        a = np.asarray(im).astype(np.uint16)
+        rgb = (a[..., :3] * a[..., 3:4] + 127) // 255
+        im = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    im = im.convert("L" if channels == 1 else "RGB")
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    if (w, h) != (resolution, resolution):
+        # Crop box and resize in one resampling step; PIL's resize antialiases when reducing.
+        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC,
+                       box=(left, top, left + side, top + side), reducing_gap=3.0)
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def decode_file(path: str | Path, resolution: int, channels: int) -> np.ndarray:
+    """One image file -> channels x resolution x resolution uint8; SkipImage(reason) if unusable."""
+    im, _ = open_image(path, draft_size=resolution)
+    try:
+        return convert_image(im, resolution, channels)
+    except (OSError, ValueError, MemoryError) as exc:
+        raise SkipImage(f"cannot convert image ({exc})") from None
+    finally:
+        im.close()
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class FolderImages:
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    files: list[str]
+    skipped: list[tuple[str, str]]
+    folder: Path
+
+
+def load_imagefolder(
+    root: str | Path,
+    *,
+    split: str = "train",
+    resolution: int = 32,
+    channels: int = 1,
+    classes: list[str] | None = None,
+    strict: bool = False,
+    progress: bool = False,
+) -> FolderImages:
+    """Decode every image of an ImageFolder into one uint8 tensor."""
+    root = Path(root)
+    folder, class_files = scan(root, split, classes)
+    skipped: list[tuple[str, str]] = []
+    jobs: list[tuple[Path, int]] = []
+    for label, cf in enumerate(class_files):
+        if strict and cf.skipped:
+            f, reason = cf.skipped[0]
+            raise DataError(f"{f}: {reason} (strict mode: remove it or turn strict off)")
+        skipped += cf.skipped
+        if not cf.images:
+            raise DataError(f"{cf.folder}: class folder '{cf.name}' has no images")
+        jobs += [(p, label) for p in cf.images]
+
+    out = np.empty((len(jobs), channels, resolution, resolution), dtype=np.uint8)
+    labels: list[int] = []
+    files: list[str] = []
+    it: Iterator[tuple[Path, int]] | list[tuple[Path, int]] = jobs
+    if progress and len(jobs) > PROGRESS_MIN_FILES:
+        from tqdm import tqdm
+
+        it = tqdm(jobs, desc=f"loading {folder}", unit="img", leave=False)
+    for path, label in it:
+        try:
+            out[len(files)] = decode_file(path, resolution, channels)
+        except SkipImage as exc:
+            if strict:
+                raise DataError(f"{path}: {exc} (strict mode: remove it or turn strict off)") from None
+            skipped.append((str(path), str(exc)))
+            continue
+        files.append(str(path))
+        labels.append(label)
+
+    label_t = torch.tensor(labels, dtype=torch.int64)
+    counts = torch.bincount(label_t, minlength=len(class_files)).tolist()
+    for cf, n in zip(class_files, counts, strict=True):
+        if n == 0:
+            bad = [r for f, r in skipped if Path(f).is_relative_to(cf.folder)]
+            raise DataError(
+                f"{cf.folder}: class folder '{cf.name}' has no usable images "
+                f"({len(bad)} skipped, e.g. {bad[0] if bad else '-'})"
+            )
+    images = torch.from_numpy(out[: len(files)].copy() if len(files) < len(jobs) else out)
+    return FolderImages(images, label_t, [cf.name for cf in class_files], files, skipped, folder)
