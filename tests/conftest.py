@@ -1,0 +1,57 @@
+"""Shared fixtures: small image folders written on the fly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PNG_MODES = ("L", "LA", "RGB", "RGBA", "P", "I;16", "1")
+
+
+def write_image(
+    path: Path, size: tuple[int, int], mode: str, rng: np.random.Generator, level: float = 0.5
+) -> Path:
+    """A random PNG-able image of `size` (W, H) and `mode`, brightness around `level` (0-1)."""
+    w, h = size
+    base = np.clip(level * 255 + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+    if mode == "I;16":
+        im = Image.fromarray(base[..., 0].astype(np.uint16) * 257)
+    else:
+        im = Image.fromarray(base, "RGB")
+        if mode != "RGB":
+            im = im.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+@pytest.fixture
+def make_imagefolder() -> Callable[..., Path]:
+    """Factory: `(root, classes=("a", "b"), per_class=8, size=(32, 32), mode="RGB") -> root`.
+
+    Writes root/<class>/<i>.png with seeded random pixels; class k is brighter than class k-1, so a
+    classifier can tell them apart. Modes: L, LA, RGB, RGBA, P, I;16, 1.
+    """
+
+    def make(
+        root: Path | str,
+        classes: Sequence[str] = ("a", "b"),
+        per_class: int = 8,
+        size: tuple[int, int] = (32, 32),
+        mode: str = "RGB",
+    ) -> Path:
+        if mode not in PNG_MODES:
+            raise ValueError(f"mode {mode!r} not one of {PNG_MODES}")
+        root = Path(root)
+        rng = np.random.default_rng(0)
+        for k, name in enumerate(classes):
+            level = (k + 1) / (len(classes) + 1)
+            for i in range(per_class):
+                write_image(root / name / f"{i:04d}.png", size, mode, rng, level)
+        return root
+
+    return make
