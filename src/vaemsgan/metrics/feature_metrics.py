@@ -183,13 +183,16 @@ def knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
-def _in_any_ball(query: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
-    """Per query row: how many balls B(centre_j, radius_j) contain it (distance <= radius)."""
+def _in_any_ball(
+    query: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, strict: bool = False
+) -> torch.Tensor:
+    """Per query row: how many balls B(centre_j, radius_j) contain it (distance <= radius; < if strict)."""
     counts = torch.empty(query.shape[0], dtype=torch.long)
     step = _block_rows(centres.shape[0])
     for s in range(0, query.shape[0], step):
         d = torch.cdist(query[s : s + step], centres)
-        counts[s : s + step] = (d <= radii.unsqueeze(0)).sum(dim=1)
+        inside = d < radii.unsqueeze(0) if strict else d <= radii.unsqueeze(0)
+        counts[s : s + step] = inside.sum(dim=1)
     return counts
 
 
@@ -206,7 +209,8 @@ def precision_recall(real: Features, fake: Features, k: int = 3) -> tuple[float,
     """Improved precision and recall (Kynkaanniemi et al. 2019), as fractions in [0, 1].
 
     precision = share of fake samples inside at least one real k-NN ball B(r, d_k(r));
-    recall = share of real samples inside at least one fake k-NN ball.
+    recall = share of real samples inside at least one fake k-NN ball. Balls are closed (distance <= radius),
+    as in the authors' and stylegan2-ada's code.
     """
     r, f = _as_tensor(real, "real"), _as_tensor(fake, "fake")
     _check_pair(r, f, k + 1)
@@ -221,13 +225,14 @@ def density_coverage(real: Features, fake: Features, k: int = 5) -> tuple[float,
 
     density = 1/(k M) sum_j #{i : fake_j in B(real_i, d_k(real_i))} (can exceed 1);
     coverage = share of real samples whose ball B(real_i, d_k(real_i)) contains at least one fake sample.
+    Balls are open (distance < radius), as in the authors' `prdc` code, so identical sets give density 1.
     """
     r, f = _as_tensor(real, "real"), _as_tensor(fake, "fake")
     _check_pair(r, f, k + 1)
     f = f.to(r.dtype)
     radii = knn_radii(r, k)
-    density = _in_any_ball(f, r, radii).double().sum() / (k * f.shape[0])
-    coverage = (_nearest_distance(r, f) <= radii).double().mean()
+    density = _in_any_ball(f, r, radii, strict=True).double().sum() / (k * f.shape[0])
+    coverage = (_nearest_distance(r, f) < radii).double().mean()
     return float(density), float(coverage)
 
 
