@@ -158,8 +158,8 @@ def test_class_table_and_by_class() -> None:
     lap = next(r for r in rows if r["statistic"] == "laplacian_var")
     assert lap["gap_pct"] == pytest.approx(0.0) and lap["w1"] == pytest.approx(0.0)
     assert format_class_table(rows).count("\n") == len(rows) + 1
-    with pytest.raises(ConfigError, match="no real images"):
-        class_table({0: rows and statistics_by_class(real, labels)[0]}, statistics_by_class(gen, labels))
+    with pytest.raises(ConfigError, match="no real images"):  # real class 1 missing
+        class_table({0: statistics_by_class(real, labels)[0]}, statistics_by_class(gen, labels))
 
 
 # ------------------------------------------------------------------------------------ FID
