@@ -55,3 +55,34 @@ def make_imagefolder() -> Callable[..., Path]:
         return root
 
     return make
+
+
+TINY_OVERRIDES = {
+    "data": {"resolution": 16, "channels": 1},
+    "model": {"latent_dim": 16, "g_width": 8, "e_width": 8, "d_width": 8, "scales": 2},
+    "train": {"batch_size": 8, "log_every": 5, "sample_every": 10, "checkpoint_every": 10, "ema_start": 5},
+}
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., object]:
+    """Factory: a very small config (16 px, narrow nets) for fast training tests, with extra overrides."""
+    from vaemsgan.presets import build_config
+
+    def make(preset: str = "default", **sections: dict) -> object:
+        cfg = build_config(preset, TINY_OVERRIDES)
+        if sections:
+            from vaemsgan.config import apply_overrides
+
+            apply_overrides(cfg, sections)
+        return cfg
+
+    return make
+
+
+@pytest.fixture
+def tiny_images() -> object:
+    """Two classes of 16 px grey images (from the embedded Fashion-MNIST subset), 24 each."""
+    from vaemsgan.data import load_images
+
+    return load_images("fashion-mnist-mini", resolution=16, per_class=24, classes=["trouser", "sneaker"])

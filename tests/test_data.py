@@ -54,8 +54,11 @@ def huge_png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
-        b"IEND", b""
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
     )
 
 
@@ -399,8 +402,9 @@ def test_full_fashion_mnist_is_fast() -> None:
 
 
 def test_load_from_config() -> None:
-    cfg = DataConfig(source="fashion-mnist-mini", resolution=16, channels=3, per_class=4,
-                     classes=["bag", "coat"])
+    cfg = DataConfig(
+        source="fashion-mnist-mini", resolution=16, channels=3, per_class=4, classes=["bag", "coat"]
+    )
     train = load_from_config(cfg, seed=2)
     assert train.images.shape == (8, 3, 16, 16) and train.class_names == ["bag", "coat"]
     assert load_from_config(cfg, split="test").counts() == [100, 100]  # per_class limits train only

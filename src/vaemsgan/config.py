@@ -19,8 +19,14 @@ import yaml
 from vaemsgan.errors import ConfigError
 
 
-def _opt(default: Any, *, choices: tuple | None = None, lo: float | None = None, hi: float | None = None,
-         help: str = "") -> Any:
+def _opt(
+    default: Any,
+    *,
+    choices: tuple | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    help: str = "",
+) -> Any:
     meta = {"choices": choices, "lo": lo, "hi": hi, "help": help}
     if isinstance(default, (list, tuple, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -42,36 +48,52 @@ class DataConfig:
 class ModelConfig:
     latent_dim: int = _opt(128, lo=2, hi=4096)
     conditional: bool = _opt(True, help="class-conditional generator and projection critic")
-    g_width: int = _opt(32, lo=4, hi=1024, help="generator channels at full resolution (doubling per level down)")
+    g_width: int = _opt(
+        32, lo=4, hi=1024, help="generator channels at full resolution (doubling per level down)"
+    )
     g_kernel: int = _opt(5, choices=(3, 4, 5, 7), help="transposed-convolution kernel of the generator")
     g_max_width: int = _opt(512, lo=8, hi=4096)
-    e_width: int = _opt(32, lo=4, hi=1024, help="encoder channels at full resolution")
+    e_width: int = _opt(16, lo=4, hi=1024, help="encoder channels at full resolution")
     use_encoder: bool = _opt(True, help="VAE encoder on (off: a plain GAN with the same generator)")
-    d_width: int = _opt(32, lo=4, hi=1024, help="critic channels at full resolution")
+    d_width: int = _opt(16, lo=4, hi=1024, help="critic channels at full resolution")
     d_max_width: int = _opt(512, lo=8, hi=4096)
     d_kernels: list[int] = _opt([3, 5, 7], help="kernel sizes of the parallel branches in each critic block")
     d_norm: str = _opt("layer", choices=("batch", "layer", "instance", "none"))
-    pooling: str = _opt("none", choices=("none", "avg", "max"),
-                        help="critic downsampling: none = strided convolution, or avg/max pooling")
-    scales: int = _opt(3, lo=1, hi=6, help="number of image scales the critic judges (full, 1/2, 1/4 ...)")
+    pooling: str = _opt(
+        "none",
+        choices=("none", "avg", "max"),
+        help="critic downsampling: none = strided convolution, or avg/max pooling",
+    )
+    scales: int = _opt(2, lo=1, hi=6, help="number of image scales the critic judges (full, 1/2, 1/4 ...)")
     d_min_resolution: int = _opt(4, choices=(4, 8), help="critic blocks stop at this resolution")
-    fusion: str = _opt("concat", choices=("concat", "sum"),
-                       help="how branch features are fused: concatenate + 1x1 conv, or summed")
-    feature_layer: int = _opt(-1, lo=-8, hi=8, help="critic block whose features the reconstruction loss compares")
+    fusion: str = _opt(
+        "concat",
+        choices=("concat", "sum"),
+        help="how branch features are fused: concatenate + 1x1 conv, or summed",
+    )
+    feature_layer: int = _opt(
+        -2, lo=-8, hi=8, help="critic block whose features the reconstruction loss compares"
+    )
 
 
 @dataclass
 class LossConfig:
-    adversarial: str = _opt("wgan-gp", choices=("wgan-gp", "hinge", "ns"))
+    adversarial: str = _opt(
+        "wgan-gp", choices=("wgan-gp", "hinge", "ns", "none"), help="none = no critic: the VAE alone"
+    )
     gp_weight: float = _opt(10.0, lo=0.0, help="gradient-penalty weight (wgan-gp)")
-    gp_every: int = _opt(1, lo=1, hi=64, help="lazy regularisation: penalty every k critic steps, scaled by k")
+    gp_every: int = _opt(
+        1, lo=1, hi=64, help="lazy regularisation: penalty every k critic steps, scaled by k"
+    )
     r1_gamma: float = _opt(0.0, lo=0.0, help="R1 penalty weight (ns / hinge)")
     drift: float = _opt(1e-3, lo=0.0, help="epsilon * E[D(x)^2], keeps WGAN critic scores near zero")
     kl_weight: float = _opt(1.0, lo=0.0, help="weight of KL(q(z|x) || N(0, I)), per latent dimension mean")
     feature_recon_weight: float = _opt(1.0, lo=0.0, help="weight of the feature-wise reconstruction loss")
     pixel_recon_weight: float = _opt(0.0, lo=0.0, help="weight of an optional pixel reconstruction loss")
     pixel_loss: str = _opt("l1", choices=("l1", "l2"))
-    gamma: float = _opt(1.0, lo=0.0, help="decoder weight of the reconstruction loss relative to the GAN term")
+    gamma: float = _opt(
+        1.0, lo=0.0, help="decoder weight of the reconstruction loss relative to the GAN term"
+    )
     rec_as_fake: bool = _opt(True, help="the critic also sees reconstructions as fakes (Larsen)")
 
 
@@ -120,25 +142,40 @@ class Config:
 
     @classmethod
     def from_yaml(cls, text: str) -> Config:
-        try:
-            d = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        if not isinstance(d, dict):
-            raise ConfigError("config must be a mapping of sections (data, model, loss, train)")
-        return cls.from_dict(d)
+        return cls.from_dict(parse_yaml(text))
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        path = Path(path)
+        raw = read_yaml(path)
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
-        try:
-            return cls.from_yaml(text)
+            return cls.from_dict(raw)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+def parse_yaml(text: str) -> dict[str, Any]:
+    """YAML text -> the raw mapping of sections (only the keys it sets)."""
+    try:
+        d = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(d, dict):
+        raise ConfigError("config must be a mapping of sections (data, model, loss, train)")
+    return d
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config is not a text file") from None
+    try:
+        return parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
 
 
 SECTIONS = ("data", "model", "loss", "train")
@@ -181,16 +218,22 @@ def _hint(section_type: type, name: str) -> Any:
 
 def _check(key: str, f: dataclasses.Field, v: Any) -> Any:
     section_name = key.split(".")[0]
-    section_type = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}[section_name]
+    section_type = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}[
+        section_name
+    ]
     v = _coerce(key, _hint(section_type, f.name), v)
     meta = f.metadata
     if v is None:
         return v
     if meta.get("choices") and v not in meta["choices"]:
-        raise ConfigError(f"config key '{key}' = {v!r}: allowed values are {', '.join(map(str, meta['choices']))}")
+        raise ConfigError(
+            f"config key '{key}' = {v!r}: allowed values are {', '.join(map(str, meta['choices']))}"
+        )
     lo, hi = meta.get("lo"), meta.get("hi")
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and (
-        (lo is not None and v < lo) or (hi is not None and v > hi)
+    if (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and ((lo is not None and v < lo) or (hi is not None and v > hi))
     ):
         rng = f"{lo if lo is not None else '-inf'} to {hi if hi is not None else 'inf'}"
         raise ConfigError(f"config key '{key}' = {v!r} is out of range ({rng})")
@@ -257,6 +300,15 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
     if not cfg.model.d_kernels:
         raise ConfigError("config key 'model.d_kernels' must name at least one kernel size")
+    if cfg.loss.adversarial == "none" and cfg.loss.feature_recon_weight > 0:
+        raise ConfigError(
+            "config key 'loss.feature_recon_weight' must be 0 when 'loss.adversarial' is none "
+            "(the feature-wise reconstruction needs a critic)"
+        )
+    if not cfg.model.use_encoder and cfg.loss.adversarial == "none":
+        raise ConfigError(
+            "config: with 'model.use_encoder' false and 'loss.adversarial' none nothing is trained"
+        )
     if res // (2 ** (cfg.model.scales - 1)) < cfg.model.d_min_resolution:
         raise ConfigError(
             f"config key 'model.scales' = {cfg.model.scales}: at resolution {res} the smallest scale would be "

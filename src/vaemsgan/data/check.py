@@ -79,8 +79,10 @@ class CheckReport:
             lines.append(f"  {'class':<{w}}  {'images':>7}  {'skipped':>7}  {'dup':>4}  sizes / modes")
             for c in self.classes:
                 dup = sum(len(g) - 1 for g in c.duplicates)
-                lines.append(f"  {c.name:<{w}}  {c.ok:>7}  {len(c.skipped):>7}  {dup:>4}"
-                             f"  {_hist(c.sizes)} / {_hist(c.modes)}")
+                lines.append(
+                    f"  {c.name:<{w}}  {c.ok:>7}  {len(c.skipped):>7}  {dup:>4}"
+                    f"  {_hist(c.sizes)} / {_hist(c.modes)}"
+                )
             lines.append(f"  {'total':<{w}}  {self.total:>7}  {sum(len(c.skipped) for c in self.classes):>7}")
             lines.append(f"  image sizes: {_hist(self.sizes(), 8)}")
             lines.append(f"  image modes: {_hist(self.modes(), 8)}")
@@ -133,8 +135,11 @@ def _check_builtin(report: CheckReport, name: str, resolution: int | None, chann
             report.problems.append(str(exc))
             continue
         for cname, n in zip(s.class_names, s.counts(), strict=True):
-            report.classes.append(ClassReport(f"{split}/{cname}", name, ok=n,
-                                              sizes=Counter({"28x28": n}), modes=Counter({"L": n})))
+            report.classes.append(
+                ClassReport(
+                    f"{split}/{cname}", name, ok=n, sizes=Counter({"28x28": n}), modes=Counter({"L": n})
+                )
+            )
 
 
 def check_data(
@@ -156,8 +161,15 @@ def check_data(
 
     if str(path) in BUILTIN_SOURCES and not root.is_dir():
         _check_builtin(report, str(path), resolution, channels)
-        _summarise(report, {"train": [c for c in report.classes if c.name.startswith("train/")]},
-                   resolution, channels, batch_size, per_class, {})
+        _summarise(
+            report,
+            {"train": [c for c in report.classes if c.name.startswith("train/")]},
+            resolution,
+            channels,
+            batch_size,
+            per_class,
+            {},
+        )
         return report
     try:
         check_root(root)
@@ -206,9 +218,15 @@ def check_data(
     return report
 
 
-def _check_image(file: Path, cr: ClassReport, split: str, name: str,
-                 by_hash: dict[str, list[tuple[str, str, str]]], stats: dict[str, int],
-                 resolution: int | None) -> None:
+def _check_image(
+    file: Path,
+    cr: ClassReport,
+    split: str,
+    name: str,
+    by_hash: dict[str, list[tuple[str, str, str]]],
+    stats: dict[str, int],
+    resolution: int | None,
+) -> None:
     try:
         digest = _file_hash(file)
         im, info = open_image(file, draft_size=resolution or 256)
@@ -256,16 +274,24 @@ def _duplicates(report: CheckReport, by_hash: dict[str, list[tuple[str, str, str
     if n_dup:
         report.warnings.append(f"{n_dup} duplicate file(s) within classes (identical content)")
     if conflicts:
-        report.warnings.append(f"{conflicts} identical image(s) filed under different classes "
-                               "(conflicting labels)")
+        report.warnings.append(
+            f"{conflicts} identical image(s) filed under different classes (conflicting labels)"
+        )
     if leaks:
-        report.warnings.append(f"{leaks} identical image(s) in more than one split "
-                               "(test images leak into train)")
+        report.warnings.append(
+            f"{leaks} identical image(s) in more than one split (test images leak into train)"
+        )
 
 
-def _summarise(report: CheckReport, train: dict[str, list[ClassReport]], resolution: int | None,
-               channels: int | None, batch_size: int | None, per_class: int | None,
-               stats: dict[str, int]) -> None:
+def _summarise(
+    report: CheckReport,
+    train: dict[str, list[ClassReport]],
+    resolution: int | None,
+    channels: int | None,
+    batch_size: int | None,
+    per_class: int | None,
+    stats: dict[str, int],
+) -> None:
     crs = train.get("train", [])
     n_skipped = sum(len(c.skipped) for c in report.classes)
     if n_skipped:
@@ -274,8 +300,9 @@ def _summarise(report: CheckReport, train: dict[str, list[ClassReport]], resolut
         return
     counts = [c.ok for c in crs]
     if len(crs) < 2:
-        report.warnings.append(f"only one class ('{crs[0].name}'): a class-conditional model "
-                               "needs two or more")
+        report.warnings.append(
+            f"only one class ('{crs[0].name}'): a class-conditional model needs two or more"
+        )
     if min(counts) > 0 and max(counts) / min(counts) > IMBALANCE_RATIO:
         report.warnings.append(
             f"classes are imbalanced: {max(counts)} vs {min(counts)} images (consider --per-class)"
@@ -283,18 +310,23 @@ def _summarise(report: CheckReport, train: dict[str, list[ClassReport]], resolut
     if per_class is not None:
         for c in crs:
             if 0 < c.ok < per_class:
-                report.problems.append(f"{c.folder}: class '{c.name}' has only {c.ok} images, fewer than "
-                                       f"per_class = {per_class}")
+                report.problems.append(
+                    f"{c.folder}: class '{c.name}' has only {c.ok} images, fewer than per_class = {per_class}"
+                )
     usable = sum(min(n, per_class) if per_class else n for n in counts)
     if batch_size is not None and 0 < usable < batch_size:
-        report.warnings.append(f"only {usable} training images, fewer than batch size {batch_size}: "
-                               "every batch repeats images")
+        report.warnings.append(
+            f"only {usable} training images, fewer than batch size {batch_size}: every batch repeats images"
+        )
     if stats.get("small"):
-        report.warnings.append(f"{stats['small']} image(s) smaller than {resolution} px on the shorter side "
-                               "will be upscaled")
+        report.warnings.append(
+            f"{stats['small']} image(s) smaller than {resolution} px on the shorter side will be upscaled"
+        )
     if stats.get("elongated"):
-        report.warnings.append(f"{stats['elongated']} image(s) more than {ASPECT_WARN:g}:1 elongated: "
-                               "the centre crop drops much of them")
+        report.warnings.append(
+            f"{stats['elongated']} image(s) more than {ASPECT_WARN:g}:1 elongated: "
+            "the centre crop drops much of them"
+        )
     if channels == 1 and stats.get("colour"):
         report.warnings.append(f"{stats['colour']} colour image(s) will be converted to grey (channels = 1)")
     if channels == 3 and crs and not stats.get("colour") and report.layout != "built-in":

@@ -33,8 +33,9 @@ class ImageSet:
     def __post_init__(self) -> None:
         # Programming errors, not user errors: the loaders always build consistent sets.
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 N x C x H x W, got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 N x C x H x W, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.dim() != 1 or len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
         if self.files is not None and len(self.files) != len(self.images):
@@ -60,15 +61,23 @@ class ImageSet:
             indices = indices.nonzero().flatten()
         indices = indices.to(torch.int64)
         files = None if self.files is None else [self.files[i] for i in indices.tolist()]
-        return ImageSet(self.images[indices].contiguous(), self.labels[indices].clone(),
-                        list(self.class_names), self.source, files, list(self.skipped))
+        return ImageSet(
+            self.images[indices].contiguous(),
+            self.labels[indices].clone(),
+            list(self.class_names),
+            self.source,
+            files,
+            list(self.skipped),
+        )
 
     def select_classes(self, names: list[str]) -> ImageSet:
         """Keep the classes `names`, relabelled 0..k-1 in the given order."""
         unknown = [n for n in names if n not in self.class_names]
         if unknown:
-            raise DataError(f"{self.source}: unknown class name(s) {', '.join(map(repr, unknown))} "
-                            f"(available: {', '.join(self.class_names)})")
+            raise DataError(
+                f"{self.source}: unknown class name(s) {', '.join(map(repr, unknown))} "
+                f"(available: {', '.join(self.class_names)})"
+            )
         if len(set(names)) != len(names) or not names:
             raise DataError(f"{self.source}: class names must be distinct and not empty, got {names}")
         old = torch.tensor([self.class_names.index(n) for n in names], dtype=torch.int64)
@@ -92,8 +101,9 @@ class ImageSet:
         for c, name in enumerate(self.class_names):
             idx = (self.labels == c).nonzero().flatten()
             if len(idx) < n:
-                raise DataError(f"{self.source}: class '{name}' has only {len(idx)} images, fewer than "
-                                f"per_class = {n}")
+                raise DataError(
+                    f"{self.source}: class '{name}' has only {len(idx)} images, fewer than per_class = {n}"
+                )
             g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
             chosen.append(idx[torch.randperm(len(idx), generator=g)[:n]])
         keep = torch.cat(chosen).sort().values if chosen else torch.empty(0, dtype=torch.int64)
@@ -141,11 +151,18 @@ def load_images(
         s.images = fm.to_resolution(s.images, resolution, channels)
         return s
 
-    loaded = load_imagefolder(source, split=split, resolution=resolution, channels=channels,
-                              classes=list(classes) if classes is not None else None, strict=strict,
-                              progress=progress)
-    s = ImageSet(loaded.images, loaded.labels, loaded.class_names, str(loaded.folder), loaded.files,
-                 loaded.skipped)
+    loaded = load_imagefolder(
+        source,
+        split=split,
+        resolution=resolution,
+        channels=channels,
+        classes=list(classes) if classes is not None else None,
+        strict=strict,
+        progress=progress,
+    )
+    s = ImageSet(
+        loaded.images, loaded.labels, loaded.class_names, str(loaded.folder), loaded.files, loaded.skipped
+    )
     if per_class is not None:
         s = s.per_class_subset(per_class, seed)
     return s
@@ -159,6 +176,15 @@ def load_from_config(
     `per_class` limits the training set only: the test split is always loaded whole, so that
     evaluations of models trained on different subsets are comparable.
     """
-    return load_images(cfg.source, split=split, resolution=cfg.resolution, channels=cfg.channels,
-                       per_class=cfg.per_class if split == "train" else None, classes=cfg.classes, seed=seed,
-                       data_dir=cfg.data_dir, strict=cfg.strict, progress=progress)
+    return load_images(
+        cfg.source,
+        split=split,
+        resolution=cfg.resolution,
+        channels=cfg.channels,
+        per_class=cfg.per_class if split == "train" else None,
+        classes=cfg.classes,
+        seed=seed,
+        data_dir=cfg.data_dir,
+        strict=cfg.strict,
+        progress=progress,
+    )

@@ -84,8 +84,9 @@ def check_root(root: Path) -> None:
     """DataError with one line if `root` is not a readable folder."""
     if not root.exists():
         hint = " (broken symlink)" if root.is_symlink() else ""
-        raise DataError(f"{root}: no such folder{hint}; {layout_hint(root)}, or 'fashion-mnist' / "
-                        "'fashion-mnist-mini'")
+        raise DataError(
+            f"{root}: no such folder{hint}; {layout_hint(root)}, or 'fashion-mnist' / 'fashion-mnist-mini'"
+        )
     if not root.is_dir():
         raise DataError(f"{root}: is a file, not a folder; {layout_hint(root)}")
     if not os.access(root, os.R_OK | os.X_OK):
@@ -126,8 +127,11 @@ def find_classes(folder: Path) -> list[tuple[str, Path]]:
     dirs = _subdirs(folder)
     if not dirs:
         n_images = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        found = (f" (found {n_images} images directly in it: put them in one subfolder per class)"
-                 if n_images else "")
+        found = (
+            f" (found {n_images} images directly in it: put them in one subfolder per class)"
+            if n_images
+            else ""
+        )
         raise DataError(f"{folder}: no class subfolders{found}; {layout_hint(folder)}")
     return [(p.name, p) for p in dirs]
 
@@ -285,8 +289,12 @@ def convert_image(im: Image.Image, resolution: int, channels: int) -> np.ndarray
     left, top = (w - side) / 2, (h - side) / 2
     if (w, h) != (resolution, resolution):
         # Crop box and resize in one resampling step; PIL's resize antialiases when reducing.
-        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC,
-                       box=(left, top, left + side, top + side), reducing_gap=3.0)
+        im = im.resize(
+            (resolution, resolution),
+            Image.Resampling.BICUBIC,
+            box=(left, top, left + side, top + side),
+            reducing_gap=3.0,
+        )
     arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 

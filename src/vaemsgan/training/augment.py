@@ -149,9 +149,7 @@ def _parse_policy(policy: str) -> list[str]:
     return names
 
 
-def diff_augment(
-    x: Tensor, policy: str, p: float = 1.0, generator: torch.Generator | None = None
-) -> Tensor:
+def diff_augment(x: Tensor, policy: str, p: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
     """Augment a batch N x C x H x W with the comma-separated `policy` ('' = identity).
 
     Each op hits each sample independently with probability `p`. Returns `x` itself when there is
@@ -181,9 +179,7 @@ class AdaptiveAugment:
     20k suits the small data sets and short runs this project targets (a few thousand steps).
     """
 
-    def __init__(
-        self, target: float = 0.6, interval: int = 4, speed: float = 20_000, p: float = 0.0
-    ) -> None:
+    def __init__(self, target: float = 0.6, interval: int = 4, speed: float = 20_000, p: float = 0.0) -> None:
         if not -1.0 < target < 1.0:
             raise ConfigError(f"ADA target must be in (-1, 1), got {target}")
         if interval < 1:

@@ -1,0 +1,1 @@
+"""Command line: `vaemsgan train | generate | reconstruct | interpolate | check-data | demo | presets`."""

@@ -1,0 +1,209 @@
+"""Sampling a trained model: `generate` writes DIR/<class>/<index>.png plus a manifest.
+
+Each image's latent depends only on (seed, class, index), so a rerun after an interruption writes
+exactly the missing files and the result is identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vaemsgan.config import Config
+from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError
+from vaemsgan.models import Encoder, Generator, build_networks
+from vaemsgan.training.checkpoint import config_of, load_checkpoint, resolve_checkpoint
+from vaemsgan.utils.images import to_float, to_uint8
+from vaemsgan.utils.io import atomic_write_json, file_sha256, prepare_output_dir, safe_name, save_png
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class LoadedModel:
+    cfg: Config
+    generator: Generator  # the EMA generator when the run kept one
+    encoder: Encoder | None
+    critic: nn.Module
+    class_names: list[str]
+    checkpoint: Path
+    checkpoint_sha256: str
+    step: int
+
+    @property
+    def conditional(self) -> bool:
+        return self.generator.conditional
+
+    def labels(self, cls: int, n: int, device: torch.device) -> torch.Tensor | None:
+        return torch.full((n,), cls, dtype=torch.long, device=device) if self.conditional else None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_best: bool = True) -> LoadedModel:
+    """Load a checkpoint file or a run folder's best/newest checkpoint, for inference."""
+    ckpt = resolve_checkpoint(path, prefer_best=prefer_best)
+    state = load_checkpoint(ckpt)
+    try:
+        cfg = config_of(state)
+        nets = build_networks(cfg, len(state["class_names"]))
+        for k, m in nets.modules().items():
+            m.load_state_dict(state["models"][k])
+        if state.get("ema") is not None:
+            nets.generator.load_state_dict(state["ema"])
+    except (KeyError, RuntimeError, TypeError, ConfigError) as exc:
+        raise CheckpointError(
+            f"{ckpt}: checkpoint does not match its config ({str(exc).splitlines()[0][:200]})"
+        ) from exc
+    nets.to(device)
+    for m in nets.modules().values():
+        m.eval().requires_grad_(False)
+    return LoadedModel(
+        cfg,
+        nets.generator,
+        nets.encoder,
+        nets.critic,
+        list(state["class_names"]),
+        ckpt,
+        file_sha256(ckpt),
+        int(state["step"]),
+    )
+
+
+def latents(seed: int, cls: int, n: int, dim: int, truncation: float | None) -> torch.Tensor:
+    """The n latents of class `cls`: a function of (seed, class) alone; truncation resamples |z| > t."""
+    g = torch.Generator().manual_seed(seed * 100_003 + cls)
+    z = torch.randn(n, dim, generator=g)
+    if truncation is not None:
+        if truncation <= 0:
+            raise ConfigError(f"--truncation must be > 0, got {truncation}")
+        for _ in range(100):
+            bad = z.abs() > truncation
+            if not bad.any():
+                break
+            z[bad] = torch.randn(int(bad.sum()), generator=g)
+        z.clamp_(-truncation, truncation)
+    return z
+
+
+@torch.inference_mode()
+def generate_folder(
+    model: LoadedModel,
+    out: str | Path,
+    per_class: int,
+    seed: int = 0,
+    truncation: float | None = None,
+    batch_size: int = 256,
+    classes: list[str] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write `per_class` images per class into out/<class>/<index>.png and out/manifest.json."""
+    if per_class < 1:
+        raise ConfigError(f"--per-class must be at least 1, got {per_class}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    out = Path(out)
+    names = model.class_names
+    wanted = classes or names
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise ConfigError(f"--classes: unknown class {unknown[0]!r} (the model knows: {', '.join(names)})")
+    settings = {"checkpoint_sha256": model.checkpoint_sha256, "seed": seed, "truncation": truncation}
+    partial = out / ".generate-partial.json"
+    if resume and partial.is_file():
+        previous = json.loads(partial.read_text())
+        if previous != settings:
+            raise OutputExistsError(
+                f"{out}: holds an interrupted generation with other settings; use --force"
+            )
+    elif out.is_dir() and any(out.iterdir()) and not force:
+        raise OutputExistsError(
+            f"{out}: output folder exists and is not empty; use --force to overwrite "
+            f"(or --resume to finish an interrupted generation)"
+        )
+    prepare_output_dir(out, force=True)
+    atomic_write_json(partial, settings)
+    device = next(model.generator.parameters()).device
+    files: list[dict[str, Any]] = []
+    total = per_class * len(wanted)
+    bar = tqdm(total=total, disable=not progress, unit="img", desc="generate", dynamic_ncols=True)
+    dim = model.cfg.model.latent_dim
+    for name in wanted:
+        cls = names.index(name)
+        folder = safe_name(name)
+        z_all = latents(seed, cls, per_class, dim, truncation)
+        for start in range(0, per_class, batch_size):
+            idx = range(start, min(start + batch_size, per_class))
+            paths = [out / folder / f"{i:06d}.png" for i in idx]
+            todo = [k for k, p in enumerate(paths) if not (resume and p.is_file())]
+            if todo:
+                z = z_all[start : start + len(paths)][todo].to(device)
+                imgs = to_uint8(model.generator(z, model.labels(cls, len(todo), device))).permute(0, 2, 3, 1)
+                arr = imgs.cpu().numpy()
+                for k, a in zip(todo, arr):
+                    save_png(paths[k], a, fsync=False)
+            for i, p in zip(idx, paths):
+                files.append({"file": f"{folder}/{p.name}", "class": name, "label": cls, "index": i})
+            bar.update(len(paths))
+    bar.close()
+    manifest = {
+        "checkpoint": str(model.checkpoint),
+        **settings,
+        "step": model.step,
+        "per_class": per_class,
+        "resolution": model.cfg.data.resolution,
+        "channels": model.cfg.data.channels,
+        "classes": list(wanted),
+        "class_folders": {n: safe_name(n) for n in wanted},
+        "files": files,
+    }
+    atomic_write_json(out / MANIFEST, manifest)
+    partial.unlink(missing_ok=True)
+    return manifest
+
+
+@torch.inference_mode()
+def reconstruct_images(
+    model: LoadedModel, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 256
+) -> torch.Tensor:
+    """Encoder -> decoder (posterior mean) for uint8 images; returns uint8 reconstructions."""
+    if model.encoder is None:
+        raise CheckpointError(f"{model.checkpoint}: this model has no encoder (preset without the VAE half)")
+    device = next(model.generator.parameters()).device
+    outs = []
+    for s in range(0, len(images), batch_size):
+        x = to_float(images[s : s + batch_size].to(device))
+        mu, _ = model.encoder(x)
+        y = labels[s : s + batch_size].to(device) if (labels is not None and model.conditional) else None
+        outs.append(to_uint8(model.generator(mu, y)).cpu())
+    return torch.cat(outs) if outs else images.new_zeros((0, *images.shape[1:]))
+
+
+@torch.inference_mode()
+def interpolation_grid(
+    model: LoadedModel, z0: torch.Tensor, z1: torch.Tensor, steps: int, classes: list[int]
+) -> torch.Tensor:
+    """Rows = classes, columns = spherical interpolation from z0 to z1; returns uint8 N x C x H x W."""
+    device = next(model.generator.parameters()).device
+    t = torch.linspace(0, 1, steps)
+    z = torch.stack([slerp(z0, z1, float(v)) for v in t]).to(device)
+    rows = []
+    for c in classes:
+        rows.append(to_uint8(model.generator(z, model.labels(c, steps, device))).cpu())
+    return torch.cat(rows)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation: stays on the Gaussian shell where a linear blend would shrink the norm."""
+    an, bn = a / a.norm(), b / b.norm()
+    omega = torch.acos((an * bn).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    if so.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b

@@ -1,0 +1,68 @@
+"""The networks: encoder, generator (= decoder) and multi-scale critic, built from one config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vaemsgan.config import Config
+from vaemsgan.models.discriminator import MultiScaleCritic
+from vaemsgan.models.encoder import Encoder, reparameterize
+from vaemsgan.models.generator import Generator
+
+__all__ = ["Encoder", "Generator", "MultiScaleCritic", "Networks", "build_networks", "reparameterize"]
+
+
+@dataclass
+class Networks:
+    generator: Generator
+    critic: MultiScaleCritic
+    encoder: Encoder | None
+
+    def modules(self) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {"generator": self.generator, "critic": self.critic}
+        if self.encoder is not None:
+            out["encoder"] = self.encoder
+        return out
+
+    def to(self, device: torch.device | str) -> Networks:
+        for m in self.modules().values():
+            m.to(device)
+        return self
+
+
+def build_networks(cfg: Config, num_classes: int) -> Networks:
+    m, d = cfg.model, cfg.data
+    conditional = m.conditional and num_classes > 1
+    gen = Generator(
+        d.resolution,
+        d.channels,
+        m.latent_dim,
+        max(num_classes, 1),
+        m.g_width,
+        m.g_kernel,
+        m.g_max_width,
+        conditional,
+    )
+    critic = MultiScaleCritic(
+        d.resolution,
+        d.channels,
+        max(num_classes, 1),
+        m.d_width,
+        m.d_max_width,
+        list(m.d_kernels),
+        m.d_norm,
+        m.pooling,
+        m.scales,
+        m.fusion,
+        m.d_min_resolution,
+        conditional,
+    )
+    enc = Encoder(d.resolution, d.channels, m.latent_dim, m.e_width, m.g_max_width) if m.use_encoder else None
+    return Networks(gen, critic, enc)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

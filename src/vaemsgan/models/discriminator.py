@@ -1,0 +1,171 @@
+"""Multi-scale critic: the image is judged at several resolutions, each by a critic of multi-kernel blocks.
+
+- Scales: full, 1/2, 1/4 ... by 2x2 average pooling (as pix2pixHD); one critic per scale, scores averaged.
+- Block: parallel convolution branches with kernel sizes `kernels` (the paper's 3x3/5x5/7x7), a
+  normalisation per branch, fused by concatenation + 1x1 convolution (or a sum), plus a 1x1 skip path
+  so features are re-used; downsampling by strided branches ("none": all-convolutional) or avg/max pooling.
+- Class conditioning by projection (Miyato & Koyama 2018): score += <embed(y), phi(x)>.
+The full-resolution critic also returns the output of each block: the feature-wise reconstruction
+loss compares real and reconstructed images there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaemsgan.models.layers import norm_2d
+
+
+class MultiKernelBlock(nn.Module):
+    def __init__(
+        self, c_in: int, c_out: int, kernels: list[int], norm: str, pooling: str, fusion: str
+    ) -> None:
+        super().__init__()
+        self.pooling, self.fusion = pooling, fusion
+        stride = 2 if pooling == "none" else 1
+        # Split the output width across branches (Inception-style) so more kernels do not multiply the cost.
+        branch_c = c_out if fusion == "sum" else max(1, c_out // len(kernels))
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(c_in, branch_c, k, stride=stride, padding=k // 2, bias=norm == "none"),
+                norm_2d(norm, branch_c),
+                nn.LeakyReLU(0.2, inplace=True),
+            )
+            for k in kernels
+        )
+        fused_c = branch_c if fusion == "sum" else branch_c * len(kernels)
+        self.fuse = nn.Conv2d(fused_c, c_out, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+    def _down(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 2) if self.pooling == "max" else F.avg_pool2d(x, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [b(x) for b in self.branches]
+        h = torch.stack(outs).sum(0) if self.fusion == "sum" else torch.cat(outs, dim=1)
+        h = self.fuse(h)
+        if self.pooling != "none":
+            h = self._down(h)
+        # The skip path always averages: it carries the input's coarse content whatever the pooling.
+        return h + self.skip(F.avg_pool2d(x, 2))
+
+
+class ScaleCritic(nn.Module):
+    """Critic for one image scale: stem, multi-kernel blocks down to `min_res`, linear + projection head."""
+
+    def __init__(
+        self,
+        resolution: int,
+        full_resolution: int,
+        channels: int,
+        num_classes: int,
+        width: int,
+        max_width: int,
+        kernels: list[int],
+        norm: str,
+        pooling: str,
+        fusion: str,
+        min_res: int,
+        conditional: bool,
+    ) -> None:
+        super().__init__()
+        n_blocks = int(math.log2(resolution // min_res))
+
+        def w(res: int) -> int:  # same width schedule at every scale: wider where the image is smaller
+            return min(width * (full_resolution // res), max_width)
+
+        self.stem = nn.Conv2d(channels, w(resolution), 3, padding=1)
+        self.blocks = nn.ModuleList(
+            MultiKernelBlock(w(resolution >> i), w(resolution >> (i + 1)), kernels, norm, pooling, fusion)
+            for i in range(n_blocks)
+        )
+        c_final = w(resolution >> n_blocks)
+        self.head = nn.Linear(c_final * min_res * min_res, 1)
+        self.embed = nn.Embedding(num_classes, c_final) if conditional else None
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None, upto: int | None = None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Score and block outputs. With `upto`, stop after that many blocks and return no score."""
+        h = F.leaky_relu(self.stem(x), 0.2)
+        feats: list[torch.Tensor] = []
+        for i, block in enumerate(self.blocks):
+            if upto is not None and i >= upto:
+                return None, feats
+            h = block(h)
+            feats.append(h)
+        if upto is not None:
+            return None, feats
+        h = F.leaky_relu(h, 0.2)
+        score = self.head(h.flatten(1)).squeeze(1)
+        if self.embed is not None and y is not None:
+            score = score + (self.embed(y) * h.sum(dim=(2, 3))).sum(1)
+        return score, feats
+
+
+class MultiScaleCritic(nn.Module):
+    def __init__(
+        self,
+        resolution: int,
+        channels: int,
+        num_classes: int,
+        width: int,
+        max_width: int,
+        kernels: list[int],
+        norm: str,
+        pooling: str,
+        scales: int,
+        fusion: str = "concat",
+        min_res: int = 4,
+        conditional: bool = True,
+    ) -> None:
+        super().__init__()
+        self.resolution, self.scales, self.conditional = resolution, scales, conditional
+        self.critics = nn.ModuleList(
+            ScaleCritic(
+                resolution >> s,
+                resolution,
+                channels,
+                num_classes,
+                width,
+                max_width,
+                kernels,
+                norm,
+                pooling,
+                fusion,
+                min_res,
+                conditional,
+            )
+            for s in range(scales)
+        )
+
+    @property
+    def num_feature_layers(self) -> int:
+        return len(self.critics[0].blocks)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Return (mean score over scales [N], per-scale scores, full-scale block outputs)."""
+        scores: list[torch.Tensor] = []
+        features: list[torch.Tensor] = []
+        for s, critic in enumerate(self.critics):
+            if s > 0:
+                x = F.avg_pool2d(x, 2)
+            score, feats = critic(x, y)
+            assert score is not None
+            scores.append(score)
+            if s == 0 and return_features:
+                features = feats
+        return torch.stack(scores).mean(0), scores, features
+
+    def features(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Output of block `layer` (negative counts from the last) of the full-scale critic, computing no more."""
+        n = self.num_feature_layers
+        idx = layer % n
+        _, feats = self.critics[0](x, None, upto=idx + 1)
+        return feats[idx]

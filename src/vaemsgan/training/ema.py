@@ -1,0 +1,23 @@
+"""Exponential moving average of the generator's weights, used for sampling."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA:
+    def __init__(self, model: nn.Module, decay: float, start: int) -> None:
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.start = decay, start
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        # Before `start` the average only copies: early weights are too poor to average in.
+        decay = self.decay if step >= self.start else 0.0
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            p_ema.lerp_(p.detach(), 1.0 - decay)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)

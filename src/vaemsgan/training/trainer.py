@@ -1,0 +1,453 @@
+"""The VAE-MSGAN training loop. It reads like the algorithm:
+
+    for each step:
+        n_critic times:  x, y <- next batch;  fakes <- G(E(x)), G(z_p)
+                         critic <- grad of  adversarial(real, fakes) + penalty
+        encoder   <- grad of  kl_weight * KL(q(z|x) || p(z)) + reconstruction(Dis_l(x~), Dis_l(x))
+        generator <- grad of  gamma * reconstruction + adversarial(x~, x_p)
+        EMA(generator); every N steps: log, sample grid, checkpoint
+
+Everything the run needs to continue exactly (weights, EMA, optimisers, RNG states, data position,
+config) is in each checkpoint, so `resume` ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from vaemsgan import losses
+from vaemsgan.config import Config
+from vaemsgan.data import ImageSet
+from vaemsgan.errors import CheckpointError, VaemsganError
+from vaemsgan.models import Networks, build_networks, reparameterize
+from vaemsgan.training.augment import AdaptiveAugment, diff_augment
+from vaemsgan.training.checkpoint import load_latest_valid, save_checkpoint
+from vaemsgan.training.ema import EMA
+from vaemsgan.utils.images import make_grid, to_float
+from vaemsgan.utils.io import atomic_write_text, save_png
+
+
+class NonFiniteLossError(VaemsganError):
+    """Training diverged (NaN/Inf) and could not recover."""
+
+
+def set_threads(threads: int) -> None:
+    """Intra-op threads = physical cores unless set: hyper-threads only add contention in conv kernels."""
+    if threads <= 0:
+        threads = max(1, (os.cpu_count() or 2) // (2 if (os.cpu_count() or 2) > 2 else 1))
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # generator steps done
+    batches_drawn: int = 0  # real batches consumed: fixes the data position for an exact resume
+    bad_steps: int = 0  # consecutive non-finite steps
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        data: ImageSet,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.device = torch.device(device)
+        self.progress, self.log = progress, log
+        self.num_classes = len(data.class_names)
+        t = cfg.train
+        if len(data) < 1:
+            raise VaemsganError("the training set is empty")
+        self.batch_size = min(t.batch_size, len(data))
+        if self.batch_size < t.batch_size:
+            log(
+                f"note: only {len(data)} training images; batch size lowered from {t.batch_size} to {self.batch_size}"
+            )
+        torch.manual_seed(t.seed)
+        self.nets: Networks = build_networks(cfg, self.num_classes).to(self.device)
+        self.conditional = self.nets.generator.conditional
+        self.ema = EMA(self.nets.generator, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
+        betas = (t.beta1, t.beta2)
+        self.opt_g = torch.optim.Adam(self.nets.generator.parameters(), lr=t.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.nets.critic.parameters(), lr=t.lr_d, betas=betas)
+        self.opt_e = (
+            torch.optim.Adam(self.nets.encoder.parameters(), lr=t.lr_e, betas=betas)
+            if self.nets.encoder is not None
+            else None
+        )
+        self.ada = AdaptiveAugment(target=t.ada_target) if t.augment and t.ada_target > 0 else None
+        self.images = data.images.to(self.device)  # uint8 on the device; converted per batch
+        self.labels = data.labels.to(self.device)
+        self.state = TrainState()
+        # Fixed noise for the sample grid: 8 columns, one row per class (at most 16 rows shown).
+        g = torch.Generator().manual_seed(t.seed + 12345)
+        rows = min(self.num_classes, 16)
+        self.grid_z = torch.randn(rows * 8, cfg.model.latent_dim, generator=g).to(self.device)
+        self.grid_y = torch.arange(rows).repeat_interleave(8).to(self.device)
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ data
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch k of a per-epoch seeded permutation: the position is the single counter `batches_drawn`."""
+        n, b = len(self.images), self.batch_size
+        per_epoch = n // b
+        epoch, i = divmod(self.state.batches_drawn, per_epoch)
+        if i == 0 or not hasattr(self, "_perm") or self._perm_epoch != epoch:
+            g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(n, generator=g).to(self.device), epoch
+        idx = self._perm[i * b : (i + 1) * b]
+        self.state.batches_drawn += 1
+        return to_float(self.images[idx]), self.labels[idx]
+
+    # ------------------------------------------------------------------ pieces
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment on every image the critic sees, real and fake, in both steps (never on samples)."""
+        policy = self.cfg.train.augment
+        if not policy:
+            return x
+        return diff_augment(x, policy, p=self.ada.p if self.ada is not None else 1.0)
+
+    def critic_scores(
+        self, x: torch.Tensor, y: torch.Tensor, features: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        score, _, feats = self.nets.critic(x, y if self.conditional else None, return_features=features)
+        return score, feats
+
+    def fakes(
+        self, x: torch.Tensor, y: torch.Tensor, with_recon: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Reconstructions G(z ~ q(z|x)) and prior samples G(z_p), in ONE generator call.
+
+        Returns (images [rec; prior] or [prior], mu, logvar). Prior samples take the real batch's labels,
+        so classes are drawn as in the data and every fake has a real partner of its class for the penalty.
+        """
+        z_p = torch.randn(x.shape[0], self.cfg.model.latent_dim, device=self.device)
+        yy = y if self.conditional else None
+        if with_recon and self.nets.encoder is not None:
+            mu, logvar = self.nets.encoder(x)
+            z = torch.cat([reparameterize(mu, logvar), z_p])
+            return self.nets.generator(z, torch.cat([y, y]) if yy is not None else None), mu, logvar
+        return self.nets.generator(z_p, yy), None, None
+
+    # ------------------------------------------------------------------ steps
+    def critic_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        c, l = self.cfg, self.cfg.loss
+        with torch.no_grad():
+            fake, _, _ = self.fakes(x, y, with_recon=l.rec_as_fake)
+        y_fake = y.repeat(fake.shape[0] // x.shape[0])
+        x_aug, fake_aug = self.augment(x), self.augment(fake)
+        if c.model.d_norm == "batch":  # BatchNorm: real and fake batches normalised apart, as in DCGAN
+            real_s, _ = self.critic_scores(x_aug, y)
+            fake_s, _ = self.critic_scores(fake_aug, y_fake)
+        else:  # one forward over both is cheaper and exact for per-sample normalisations
+            s, _ = self.critic_scores(torch.cat([x_aug, fake_aug]), torch.cat([y, y_fake]))
+            real_s, fake_s = s[: x.shape[0]], s[x.shape[0] :]
+        loss = losses.critic_loss(l.adversarial, real_s, fake_s)
+        out = {"d_loss": loss.detach(), "d_real": real_s.mean().detach(), "d_fake": fake_s.mean().detach()}
+        if l.drift > 0:
+            loss = loss + l.drift * real_s.pow(2).mean()
+        if self.ada is not None:
+            self.ada.update(real_s.detach())
+        n_crit = self.state.batches_drawn
+        if n_crit % l.gp_every == 0:
+
+            def critic_fn(imgs: torch.Tensor) -> torch.Tensor:
+                return self.critic_scores(self.augment(imgs), y)[0]
+
+            if l.adversarial == "wgan-gp" and l.gp_weight > 0:
+                # Interpolate toward the prior samples (the last B fakes), which share the real labels.
+                gp = losses.gradient_penalty(critic_fn, x, fake[-x.shape[0] :])
+                loss = loss + l.gp_weight * l.gp_every * gp
+                out["gp"] = gp.detach()
+            elif l.r1_gamma > 0:
+                r1 = losses.r1_penalty(critic_fn, x)
+                loss = loss + 0.5 * l.r1_gamma * l.gp_every * r1
+                out["r1"] = r1.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        if self._finite(loss):
+            loss.backward()
+            self.opt_d.step()
+        return out
+
+    def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        l = self.cfg.loss
+        adversarial = l.adversarial != "none"
+        use_recon = self.nets.encoder is not None
+        self.nets.critic.requires_grad_(False)  # no critic gradients are needed here
+        fake, mu, logvar = self.fakes(x, y, with_recon=use_recon)
+        b = x.shape[0]
+        out: dict[str, torch.Tensor] = {}
+        adv = fake.new_zeros(())
+        rec = fake.new_zeros(())
+        kl = fake.new_zeros(())
+        if use_recon:
+            x_rec = fake[:b]
+            kl = losses.kl_divergence(mu, logvar)
+            out["kl"] = kl.detach()
+        if adversarial:
+            # With rec_as_fake the reconstructions are judged too; their features double as Dis_l(x~).
+            judged = fake if (use_recon and l.rec_as_fake) else fake[-b:]
+            y_judged = y.repeat(judged.shape[0] // b)
+            need_feats = use_recon and l.feature_recon_weight > 0
+            reuse = need_feats and l.rec_as_fake and not self.cfg.train.augment
+            scores, feats = self.critic_scores(self.augment(judged), y_judged, features=reuse)
+            adv = losses.generator_loss(l.adversarial, scores)
+            out["g_adv"] = adv.detach()
+            if need_feats:
+                layer = self.cfg.model.feature_layer
+                with torch.no_grad():
+                    f_real = self.nets.critic.features(x, layer)
+                f_rec = feats[layer][:b] if reuse else self.nets.critic.features(x_rec, layer)
+                fr = losses.feature_reconstruction(f_rec, f_real)
+                rec = rec + l.feature_recon_weight * fr
+                out["feat_rec"] = fr.detach()
+        if use_recon and l.pixel_recon_weight > 0:
+            px = losses.pixel_reconstruction(l.pixel_loss, x_rec, x)
+            rec = rec + l.pixel_recon_weight * px
+            out["pix_rec"] = px.detach()
+        gen_loss = l.gamma * rec + adv
+        self.opt_g.zero_grad(set_to_none=True)
+        if self.opt_e is not None:
+            self.opt_e.zero_grad(set_to_none=True)
+        if self._finite(gen_loss) and self._finite(kl):
+            if self.opt_e is not None:
+                enc_loss = l.kl_weight * kl + rec
+                enc_params = list(self.nets.encoder.parameters())
+                if adversarial and l.rec_as_fake or l.gamma != 1.0:
+                    # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
+                    # so its gradient comes from its own loss (a second pass through the graph).
+                    enc_grads = torch.autograd.grad(enc_loss, enc_params, retain_graph=True)
+                    gen_loss.backward()
+                    for p, g in zip(enc_params, enc_grads):
+                        p.grad = g
+                else:
+                    # gamma = 1 and no adversarial path through x~: one backward gives both exactly.
+                    (gen_loss + l.kl_weight * kl).backward()
+                self.opt_e.step()
+            else:
+                gen_loss.backward()
+            self.opt_g.step()
+        self.nets.critic.requires_grad_(True)
+        out["g_loss"] = gen_loss.detach()
+        return out
+
+    def _finite(self, loss: torch.Tensor) -> bool:
+        """NaN/Inf guard: a non-finite step is skipped; too many in a row stop the run with a diagnosis."""
+        if bool(torch.isfinite(loss)):
+            return True
+        self.state.bad_steps += 1
+        self.log(
+            f"warning: non-finite loss at step {self.state.step}; step skipped "
+            f"({self.state.bad_steps} in a row)"
+        )
+        if self.state.bad_steps >= 5:
+            raise NonFiniteLossError(
+                f"training diverged: 5 consecutive non-finite losses at step {self.state.step}. "
+                "Lower the learning rates (--lr-g/--lr-d), raise the gradient penalty, or resume from the "
+                "last checkpoint; no NaN checkpoint was written"
+            )
+        return False
+
+    # ------------------------------------------------------------------ loop
+    def train(self, steps: int | None = None) -> TrainState:
+        t = self.cfg.train
+        total = steps if steps is not None else t.steps
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        for m in self.nets.modules().values():
+            m.train()
+        sums: dict[str, torch.Tensor] = {}
+        count, t_log = 0, time.perf_counter()
+        old_handlers = self._install_signal_handlers()
+        bar = tqdm(
+            total=total,
+            initial=self.state.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc="train",
+        )
+        try:
+            while self.state.step < total and not self._stop_requested:
+                for _ in range(t.n_critic if self.cfg.loss.adversarial != "none" else 0):
+                    x, y = self.next_batch()
+                    for k, v in self.critic_step(x, y).items():
+                        sums[k] = sums.get(k, 0) + v
+                if self.cfg.loss.adversarial == "none":
+                    x, y = self.next_batch()
+                bad_before = self.state.bad_steps
+                for k, v in self.generator_step(x, y).items():
+                    sums[k] = sums.get(k, 0) + v
+                if self.state.bad_steps == bad_before:
+                    self.state.bad_steps = 0
+                self.state.step += 1
+                count += 1
+                if self.ema is not None:
+                    self.ema.update(self.nets.generator, self.state.step)
+                bar.update(1)
+                step = self.state.step
+                if step % t.log_every == 0 or step == total:
+                    elapsed = time.perf_counter() - t_log
+                    record = {
+                        "step": step,
+                        **{k: float(v) / count for k, v in sums.items()},
+                        "images_per_s": count * self.batch_size * max(t.n_critic, 1) / max(elapsed, 1e-9),
+                    }
+                    if self.ada is not None:
+                        record["ada_p"] = self.ada.p
+                    self._log_record(record)
+                    bar.set_postfix(
+                        {k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "images_per_s") if k in record}
+                    )
+                    sums, count, t_log = {}, 0, time.perf_counter()
+                if step % t.sample_every == 0 or step == total:
+                    self.save_samples()
+                if step % t.checkpoint_every == 0 or step == total:
+                    self.save()
+            if self._stop_requested:
+                self.save()
+                self.save_samples()
+                self.log(
+                    f"stopped at step {self.state.step}: checkpoint saved; continue with the same command "
+                    f"and --resume"
+                )
+        finally:
+            bar.close()
+            self._restore_signal_handlers(old_handlers)
+        return self.state
+
+    def _log_record(self, record: dict[str, Any]) -> None:
+        self.state.history.append(record)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        writer = self._tb_writer()
+        if writer is not None:
+            for k, v in record.items():
+                if k != "step":
+                    writer.add_scalar(k, v, record["step"])
+            writer.flush()
+
+    def _tb_writer(self) -> Any:
+        if not hasattr(self, "_tb"):
+            self._tb = None
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self._tb = None
+        return self._tb
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Ctrl-C / SIGTERM: finish the step, save, exit cleanly."""
+
+        def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+            if self._stop_requested:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log("\nstopping after this step (press Ctrl-C again to abort without saving) ...")
+
+        old: dict[int, Any] = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old: dict[int, Any]) -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+    # ------------------------------------------------------------------ outputs
+    def sampling_generator(self) -> nn.Module:
+        return self.ema.model if self.ema is not None else self.nets.generator
+
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        g = self.sampling_generator()
+        was_training = g.training
+        g.eval()
+        imgs = g(self.grid_z, self.grid_y if self.conditional else None)
+        g.train(was_training)
+        grid = make_grid(imgs, nrow=8)
+        path = self.run_dir / "samples" / f"step-{self.state.step:07d}.png"
+        save_png(path, grid)
+        save_png(self.run_dir / "samples.png", grid)
+        return path
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "config": self.cfg.to_dict(),
+            "class_names": list(self.data.class_names),
+            "data_channels": self.cfg.data.channels,
+            "step": self.state.step,
+            "batches_drawn": self.state.batches_drawn,
+            "models": {k: m.state_dict() for k, m in self.nets.modules().items()},
+            "ema": self.ema.model.state_dict() if self.ema is not None else None,
+            "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
+            "ada": self.ada.state_dict() if self.ada is not None else None,
+            "rng": rng,
+        }
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = {"generator": self.opt_g, "critic": self.opt_d}
+        if self.opt_e is not None:
+            opts["encoder"] = self.opt_e
+        return opts
+
+    def save(self) -> Path:
+        return save_checkpoint(self.run_dir, self.state_dict(), self.state.step, self.cfg.train.keep)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["class_names"] != list(self.data.class_names):
+            raise CheckpointError(
+                f"checkpoint classes {state['class_names']} differ from the data's {self.data.class_names}"
+            )
+        try:
+            for k, m in self.nets.modules().items():
+                m.load_state_dict(state["models"][k])
+            if self.ema is not None and state.get("ema") is not None:
+                self.ema.model.load_state_dict(state["ema"])
+            for k, o in self._optimizers().items():
+                o.load_state_dict(state["optimizers"][k])
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"checkpoint does not fit this model config: {str(exc).splitlines()[0]}"
+            ) from exc
+        if self.ada is not None and state.get("ada") is not None:
+            self.ada.load_state_dict(state["ada"])
+        self.state.step = int(state["step"])
+        self.state.batches_drawn = int(state["batches_drawn"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def resume(self) -> bool:
+        """Continue from the newest valid checkpoint of the run folder. False when there is none."""
+        state = load_latest_valid(self.run_dir, warn=self.log)
+        if state is None:
+            return False
+        self.load_state_dict(state)
+        self.log(f"resumed from {state['_path']} (step {self.state.step})")
+        return True

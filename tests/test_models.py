@@ -1,0 +1,101 @@
+"""Shapes and parameter counts of every network variant the presets and options produce."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vaemsgan.config import apply_overrides
+from vaemsgan.models import build_networks, count_parameters
+from vaemsgan.models.generator import up_conv
+from vaemsgan.presets import PRESETS, build_config
+
+
+def _check(cfg, num_classes: int = 3, batch: int = 2) -> dict[str, int]:
+    nets = build_networks(cfg, num_classes)
+    res, ch = cfg.data.resolution, cfg.data.channels
+    z = torch.randn(batch, cfg.model.latent_dim)
+    y = torch.randint(0, num_classes, (batch,))
+    x = nets.generator(z, y)
+    assert x.shape == (batch, ch, res, res)
+    assert x.abs().max() <= 1.0  # tanh output
+    score, per_scale, feats = nets.critic(x, y, return_features=True)
+    assert score.shape == (batch,)
+    assert len(per_scale) == cfg.model.scales
+    # one block per halving down to 4x4 at full scale, channels doubling (capped)
+    assert [f.shape[-1] for f in feats] == [res >> (i + 1) for i in range(len(feats))]
+    assert feats[-1].shape[-1] == cfg.model.d_min_resolution
+    layer = nets.critic.features(x, cfg.model.feature_layer)
+    assert torch.equal(layer, feats[cfg.model.feature_layer])
+    if nets.encoder is not None:
+        mu, logvar = nets.encoder(x)
+        assert mu.shape == logvar.shape == (batch, cfg.model.latent_dim)
+    return {k: count_parameters(m) for k, m in nets.modules().items()}
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_builds_and_runs(preset: str) -> None:
+    counts = _check(build_config(preset, {"data": {"resolution": 32}}))
+    assert counts["generator"] > 0 and counts["critic"] > 0
+    assert ("encoder" in counts) == build_config(preset).model.use_encoder
+
+
+@pytest.mark.parametrize("res", [32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_resolutions_and_channels(res: int, channels: int) -> None:
+    cfg = build_config("default", {"data": {"resolution": res, "channels": channels}, "model": {"g_width": 8, "d_width": 8, "e_width": 8}})
+    _check(cfg)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "none"])
+@pytest.mark.parametrize("pooling", ["none", "avg", "max"])
+def test_norms_and_pooling(norm: str, pooling: str) -> None:
+    _check(build_config("default", {"model": {"d_norm": norm, "pooling": pooling}}))
+
+
+def test_parameter_counts_follow_the_kernel_sizes() -> None:
+    """Table 1 modes: a 5x5 critic has 25/9 the branch weights of a 3x3 one; the generator likewise."""
+    p = {m: _check(build_config(f"paper-mode-{m}")) for m in (1, 2, 3)}
+    assert p[2]["generator"] > p[1]["generator"] and p[2]["critic"] == p[1]["critic"]
+    assert p[3]["critic"] > p[1]["critic"] and p[3]["generator"] == p[1]["generator"]
+    # exact count of one transposed convolution
+    assert count_parameters(up_conv(4, 2, 5)) == 4 * 2 * 25
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5, 7])
+def test_up_conv_doubles_size_for_every_kernel(kernel: int) -> None:
+    assert up_conv(3, 2, kernel)(torch.zeros(1, 3, 5, 5)).shape == (1, 2, 10, 10)
+
+
+def test_unconditional_and_single_class() -> None:
+    cfg = build_config("default")
+    apply_overrides(cfg, {"model": {"conditional": False}})
+    nets = build_networks(cfg, 3)
+    assert not nets.generator.conditional and nets.critic.critics[0].embed is None
+    nets1 = build_networks(build_config("default"), 1)  # one class: nothing to condition on
+    assert not nets1.generator.conditional
+    x = nets1.generator(torch.randn(2, 128))
+    assert x.shape == (2, 1, 32, 32)
+
+
+def test_conditional_generator_uses_label() -> None:
+    torch.manual_seed(0)
+    nets = build_networks(build_config("default"), 4)
+    with torch.no_grad():
+        for p in nets.generator.modules():
+            if hasattr(p, "gain"):
+                torch.nn.init.normal_(p.gain.weight, 1.0, 0.5)
+        nets.generator.eval()
+        z = torch.randn(1, 128).repeat(2, 1)
+        x = nets.generator(z, torch.tensor([0, 3]))
+    assert not torch.allclose(x[0], x[1])
+
+
+def test_critic_scales_see_downsampled_images() -> None:
+    nets = build_networks(build_config("default", {"model": {"scales": 3}}), 2)
+    sizes = []
+    hooks = [c.stem.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[-1])) for c in nets.critic.critics]
+    nets.critic(torch.zeros(1, 1, 32, 32), torch.tensor([0]))
+    for h in hooks:
+        h.remove()
+    assert sizes == [32, 16, 8]
