@@ -469,3 +469,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 REGISTRY = [add_train, add_generate, add_reconstruct, add_interpolate, add_check_data, add_presets, add_demo]
+
+from vaemsgan.cli.evaluate_cmd import add_evaluate  # noqa: E402
+
+REGISTRY.append(add_evaluate)

@@ -1,0 +1,25 @@
+"""Evaluation of generated images: classifier cross-validation, feature extractors, memorisation, the report."""
+
+from vaemsgan.evaluation.classifier import (
+    ClassifierConfig,
+    SmallVGG,
+    accuracy,
+    features,
+    predict,
+    train_classifier,
+)
+from vaemsgan.evaluation.evaluate import PARTS, EvalOptions, evaluate, match_classes, quick_options
+
+__all__ = [
+    "PARTS",
+    "ClassifierConfig",
+    "EvalOptions",
+    "SmallVGG",
+    "accuracy",
+    "evaluate",
+    "features",
+    "match_classes",
+    "predict",
+    "quick_options",
+    "train_classifier",
+]

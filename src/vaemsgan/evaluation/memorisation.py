@@ -1,0 +1,102 @@
+"""Memorisation and diversity: is a generated image a copy of a training image, and how varied is a class?
+
+Distances (docs/EVALUATION.md, "Memorisation and diversity"):
+- pixel distance: RMS difference in grey levels, sqrt(mean over C*H*W of (a - b)^2), 0-255;
+- feature distance: Euclidean distance between domain features.
+The nearest-neighbour (NN) distance of a generated image is its distance to the closest training image.
+The reference is the same distance for held-out real test images: a real image that was never trained on.
+A generated image is a near-copy when its NN distance is at most the 1st percentile of the real test images'
+NN distances (closer to a training image than 99% of genuinely new real images are).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vaemsgan.errors import ConfigError
+
+# Blocks of the distance matrix hold at most this many entries (bounded memory on large sets).
+_BLOCK = 1 << 22
+NEAR_COPY_PERCENTILE = 1.0
+
+
+def _flat_pixels(images: torch.Tensor) -> torch.Tensor:
+    if images.dtype != torch.uint8:
+        raise ConfigError(f"pixel distances are defined on uint8 images, got {images.dtype}")
+    return images.reshape(len(images), -1).float()
+
+
+def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distance, index) of each query row's nearest row of `ref` (Euclidean), computed block-wise."""
+    if len(ref) == 0:
+        raise ConfigError("nearest neighbours need a non-empty reference set")
+    q, r = query.double(), ref.double()
+    dist = torch.empty(len(q), dtype=torch.float64)
+    idx = torch.empty(len(q), dtype=torch.int64)
+    step = max(1, _BLOCK // max(1, len(r)))
+    r2 = (r * r).sum(1)
+    for s in range(0, len(q), step):
+        qb = q[s : s + step]
+        # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, in float64 so that exact copies come out as 0 (clamped round-off).
+        d2 = ((qb * qb).sum(1, keepdim=True) + r2[None, :] - 2.0 * qb @ r.T).clamp_min(0.0)
+        best = d2.argmin(dim=1)
+        # The distance to the chosen neighbour recomputed from differences: exact (0 for a copy).
+        dist[s : s + step] = (qb - r[best]).pow(2).sum(1).sqrt()
+        idx[s : s + step] = best
+    return dist, idx
+
+
+def pixel_nn(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """NN in pixel space as RMS grey-level difference (0-255) and the index of the nearest `ref` image."""
+    d, i = nearest_neighbours(_flat_pixels(query), _flat_pixels(ref))
+    return d / math.sqrt(query[0].numel() if len(query) else 1), i
+
+
+def near_copy_threshold(reference_nn: torch.Tensor, percentile: float = NEAR_COPY_PERCENTILE) -> float:
+    """The `percentile`-th percentile (linear interpolation) of real-to-train NN distances."""
+    if len(reference_nn) == 0:
+        raise ConfigError("the near-copy threshold needs real reference distances (a real test set)")
+    return float(np.percentile(reference_nn.double().numpy(), percentile))
+
+
+def memorisation_summary(
+    gen_nn: torch.Tensor, ref_nn: torch.Tensor, percentile: float = NEAR_COPY_PERCENTILE
+) -> dict[str, float]:
+    """Threshold, near-copy share and NN-distance summaries of generated vs real reference images."""
+    thr = near_copy_threshold(ref_nn, percentile)
+    g, r = gen_nn.double(), ref_nn.double()
+    return {
+        "threshold": thr,
+        "near_copy_share": float((g <= thr).double().mean()) if len(g) else float("nan"),
+        "near_copies": int((g <= thr).sum()),
+        "exact_copies": int((g == 0).sum()),
+        "gen_nn_median": float(g.median()) if len(g) else float("nan"),
+        "gen_nn_mean": float(g.mean()) if len(g) else float("nan"),
+        "real_nn_median": float(r.median()),
+        "real_nn_mean": float(r.mean()),
+        "percentile": percentile,
+    }
+
+
+def closest_pairs(
+    gen_nn: torch.Tensor, gen_nn_index: torch.Tensor, k: int = 12
+) -> list[tuple[int, int, float]]:
+    """The k generated images closest to the training set: (generated index, training index, distance)."""
+    order = torch.argsort(gen_nn, stable=True)[:k]
+    return [(int(i), int(gen_nn_index[i]), float(gen_nn[i])) for i in order]
+
+
+def mean_pairwise_distance(feats: torch.Tensor, max_n: int = 500, seed: int = 0) -> float:
+    """Diversity: the mean Euclidean distance over distinct pairs (i < j) of a set's features.
+
+    At most `max_n` rows (a seeded random subset) enter, to bound the cost; identical rows give 0.
+    """
+    x = feats.double()
+    if len(x) < 2:
+        return float("nan")
+    if len(x) > max_n:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:max_n]]
+    return float(torch.pdist(x).mean())  # pdist works on differences: identical rows give exactly 0
