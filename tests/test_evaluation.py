@@ -1,0 +1,324 @@
+"""Evaluation: classifier, cross-validation, memorisation, extractors (cache, Inception loading), report, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaemsgan.errors import ConfigError, OutputExistsError, VaemsganError
+from vaemsgan.evaluation import extractors as ext_mod
+from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, features, train_classifier
+from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
+from vaemsgan.evaluation.evaluate import EvalOptions, evaluate, match_classes
+from vaemsgan.evaluation.inception import FIDInceptionV3, load_fid_inception
+from vaemsgan.evaluation.memorisation import (
+    closest_pairs,
+    mean_pairwise_distance,
+    memorisation_summary,
+    pixel_nn,
+)
+from vaemsgan.utils.io import save_png
+
+TINY_CLF = ClassifierConfig(width=8, max_width=16, depth=2, feature_dim=16, steps=6, batch_size=16)
+
+
+def stripes(n: int, seed: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """An easy 2-class set: horizontal (class 0) vs vertical (class 1) stripes, random phase, noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    phase = torch.randint(0, 4, (n,), generator=g)
+    coord = torch.arange(size)
+    rows = ((coord[None, :] + phase[:, None]) // 2 % 2).float()  # n x size
+    horiz = rows[:, :, None].expand(n, size, size)
+    vert = rows[:, None, :].expand(n, size, size)
+    x = torch.where(labels[:, None, None] == 0, horiz, vert) * 180 + 40
+    x = x + torch.randn(n, size, size, generator=g) * 20
+    return x.clamp(0, 255).to(torch.uint8)[:, None], labels
+
+
+# ------------------------------------------------------------------------------------------ classifier
+
+
+def test_classifier_learns_easy_two_class_set() -> None:
+    x, y = stripes(200, 0)
+    xt, yt = stripes(200, 1)
+    cfg = ClassifierConfig(
+        width=8, max_width=16, depth=2, feature_dim=16, steps=60, batch_size=32, flip=False
+    )
+    model = train_classifier(x, y, 2, cfg, seed=0)
+    assert accuracy(model, xt, yt) > 0.95
+    assert features(model, xt[:5]).shape == (5, 16)
+
+
+def test_classifier_is_seeded_and_leaves_global_rng_alone() -> None:
+    x, y = stripes(40, 0)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = train_classifier(x, y, 2, TINY_CLF, seed=3)
+    after = torch.rand(1)
+    b = train_classifier(x, y, 2, TINY_CLF, seed=3)
+    assert torch.equal(before, after)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_classifier_rejects_bad_input() -> None:
+    with pytest.raises(ConfigError):
+        train_classifier(torch.zeros(4, 1, 16, 16), torch.zeros(4), 2, TINY_CLF)
+    with pytest.raises(ConfigError):
+        train_classifier(
+            torch.zeros(4, 1, 16, 16, dtype=torch.uint8), torch.tensor([0, 1, 2, 0]), 2, TINY_CLF
+        )
+
+
+# ------------------------------------------------------------------------------------------ cross-validation
+
+
+def test_crossval_structure_and_sane_values() -> None:
+    x, y = stripes(60, 0)
+    xt, yt = stripes(20, 1)
+    xg, yg = stripes(40, 2)
+    xgt, ygt = stripes(10, 3)
+    opts = CrossvalOptions(seeds=2, classifier=TINY_CLF, ratios=(0.5, 4.0))
+    out = run_crossval(
+        LabelledImages(x, y),
+        LabelledImages(xt, yt),
+        LabelledImages(xg, yg),
+        LabelledImages(xgt, ygt),
+        ["h", "v"],
+        opts,
+    )
+    assert set(out["table"]) == {"TRTR", "TRTS", "TSTR", "TSTS"}
+    for v in out["table"].values():
+        assert len(v["values"]) == 2 and 0.0 <= v["low"] <= v["mean"] <= v["high"] <= 1.0
+    assert out["train_per_class"] == {"h": 20, "v": 20}  # min(real 30, generated 20) per class
+    assert set(out["per_class"]) == {"h", "v"}
+    assert out["mixed"]["class"] == "h" and out["mixed"]["replaced"] == 15
+    for key in ("baseline/real_test_class", "mixed/gen_test_class", "mixed/real_test_others"):
+        assert 0.0 <= out["mixed"][key]["mean"] <= 1.0
+    sweep = {s["ratio"]: s for s in out["sweep"]}
+    assert set(sweep) == {0.0, 0.5, 4.0}
+    assert "accuracy" in sweep[0.0] and "accuracy" in sweep[0.5]
+    assert "skipped" in sweep[4.0] and "accuracy" not in sweep[4.0]
+
+
+# ------------------------------------------------------------------------------------------ memorisation
+
+
+def test_copies_are_near_copies_at_distance_zero() -> None:
+    train, _ = stripes(30, 0)
+    ref, _ = stripes(20, 1)
+    gen = train[torch.tensor([3, 7, 7, 12])]
+    d, idx = pixel_nn(gen, train)
+    assert torch.equal(d, torch.zeros(4, dtype=torch.float64))
+    assert torch.equal(train[idx], gen)
+    r, _ = pixel_nn(ref, train)
+    summary = memorisation_summary(d, r)
+    assert summary["near_copy_share"] == 1.0 and summary["exact_copies"] == 4
+    assert closest_pairs(d, idx, k=2)[0][2] == 0.0
+
+
+def test_pixel_distance_is_rms_grey_levels() -> None:
+    a = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
+    b = torch.full((1, 1, 4, 4), 10, dtype=torch.uint8)
+    d, _ = pixel_nn(a, b)
+    assert d.item() == pytest.approx(10.0)
+
+
+def test_diversity_of_identical_images_is_zero() -> None:
+    f = torch.ones(10, 8) * 3.0
+    assert mean_pairwise_distance(f) == 0.0
+    g = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert mean_pairwise_distance(g) == pytest.approx(5.0)
+
+
+def test_match_classes_reports_one_sided() -> None:
+    common, only_real, only_gen = match_classes(["a", "b", "c"], ["c", "a", "z"])
+    assert common == ["a", "c"] and only_real == ["b"] and only_gen == ["z"]
+
+
+# ------------------------------------------------------------------------------------------ extractors
+
+
+def test_domain_extractor_cache_hit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = stripes(40, 0)
+    e1 = ext_mod.domain_extractor(x, y, ["h", "v"], TINY_CLF, cache_dir=tmp_path)
+    assert not e1.info["cache_hit"]
+    cache_file = Path(e1.info["cache_file"])
+    mtime = cache_file.stat().st_mtime_ns
+
+    def no_training(*a: object, **k: object) -> None:
+        raise AssertionError("retrained despite a cache file")
+
+    monkeypatch.setattr(ext_mod, "train_classifier", no_training)
+    e2 = ext_mod.domain_extractor(x, y, ["h", "v"], TINY_CLF, cache_dir=tmp_path)
+    assert e2.info["cache_hit"] and cache_file.stat().st_mtime_ns == mtime
+    assert torch.allclose(e1(x[:4]), e2(x[:4]))
+    # Other data -> another key -> trains again (which the patch forbids).
+    with pytest.raises(AssertionError, match="retrained"):
+        ext_mod.domain_extractor(x.flip(0), y.flip(0), ["h", "v"], TINY_CLF, cache_dir=tmp_path)
+
+
+def test_inception_missing_weights_says_how_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(VaemsganError, match="--inception-weights"):
+        load_fid_inception(tmp_path / "nope.pth")
+    with pytest.raises(VaemsganError, match="pt_inception-2015-12-05"):
+        ext_mod.build_extractor("inception", weights=None)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ConfigError, match="not the FID Inception"):
+        load_fid_inception(bad)
+
+
+def test_inception_loads_a_compatible_state_dict(tmp_path: Path) -> None:
+    net = FIDInceptionV3()
+    state = {
+        k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")
+    }  # as old files
+    assert "Mixed_7c.branch3x3dbl_3b.bn.running_var" in state and state["fc.weight"].shape == (1008, 2048)
+    path = tmp_path / "pt_inception.pth"
+    torch.save(state, path)
+    loaded = load_fid_inception(path, resize=False)
+    with torch.inference_mode():
+        out = loaded(torch.randint(0, 256, (1, 1, 75, 75), dtype=torch.uint8))  # 75 px: the smallest it takes
+    assert out.shape == (1, 2048) and torch.isfinite(out).all()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+FAST = {
+    "seeds": 2,
+    "classifier": ClassifierConfig(width=8, max_width=16, depth=2, feature_dim=16, steps=8, batch_size=16),
+    "domain_steps": 8,
+    "n_boot": 3,
+    "kid_subsets": 3,
+    "ratios": (0.5,),
+    "progress": False,
+}
+
+
+def _image_folder(root: Path, classes: dict[str, torch.Tensor]) -> Path:
+    for name, imgs in classes.items():
+        for i, im in enumerate(imgs):
+            save_png(root / name / f"{i:04d}.png", im.permute(1, 2, 0).numpy(), fsync=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small evaluation of a fake generated folder (one class only on each side)."""
+    base = tmp_path_factory.mktemp("eval")
+    x, y = stripes(80, 0)
+    real = _image_folder(base / "real", {"h": x[y == 0], "v": x[y == 1], "only_real": x[:6]})
+    g, gy = stripes(40, 5)
+    gen = _image_folder(base / "gen", {"h": g[gy == 0], "v": g[gy == 1], "only_gen": g[:4]})
+    out = base / "report"
+    evaluate(str(real), out, generated=gen, options=EvalOptions(cache_dir=str(base / "cache"), **FAST))
+    return out
+
+
+def test_report_files_and_metrics(report: Path) -> None:
+    m = json.loads((report / "metrics.json").read_text())
+    assert m["classes"] == ["h", "v"]
+    assert m["classes_only_real"] == ["only_real"] and m["classes_only_generated"] == ["only_gen"]
+    assert m["test_images"].startswith("20%")  # no test split: a held-out share
+    for part in ("stats", "features", "classifier", "memorisation"):
+        assert part in m and m["timings_s"][part] >= 0
+    assert m["features"]["overall"]["warning"]  # tiny sets: the FID warning is there
+    assert any("only_real" in line for line in m["verdict"]["overall"])
+    assert set(m["verdict"]["per_class"]) == {"h", "v"}
+
+
+def test_report_is_self_contained(report: Path) -> None:
+    page = (report / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?/""", page)
+    srcs = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", page)
+    assert len(srcs) >= 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "only_real" in page and "only_gen" in page
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (make test installs it via apt when root)"
+)
+def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> None:
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        (report / "report.html").as_uri(),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r'id="render-check" data-ok="(\w+)">([^<]*)<', proc.stdout)
+    assert found, proc.stdout[:500]
+    n = len(re.findall(r"<img\s", proc.stdout))
+    assert found.group(1) == "yes" and found.group(2) == f"images-ok {n}/{n}", found.group(0)
+
+
+def test_evaluate_refuses_non_empty_report_dir(report: Path) -> None:
+    with pytest.raises(OutputExistsError):
+        evaluate("fashion-mnist-mini", report, generated=report, options=EvalOptions(**FAST))
+
+
+@pytest.mark.slow
+def test_cli_evaluate_checkpoint_end_to_end(tmp_path: Path, tiny_config, tiny_images) -> None:  # noqa: ANN001
+    from vaemsgan.cli.main import main
+    from vaemsgan.training.trainer import Trainer
+
+    Trainer(tiny_config(), tiny_images, tmp_path / "run", progress=False).train(10)
+    out = tmp_path / "report"
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(tmp_path / "run"),
+        "--real",
+        "fashion-mnist-mini",
+        "--out",
+        str(out),
+        "--per-class",
+        "24",
+        "--seeds",
+        "1",
+        "--classifier-steps",
+        "4",
+        "--classifier-width",
+        "8",
+        "--domain-steps",
+        "4",
+        "--bootstrap",
+        "2",
+        "--ratios",
+        "0.5",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["classes"] == ["trouser", "sneaker"] and m["resolution"] == 16
+    assert len(m["classes_only_real"]) == 8  # the mini set's other classes, reported
+    assert m["counts"]["trouser"]["generated"] == 24
+    assert m["classifier"]["table"]["TRTR"]["n"] == 1
+    assert main(argv) == 2  # exists now: refused without --force
+    assert main([*argv, "--force", "--parts", "stats"]) == 0
+    assert "classifier" not in json.loads((out / "metrics.json").read_text())
