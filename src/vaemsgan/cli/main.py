@@ -41,13 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VaemsganError as exc:
         if args.debug:
             raise
-        print(f"vaemsgan: error: {exc}", file=sys.stderr)
+        # One line whatever the message holds (a YAML key or a file name may contain a newline).
+        print(f"vaemsgan: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # output piped into `head` and closed
         return 0
     except KeyboardInterrupt:
         print("vaemsgan: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # Disk full, read-only or vanished folders mid-run: the environment, not a bug; one line.
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vaemsgan: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except MemoryError:
         if args.debug:
             raise

@@ -15,8 +15,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        # Before `start` the average only copies: early weights are too poor to average in.
-        decay = self.decay if step >= self.start else 0.0
+        # Before `start` the average only copies: early weights are too poor to average in. After it the
+        # decay ramps up ((1+t)/(10+t), t = steps since start), so short runs are not stuck on old weights.
+        t = step - self.start
+        decay = 0.0 if t < 0 else min(self.decay, (1.0 + t) / (10.0 + t))
         for p_ema, p in zip(self.model.parameters(), model.parameters()):
             p_ema.lerp_(p.detach(), 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
