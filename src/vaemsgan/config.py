@@ -117,6 +117,18 @@ class TrainConfig:
     checkpoint_every: int = _opt(1000, lo=1)
     keep: int = _opt(3, lo=1, hi=1000, help="checkpoints kept")
     threads: int = _opt(0, lo=0, hi=1024, help="intra-op threads (0 = physical cores)")
+    nan_patience: int = _opt(
+        5,
+        lo=1,
+        hi=1000,
+        help="consecutive steps with NaN/Inf losses or gradients (skipped) before a rollback",
+    )
+    nan_rollbacks: int = _opt(
+        3,
+        lo=0,
+        hi=100,
+        help="rollbacks to the last good state (learning rates halved each time) before stopping",
+    )
 
 
 @dataclass
@@ -159,6 +171,9 @@ def parse_yaml(text: str) -> dict[str, Any]:
         d = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+        # PyYAML's constructors fail this way on well-formed but impossible values ('2001-13-01', '!!int x').
+        raise ConfigError(f"config is not valid YAML: {exc}") from exc
     if not isinstance(d, dict):
         raise ConfigError("config must be a mapping of sections (data, model, loss, train)")
     return d
@@ -184,6 +199,8 @@ SECTIONS = ("data", "model", "loss", "train")
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     """Set nested values from {'model': {'d_norm': 'batch'}, ...} or dotted keys {'model.d_norm': 'batch'}."""
     for key, value in overrides.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config key {key!r} must be a name (data, model, loss, train, preset)")
         if "." in key:
             section, name = key.split(".", 1)
             apply_overrides(cfg, {section: {name: value}})

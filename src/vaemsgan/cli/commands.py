@@ -157,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vaemsgan.data import load_from_config
     from vaemsgan.training.checkpoint import list_checkpoints, load_latest_valid
     from vaemsgan.training.trainer import Trainer, set_threads
+    from vaemsgan.utils.io import ensure_writable_dir
 
     out = Path(args.out)
     device = _device(args.device)
@@ -172,19 +173,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.steps:
             cfg.train.steps = args.steps
     else:
-        if out.exists() and (list_checkpoints(out) or (out / "config.yaml").exists()) and not args.force:
-            raise OutputExistsError(
-                f"{out}: already holds a run; use --resume to continue it or --force to start over"
-            )
         if out.exists() and not out.is_dir():
             raise OutputExistsError(f"{out}: exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not args.force:
+            if list_checkpoints(out) or (out / "config.yaml").exists():
+                raise OutputExistsError(
+                    f"{out}: already holds a run; use --resume to continue it or --force to start over"
+                )
+            raise OutputExistsError(
+                f"{out}: run folder exists and is not empty; use --force to train into it, or a new folder"
+            )
         cfg = resolve_train_config(args)
+    # Fail now, not after hours of training, when the run folder cannot take a file.
+    ensure_writable_dir(out, "run folder")
     set_threads(cfg.train.threads)
     t0 = time.perf_counter()
     data = load_from_config(cfg.data, "train", seed=cfg.train.seed, progress=not args.no_progress)
     _report_data(data)
     if len(data.class_names) < 2 and cfg.model.conditional:
-        print("note: only one class: training an unconditional model")
+        # Conditioning needs two classes; recorded in the config so the checkpoint says what it is.
+        print(f"note: only one class ('{data.class_names[0]}'): training an unconditional model")
+        cfg.model.conditional = False
     if args.epochs is not None and not args.resume:
         per_step = min(cfg.train.batch_size, len(data)) * max(cfg.train.n_critic, 1)
         cfg.train.steps = max(1, math.ceil(args.epochs * len(data) / per_step))

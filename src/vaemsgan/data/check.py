@@ -153,8 +153,10 @@ def check_data(
     """Check an ImageFolder (or train/test layout) and report counts, problems and warnings."""
     root = Path(path)
     report = CheckReport(str(path))
-    if resolution is not None and resolution < 4:
-        report.problems.append(f"resolution must be at least 4, got {resolution}")
+    if resolution is not None and not (16 <= resolution <= 256 and resolution & (resolution - 1) == 0):
+        report.problems.append(
+            f"resolution {resolution} is not supported: training needs a power of two from 16 to 256"
+        )
     if channels is not None and channels not in (1, 3):
         report.problems.append(f"channels must be 1 or 3, got {channels}")
     from vaemsgan.data.dataset import BUILTIN_SOURCES

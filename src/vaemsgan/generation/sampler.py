@@ -18,9 +18,9 @@ from tqdm import tqdm
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError
 from vaemsgan.models import Encoder, Generator, build_networks
-from vaemsgan.training.checkpoint import config_of, load_checkpoint, resolve_checkpoint
+from vaemsgan.training.checkpoint import config_of, load_checkpoint, mismatch_reason, resolve_checkpoint
 from vaemsgan.utils.images import to_float, to_uint8
-from vaemsgan.utils.io import atomic_write_json, file_sha256, prepare_output_dir, safe_name, save_png
+from vaemsgan.utils.io import atomic_write_json, file_sha256, prepare_output_dir, safe_names, save_png
 
 MANIFEST = "manifest.json"
 
@@ -55,9 +55,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_best
             m.load_state_dict(state["models"][k])
         if state.get("ema") is not None:
             nets.generator.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError, TypeError, ConfigError) as exc:
+    except CheckpointError as exc:
+        raise CheckpointError(f"{ckpt}: {exc}") from exc
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{ckpt}: checkpoint does not match its config ({str(exc).splitlines()[0][:200]})"
+            f"{ckpt}: the weights do not fit the model its config describes ({mismatch_reason(exc)})"
         ) from exc
     nets.to(device)
     for m in nets.modules().values():
@@ -90,6 +92,14 @@ def latents(seed: int, cls: int, n: int, dim: int, truncation: float | None) -> 
     return z
 
 
+def _read_settings(path: Path, keys: Any) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: d.get(k) for k in keys} if isinstance(d, dict) else None
+
+
 @torch.inference_mode()
 def generate_folder(
     model: LoadedModel,
@@ -116,13 +126,19 @@ def generate_folder(
         raise ConfigError(f"--classes: unknown class {unknown[0]!r} (the model knows: {', '.join(names)})")
     settings = {"checkpoint_sha256": model.checkpoint_sha256, "seed": seed, "truncation": truncation}
     partial = out / ".generate-partial.json"
-    if resume and partial.is_file():
-        previous = json.loads(partial.read_text())
+    if resume and (partial.is_file() or (out / MANIFEST).is_file()):
+        # An interrupted run left the marker; a finished one its manifest: either names the settings.
+        previous = _read_settings(partial if partial.is_file() else out / MANIFEST, settings.keys())
         if previous != settings:
             raise OutputExistsError(
                 f"{out}: holds an interrupted generation with other settings; use --force"
             )
     elif out.is_dir() and any(out.iterdir()) and not force:
+        if resume:
+            raise OutputExistsError(
+                f"{out}: nothing to resume (no interrupted or finished generation here); "
+                "use --force to write into it anyway"
+            )
         raise OutputExistsError(
             f"{out}: output folder exists and is not empty; use --force to overwrite "
             f"(or --resume to finish an interrupted generation)"
@@ -134,9 +150,13 @@ def generate_folder(
     total = per_class * len(wanted)
     bar = tqdm(total=total, disable=not progress, unit="img", desc="generate", dynamic_ncols=True)
     dim = model.cfg.model.latent_dim
+    # Class names come from the user's folder names: each becomes one safe, distinct path component,
+    # so no name ('..', 'a/b', '/etc') can place a file outside `out`. Computed over all classes so
+    # that a --classes subset gets the same folders.
+    folders = safe_names(names)
     for name in wanted:
         cls = names.index(name)
-        folder = safe_name(name)
+        folder = folders[name]
         z_all = latents(seed, cls, per_class, dim, truncation)
         for start in range(0, per_class, batch_size):
             idx = range(start, min(start + batch_size, per_class))
@@ -160,7 +180,7 @@ def generate_folder(
         "resolution": model.cfg.data.resolution,
         "channels": model.cfg.data.channels,
         "classes": list(wanted),
-        "class_folders": {n: safe_name(n) for n in wanted},
+        "class_folders": {n: folders[n] for n in wanted},
         "files": files,
     }
     atomic_write_json(out / MANIFEST, manifest)

@@ -13,6 +13,7 @@ config) is in each checkpoint, so `resume` ends with the same weights as an unin
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -32,14 +33,25 @@ from vaemsgan.data import ImageSet
 from vaemsgan.errors import CheckpointError, VaemsganError
 from vaemsgan.models import Networks, build_networks, reparameterize
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
-from vaemsgan.training.checkpoint import load_latest_valid, save_checkpoint
+from vaemsgan.training.checkpoint import load_latest_valid, non_finite_tensors, save_checkpoint
 from vaemsgan.training.ema import EMA
 from vaemsgan.utils.images import make_grid, to_float
-from vaemsgan.utils.io import atomic_write_text, save_png
+from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
 
 
 class NonFiniteLossError(VaemsganError):
     """Training diverged (NaN/Inf) and could not recover."""
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """Deep copy of a nested state with every tensor copied to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
 
 
 def set_threads(threads: int) -> None:
@@ -53,7 +65,8 @@ def set_threads(threads: int) -> None:
 class TrainState:
     step: int = 0  # generator steps done
     batches_drawn: int = 0  # real batches consumed: fixes the data position for an exact resume
-    bad_steps: int = 0  # consecutive non-finite steps
+    bad_steps: int = 0  # consecutive steps with a skipped (non-finite) update
+    rollbacks: int = 0  # rollbacks to the last good state after divergence
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -101,6 +114,8 @@ class Trainer:
         self.grid_z = torch.randn(rows * 8, cfg.model.latent_dim, generator=g).to(self.device)
         self.grid_y = torch.arange(rows).repeat_interleave(8).to(self.device)
         self._stop_requested = False
+        self._step_skipped = False  # set by _finite when an update of this training step was skipped
+        self._good_state: dict[str, Any] | None = None  # CPU copy of the last finite state, for rollback
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,8 +195,8 @@ class Trainer:
                 loss = loss + 0.5 * l.r1_gamma * l.gp_every * r1
                 out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
-        if self._finite(loss):
-            loss.backward()
+        loss.backward()
+        if self._finite([loss], self.opt_d):
             self.opt_d.step()
         return out
 
@@ -225,44 +240,85 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         if self.opt_e is not None:
             self.opt_e.zero_grad(set_to_none=True)
-        if self._finite(gen_loss) and self._finite(kl):
-            if self.opt_e is not None:
-                enc_loss = l.kl_weight * kl + rec
-                enc_params = list(self.nets.encoder.parameters())
-                if adversarial and l.rec_as_fake or l.gamma != 1.0:
-                    # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
-                    # so its gradient comes from its own loss (a second pass through the graph).
-                    enc_grads = torch.autograd.grad(enc_loss, enc_params, retain_graph=True)
-                    gen_loss.backward()
-                    for p, g in zip(enc_params, enc_grads):
-                        p.grad = g
-                else:
-                    # gamma = 1 and no adversarial path through x~: one backward gives both exactly.
-                    (gen_loss + l.kl_weight * kl).backward()
-                self.opt_e.step()
-            else:
+        if self.opt_e is not None:
+            enc_loss = l.kl_weight * kl + rec
+            enc_params = list(self.nets.encoder.parameters())
+            if adversarial and l.rec_as_fake or l.gamma != 1.0:
+                # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
+                # so its gradient comes from its own loss (a second pass through the graph).
+                enc_grads = torch.autograd.grad(enc_loss, enc_params, retain_graph=True)
                 gen_loss.backward()
+                for p, g in zip(enc_params, enc_grads):
+                    p.grad = g
+            else:
+                # gamma = 1 and no adversarial path through x~: one backward gives both exactly.
+                (gen_loss + l.kl_weight * kl).backward()
+        else:
+            gen_loss.backward()
+        if self._finite([gen_loss, kl], self.opt_g, self.opt_e):
+            if self.opt_e is not None:
+                self.opt_e.step()
             self.opt_g.step()
         self.nets.critic.requires_grad_(True)
         out["g_loss"] = gen_loss.detach()
         return out
 
-    def _finite(self, loss: torch.Tensor) -> bool:
-        """NaN/Inf guard: a non-finite step is skipped; too many in a row stop the run with a diagnosis."""
-        if bool(torch.isfinite(loss)):
+    def _finite(self, losses: list[torch.Tensor], *opts: torch.optim.Optimizer | None) -> bool:
+        """NaN/Inf guard with one host sync: are the losses and every gradient of `opts` finite?
+
+        If not, the caller skips the update (weights and optimiser state stay as they were) and the
+        training step counts as bad; `_after_bad_step` decides between going on, rollback and stopping.
+        """
+        vals = [v.detach().float().reshape(()) for v in losses]
+        grads = [p.grad for o in opts if o is not None for g in o.param_groups for p in g["params"]]
+        grads = [g for g in grads if g is not None]
+        if grads:
+            # Max-abs per tensor: propagates NaN/Inf, and unlike a 2-norm cannot overflow on finite values.
+            vals.extend(torch._foreach_norm(grads, float("inf")))
+        if bool(torch.isfinite(torch.stack([v.float() for v in vals])).all()):
             return True
+        self._step_skipped = True
+        return False
+
+    def _after_bad_step(self) -> bool:
+        """Count a step whose update was skipped; True when it led to a rollback."""
         self.state.bad_steps += 1
         self.log(
-            f"warning: non-finite loss at step {self.state.step}; step skipped "
-            f"({self.state.bad_steps} in a row)"
+            f"warning: NaN/Inf loss or gradient at step {self.state.step}; update skipped "
+            f"({self.state.bad_steps} in a row, rollback after {self.cfg.train.nan_patience})"
         )
-        if self.state.bad_steps >= 5:
-            raise NonFiniteLossError(
-                f"training diverged: 5 consecutive non-finite losses at step {self.state.step}. "
-                "Lower the learning rates (--lr-g/--lr-d), raise the gradient penalty, or resume from the "
-                "last checkpoint; no NaN checkpoint was written"
+        if self.state.bad_steps < self.cfg.train.nan_patience:
+            return False
+        self._recover(f"{self.state.bad_steps} consecutive steps with NaN/Inf losses or gradients")
+        return True
+
+    def _recover(self, reason: str) -> None:
+        """Roll back to the last good state with halved learning rates, or stop with a diagnosis."""
+        t = self.cfg.train
+        good, failed_at = self._good_state, self.state.step
+        if good is None or self.state.rollbacks >= t.nan_rollbacks:
+            why = (
+                "the weights were not finite to begin with"
+                if good is None
+                else f"still after {self.state.rollbacks} rollback(s) with halved learning rates"
             )
-        return False
+            raise NonFiniteLossError(
+                f"training diverged at step {failed_at}: {reason}; {why}. Lower the learning rates "
+                "(--lr-g/--lr-d/--lr-e), raise the gradient penalty (--gp-weight) or check the data; "
+                "no NaN checkpoint was written, the checkpoints on disk are from before the divergence"
+            )
+        rollbacks = self.state.rollbacks + 1
+        # A deep copy: optimizers alias loaded tensors, and the snapshot must stay as it was.
+        self.load_state_dict(copy.deepcopy(good), trim_log=False)
+        factor = 0.5 ** (rollbacks - int(good.get("nan_rollbacks", 0)))
+        for o in self._optimizers().values():
+            for g in o.param_groups:
+                g["lr"] *= factor
+        self.state.rollbacks, self.state.bad_steps = rollbacks, 0
+        self.log(
+            f"warning: {reason} at step {failed_at}: rolled back to step {self.state.step} with the "
+            f"learning rates x{factor:g} (rollback {rollbacks} of at most {t.nan_rollbacks})"
+        )
 
     # ------------------------------------------------------------------ loop
     def train(self, steps: int | None = None) -> TrainState:
@@ -274,6 +330,7 @@ class Trainer:
             m.train()
         sums: dict[str, torch.Tensor] = {}
         count, t_log = 0, time.perf_counter()
+        self._snapshot(self.state_dict())
         old_handlers = self._install_signal_handlers()
         bar = tqdm(
             total=total,
@@ -285,19 +342,24 @@ class Trainer:
         )
         try:
             while self.state.step < total and not self._stop_requested:
+                self._step_skipped = False
                 for _ in range(t.n_critic if self.cfg.loss.adversarial != "none" else 0):
                     x, y = self.next_batch()
                     for k, v in self.critic_step(x, y).items():
                         sums[k] = sums.get(k, 0) + v
                 if self.cfg.loss.adversarial == "none":
                     x, y = self.next_batch()
-                bad_before = self.state.bad_steps
                 for k, v in self.generator_step(x, y).items():
                     sums[k] = sums.get(k, 0) + v
-                if self.state.bad_steps == bad_before:
-                    self.state.bad_steps = 0
                 self.state.step += 1
                 count += 1
+                if not self._step_skipped:
+                    self.state.bad_steps = 0
+                elif self._after_bad_step():  # rolled back: the step counter went back too
+                    bar.reset(total)
+                    bar.update(self.state.step)
+                    sums, count, t_log = {}, 0, time.perf_counter()
+                    continue
                 if self.ema is not None:
                     self.ema.update(self.nets.generator, self.state.step)
                 bar.update(1)
@@ -408,6 +470,7 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
             "ada": self.ada.state_dict() if self.ada is not None else None,
             "rng": rng,
+            "nan_rollbacks": self.state.rollbacks,
         }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -417,9 +480,23 @@ class Trainer:
         return opts
 
     def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.state_dict(), self.state.step, self.cfg.train.keep)
+        """Checkpoint the current state; NaN/Inf weights are never written (rollback or stop instead)."""
+        state = self.state_dict()
+        bad = non_finite_tensors({"models": state["models"], "ema": state["ema"]})
+        if bad:
+            self._recover(f"NaN/Inf in the weights ({bad[0]})")
+            state = self.state_dict()
+        path = save_checkpoint(self.run_dir, state, self.state.step, self.cfg.train.keep)
+        self._snapshot(state)
+        return path
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _snapshot(self, state: dict[str, Any]) -> None:
+        """Keep a CPU copy of a finite state as the rollback target (a non-finite one is never kept)."""
+        if non_finite_tensors({"models": state["models"], "ema": state["ema"]}):
+            return
+        self._good_state = _cpu_copy(state)
+
+    def load_state_dict(self, state: dict[str, Any], *, trim_log: bool = True) -> None:
         if state["class_names"] != list(self.data.class_names):
             raise CheckpointError(
                 f"checkpoint classes {state['class_names']} differ from the data's {self.data.class_names}"
@@ -439,6 +516,9 @@ class Trainer:
             self.ada.load_state_dict(state["ada"])
         self.state.step = int(state["step"])
         self.state.batches_drawn = int(state["batches_drawn"])
+        self.state.rollbacks = int(state.get("nan_rollbacks", 0))
+        if trim_log:  # a resumed run rewrites the records after its checkpoint: drop the old ones
+            trim_jsonl(self.run_dir / "metrics.jsonl", self.state.step)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

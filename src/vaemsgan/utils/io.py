@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -115,19 +116,68 @@ def prepare_output_dir(path: str | os.PathLike, force: bool, what: str = "output
         raise OutputExistsError(f"{path}: exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise OutputExistsError(f"{path}: {what} exists and is not empty; use --force to write into it")
+    return ensure_writable_dir(path, what)
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create `path` and prove it takes a file, by writing one: os.access says yes to root on a
+    read-only mount, and a late failure would cost a whole training run."""
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VaemsganError(f"{path}: cannot create {what} ({exc.strerror or exc})") from exc
-    if not os.access(path, os.W_OK):
-        raise VaemsganError(f"{path}: {what} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vaemsgan-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise VaemsganError(f"{path}: {what} is not writable ({exc.strerror or exc})") from exc
     return path
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9._ +-]")
+def trim_jsonl(path: str | os.PathLike, max_step: int) -> None:
+    """Keep the records of an append-only log up to `max_step`, atomically.
+
+    After a crash the log may end in a half line, and records past the checkpoint a resumed run
+    will write again; both go, so the log reads as if the run had never stopped."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= max_step:
+            kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+
+# Word characters (any script), digits, and . _ + - space; everything else (separators, control
+# characters, quotes, wildcards) becomes '_'.
+_UNSAFE = re.compile(r"[^\w.+ -]")
+MAX_NAME = 100
 
 
 def safe_name(name: str) -> str:
     """A class name as a single safe path component: no separators, no '..', no hidden or empty names."""
-    cleaned = _SAFE.sub("_", name).strip().lstrip(".")
+    cleaned = _UNSAFE.sub("_", unicodedata.normalize("NFC", str(name)))
+    # Leading dots hide a folder (or make '..'); trailing dots and spaces are dropped by some filesystems.
+    cleaned = cleaned.strip(" .")[:MAX_NAME].strip(" .")
     return cleaned or "_"
+
+
+def safe_names(names: list[str]) -> dict[str, str]:
+    """Distinct safe folder names for distinct class names ('a/b' and 'a_b' must not share a folder)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        base = safe_name(name)
+        folder, k = base, 2
+        while folder.lower() in used:  # case-insensitive filesystems would merge 'A' and 'a'
+            folder, k = f"{base}-{k}", k + 1
+        used.add(folder.lower())
+        out[name] = folder
+    return out
