@@ -154,13 +154,33 @@ def resolve_train_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train; under torchrun every process runs this, rank 0 alone prints and writes (see distributed.py)."""
+    import contextlib
+    import os
+
+    from vaemsgan.training import distributed as ddp
+
+    device = ddp.local_device(_device(args.device))
+    ddp.init_from_env(device)
+    try:
+        if ddp.is_main():
+            return _train(args, device)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            return _train(args, device)
+    finally:
+        ddp.shutdown()
+
+
+def _train(args: argparse.Namespace, device: torch.device) -> int:
+    import os
+
     from vaemsgan.data import load_from_config
+    from vaemsgan.training import distributed as ddp
     from vaemsgan.training.checkpoint import list_checkpoints, load_latest_valid
     from vaemsgan.training.trainer import Trainer, set_threads
     from vaemsgan.utils.io import ensure_writable_dir
 
     out = Path(args.out)
-    device = _device(args.device)
     if args.resume:
         state = load_latest_valid(out)
         if state is None:
@@ -184,6 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{out}: run folder exists and is not empty; use --force to train into it, or a new folder"
             )
         cfg = resolve_train_config(args)
+    ddp.barrier()  # every rank has checked the run folder before any rank writes into it
     # Fail now, not after hours of training, when the run folder cannot take a file.
     ensure_writable_dir(out, "run folder")
     set_threads(cfg.train.threads)
@@ -197,10 +218,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None and not args.resume:
         per_step = min(cfg.train.batch_size, len(data)) * max(cfg.train.n_critic, 1)
         cfg.train.steps = max(1, math.ceil(args.epochs * len(data) / per_step))
-    if not args.resume and args.force and out.exists():
+    if not args.resume and args.force and out.exists() and ddp.is_main():
         for f in list_checkpoints(out):
             f.unlink()
         (out / "metrics.jsonl").unlink(missing_ok=True)
+    ddp.barrier()
     trainer = Trainer(cfg, data, out, device=device, progress=not args.no_progress)
     if args.resume:
         trainer.load_state_dict(state)
@@ -209,7 +231,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"training preset '{cfg.preset}' for {cfg.train.steps} steps on {device} "
         f"({len(data)} images, {len(data.class_names)} classes, {cfg.data.resolution}px x {cfg.data.channels})"
     )
+    if trainer.world > 1:
+        print(
+            f"data parallel: {trainer.world} processes ({ddp.info().backend}), {trainer.local_batch} images each"
+        )
     trainer.train(cfg.train.steps)
+    digest_dir = os.environ.get("VAEMSGAN_RANK_DIGEST_DIR")
+    if digest_dir:  # test hook: each rank writes a hash of its weights, to check that the ranks agree
+        mods = {**trainer.nets.modules(), **({"ema": trainer.ema.model} if trainer.ema is not None else {})}
+        Path(digest_dir).mkdir(parents=True, exist_ok=True)
+        (Path(digest_dir) / f"rank{trainer.rank}.txt").write_text(
+            f"{trainer.state.step} {ddp.state_digest(mods)}\n"
+        )
     dt = time.perf_counter() - t0
     print(f"done in {dt / 60:.1f} min. samples: {out / 'samples.png'}  checkpoints: {out / 'checkpoints'}")
     return 0

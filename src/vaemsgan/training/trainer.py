@@ -32,8 +32,15 @@ from vaemsgan.config import Config
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import CheckpointError, VaemsganError
 from vaemsgan.models import Networks, build_networks, reparameterize
+from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
+from vaemsgan.training import distributed as ddp
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
-from vaemsgan.training.checkpoint import load_latest_valid, non_finite_tensors, save_checkpoint
+from vaemsgan.training.checkpoint import (
+    checkpoint_dir,
+    load_latest_valid,
+    non_finite_tensors,
+    save_checkpoint,
+)
 from vaemsgan.training.ema import EMA
 from vaemsgan.utils.images import make_grid, to_float
 from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
@@ -92,8 +99,27 @@ class Trainer:
             log(
                 f"note: only {len(data)} training images; batch size lowered from {t.batch_size} to {self.batch_size}"
             )
+        # Data parallel (torchrun): `batch_size` is the global batch, each rank takes its shard of it.
+        self.rank, self.world = ddp.rank(), ddp.world_size()
+        self.is_main = self.rank == 0
+        if self.batch_size % self.world:
+            raise VaemsganError(
+                f"batch size {self.batch_size} does not split over {self.world} processes: use a multiple of "
+                f"{self.world} (--batch-size is the global batch)"
+            )
+        self.local_batch = self.batch_size // self.world
+        if not self.is_main:
+            self.log = lambda msg: None  # every rank would say the same
         torch.manual_seed(t.seed)
         self.nets: Networks = build_networks(cfg, self.num_classes).to(self.device)
+        if self.world > 1:
+            for m in self.nets.modules().values():
+                ddp.broadcast_module(m)  # same seed gives the same init; this makes it certain
+            if self.nets.encoder is not None:
+                ddp.convert_sync_bn(self.nets.encoder)
+            ddp.convert_sync_bn(self.nets.generator)
+            # Noise (latents, reparameterisation, penalty interpolates) must differ between ranks.
+            torch.manual_seed(t.seed + 1_000_003 * (self.rank + 1))
         self.conditional = self.nets.generator.conditional
         self.ema = EMA(self.nets.generator, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
         betas = (t.beta1, t.beta2)
@@ -127,6 +153,8 @@ class Trainer:
             g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
             self._perm, self._perm_epoch = torch.randperm(n, generator=g).to(self.device), epoch
         idx = self._perm[i * b : (i + 1) * b]
+        if self.world > 1:  # DistributedSampler-like: this rank's contiguous shard of the global batch
+            idx = idx[self.rank * self.local_batch : (self.rank + 1) * self.local_batch]
         self.state.batches_drawn += 1
         return to_float(self.images[idx]), self.labels[idx]
 
@@ -196,6 +224,8 @@ class Trainer:
                 out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        # Average before the NaN check: one rank's NaN reaches every rank, so all skip together.
+        ddp.all_reduce_grads(list(self.nets.critic.parameters()))
         if self._finite([loss], self.opt_d):
             self.opt_d.step()
         return out
@@ -255,11 +285,17 @@ class Trainer:
                 (gen_loss + l.kl_weight * kl).backward()
         else:
             gen_loss.backward()
+        if self.world > 1:
+            enc = list(self.nets.encoder.parameters()) if self.nets.encoder is not None else []
+            ddp.all_reduce_grads(list(self.nets.generator.parameters()) + enc)
         if self._finite([gen_loss, kl], self.opt_g, self.opt_e):
             if self.opt_e is not None:
                 self.opt_e.step()
             self.opt_g.step()
         self.nets.critic.requires_grad_(True)
+        if self.world > 1:  # BatchNorm running statistics: averaged, so every rank (and EMA) stays equal
+            for m in self.nets.modules().values():
+                ddp.all_reduce_buffers(m)
         out["g_loss"] = gen_loss.detach()
         return out
 
@@ -325,7 +361,8 @@ class Trainer:
         t = self.cfg.train
         total = steps if steps is not None else t.steps
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
+        if self.is_main:  # rank 0 alone writes the run folder
+            atomic_write_text(self.run_dir / "config.yaml", self.cfg.to_yaml())
         for m in self.nets.modules().values():
             m.train()
         sums: dict[str, torch.Tensor] = {}
@@ -335,13 +372,13 @@ class Trainer:
         bar = tqdm(
             total=total,
             initial=self.state.step,
-            disable=not self.progress,
+            disable=not self.progress or not self.is_main,
             unit="step",
             dynamic_ncols=True,
             desc="train",
         )
         try:
-            while self.state.step < total and not self._stop_requested:
+            while self.state.step < total and not self._stop_now():
                 self._step_skipped = False
                 for _ in range(t.n_critic if self.cfg.loss.adversarial != "none" else 0):
                     x, y = self.next_batch()
@@ -368,7 +405,7 @@ class Trainer:
                     elapsed = time.perf_counter() - t_log
                     record = {
                         "step": step,
-                        **{k: float(v) / count for k, v in sums.items()},
+                        **{k: float(ddp.all_reduce_mean(v)) / count for k, v in sums.items()},
                         "images_per_s": count * self.batch_size * max(t.n_critic, 1) / max(elapsed, 1e-9),
                     }
                     if self.ada is not None:
@@ -394,8 +431,20 @@ class Trainer:
             self._restore_signal_handlers(old_handlers)
         return self.state
 
+    def _stop_now(self) -> bool:
+        """Has a stop been requested? Across ranks, agreed at log intervals (one tiny all-reduce), so
+        that every rank stops after the same step and saves together."""
+        if self.world == 1:
+            return self._stop_requested
+        if self.state.step % self.cfg.train.log_every == 0:
+            self._stop_requested = ddp.any_flag(self._stop_requested, self.device)
+            return self._stop_requested
+        return False
+
     def _log_record(self, record: dict[str, Any]) -> None:
         self.state.history.append(record)
+        if not self.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         writer = self._tb_writer()
@@ -444,11 +493,15 @@ class Trainer:
 
     @torch.no_grad()
     def save_samples(self) -> Path:
-        g = self.sampling_generator()
-        was_training = g.training
+        if not self.is_main:
+            return self.run_dir / "samples.png"
+        # Sample from a copy with BatchNorm statistics recomputed for prior latents (see
+        # recalibrate_batchnorm): the training statistics mix posterior and prior inputs.
+        g = copy.deepcopy(self.sampling_generator())
+        recalibrate_batchnorm(g, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional,
+                                               self.device))
         g.eval()
         imgs = g(self.grid_z, self.grid_y if self.conditional else None)
-        g.train(was_training)
         grid = make_grid(imgs, nrow=8)
         path = self.run_dir / "samples" / f"step-{self.state.step:07d}.png"
         save_png(path, grid)
@@ -459,6 +512,11 @@ class Trainer:
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.world > 1:  # every rank's noise stream, so a distributed resume continues exactly
+            here = {"torch": torch.get_rng_state()}
+            if self.device.type == "cuda":
+                here["cuda"] = torch.cuda.get_rng_state(self.device)
+            rng["ranks"] = ddp.gather_objects(here)
         return {
             "config": self.cfg.to_dict(),
             "class_names": list(self.data.class_names),
@@ -486,7 +544,10 @@ class Trainer:
         if bad:
             self._recover(f"NaN/Inf in the weights ({bad[0]})")
             state = self.state_dict()
-        path = save_checkpoint(self.run_dir, state, self.state.step, self.cfg.train.keep)
+        path = checkpoint_dir(self.run_dir) / f"step-{self.state.step:07d}.pt"  # what rank 0 writes
+        if self.is_main:
+            path = save_checkpoint(self.run_dir, state, self.state.step, self.cfg.train.keep)
+        ddp.barrier()  # no rank runs ahead (or resumes) before the checkpoint is on disk
         self._snapshot(state)
         return path
 
@@ -517,11 +578,24 @@ class Trainer:
         self.state.step = int(state["step"])
         self.state.batches_drawn = int(state["batches_drawn"])
         self.state.rollbacks = int(state.get("nan_rollbacks", 0))
-        if trim_log:  # a resumed run rewrites the records after its checkpoint: drop the old ones
+        # A resumed run rewrites the records after its checkpoint: drop the old ones (rank 0 owns the log).
+        if trim_log and self.is_main:
             trim_jsonl(self.run_dir / "metrics.jsonl", self.state.step)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if self.world > 1:
+            ranks = state["rng"].get("ranks")
+            if ranks is not None and len(ranks) == self.world:
+                torch.set_rng_state(ranks[self.rank]["torch"])
+                if "cuda" in ranks[self.rank] and self.device.type == "cuda":
+                    torch.cuda.set_rng_state(ranks[self.rank]["cuda"], self.device)
+            else:  # saved by another number of processes: new noise streams, seeded by (seed, step, rank)
+                torch.manual_seed(self.cfg.train.seed + 1_000_003 * (self.rank + 1) + self.state.step)
+                self.log(
+                    f"note: checkpoint from {len(ranks) if ranks else 1} process(es), resuming on {self.world}: "
+                    "the data order continues exactly, the noise streams are re-seeded"
+                )
 
     def resume(self) -> bool:
         """Continue from the newest valid checkpoint of the run folder. False when there is none."""
