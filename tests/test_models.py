@@ -99,3 +99,23 @@ def test_critic_scales_see_downsampled_images() -> None:
     for h in hooks:
         h.remove()
     assert sizes == [32, 16, 8]
+
+
+def test_recalibrate_batchnorm_sets_exact_average_statistics() -> None:
+    from vaemsgan.models.layers import recalibrate_batchnorm
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm1d(2)
+
+        def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+            return self.bn(z)
+
+    net = Net().eval()
+    batches = [(torch.tensor([[0.0, 1.0], [2.0, 3.0]]), None), (torch.tensor([[4.0, 5.0], [6.0, 7.0]]), None)]
+    recalibrate_batchnorm(net, batches)
+    # batch means (1, 2) and (5, 6) -> 3, 4; unbiased batch variances 2 and 2 -> 2
+    assert torch.allclose(net.bn.running_mean, torch.tensor([3.0, 4.0]))
+    assert torch.allclose(net.bn.running_var, torch.tensor([2.0, 2.0]))
+    assert not net.training and net.bn.momentum == 0.1

@@ -6,6 +6,7 @@ exactly the missing files and the result is identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError
 from vaemsgan.models import Encoder, Generator, build_networks
+from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
 from vaemsgan.training.checkpoint import config_of, load_checkpoint, mismatch_reason, resolve_checkpoint
 from vaemsgan.utils.images import to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_json, file_sha256, prepare_output_dir, safe_names, save_png
@@ -64,6 +66,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_best
     nets.to(device)
     for m in nets.modules().values():
         m.eval().requires_grad_(False)
+    recalibrate_batchnorm(
+        nets.generator,
+        prior_batches(cfg.model.latent_dim, len(state["class_names"]), nets.generator.conditional, device),
+    )
     return LoadedModel(
         cfg,
         nets.generator,
@@ -196,12 +202,15 @@ def reconstruct_images(
     if model.encoder is None:
         raise CheckpointError(f"{model.checkpoint}: this model has no encoder (preset without the VAE half)")
     device = next(model.generator.parameters()).device
-    outs = []
+    codes = []
     for s in range(0, len(images), batch_size):
-        x = to_float(images[s : s + batch_size].to(device))
-        mu, _ = model.encoder(x)
+        mu, _ = model.encoder(to_float(images[s : s + batch_size].to(device)))
         y = labels[s : s + batch_size].to(device) if (labels is not None and model.conditional) else None
-        outs.append(to_uint8(model.generator(mu, y)).cpu())
+        codes.append((mu, y))
+    # Decode with BatchNorm statistics of these posterior means, not of prior samples.
+    decoder = copy.deepcopy(model.generator)
+    recalibrate_batchnorm(decoder, codes)
+    outs = [to_uint8(decoder(mu, y)).cpu() for mu, y in codes]
     return torch.cat(outs) if outs else images.new_zeros((0, *images.shape[1:]))
 
 

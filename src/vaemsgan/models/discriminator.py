@@ -4,7 +4,7 @@
 - Block: parallel convolution branches with kernel sizes `kernels` (the paper's 3x3/5x5/7x7), a
   normalisation per branch, fused by concatenation + 1x1 convolution (or a sum), plus a 1x1 skip path
   so features are re-used; downsampling by strided branches ("none": all-convolutional) or avg/max pooling.
-- Class conditioning by projection (Miyato & Koyama 2018): score += <embed(y), phi(x)>.
+- Class conditioning by projection (Miyato & Koyama 2018): score += <embed(y), mean_hw phi(x)>.
 The full-resolution critic also returns the output of each block: the feature-wise reconstruction
 loss compares real and reconstructed images there.
 """
@@ -86,6 +86,10 @@ class ScaleCritic(nn.Module):
         c_final = w(resolution >> n_blocks)
         self.head = nn.Linear(c_final * min_res * min_res, 1)
         self.embed = nn.Embedding(num_classes, c_final) if conditional else None
+        if self.embed is not None:
+            # Default N(0, 1) rows would make the projection term ~sqrt(C) times the linear head at
+            # initialisation, so the critic would start out judging the class, not the realism.
+            nn.init.normal_(self.embed.weight, 0.0, c_final**-0.5)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None, upto: int | None = None
@@ -103,7 +107,7 @@ class ScaleCritic(nn.Module):
         h = F.leaky_relu(h, 0.2)
         score = self.head(h.flatten(1)).squeeze(1)
         if self.embed is not None and y is not None:
-            score = score + (self.embed(y) * h.sum(dim=(2, 3))).sum(1)
+            score = score + (self.embed(y) * h.mean(dim=(2, 3))).sum(1)
         return score, feats
 
 

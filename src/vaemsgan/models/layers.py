@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -46,3 +48,49 @@ class BatchNorm2dIgnoringLabel(nn.BatchNorm2d):
 def level_widths(base: int, levels: int, max_width: int) -> list[int]:
     """Channel widths from the coarsest level (index 0) to the finest: base * 2^(levels-1-i), capped."""
     return [min(base * 2 ** (levels - 1 - i), max_width) for i in range(levels)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    module: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor | None]]
+) -> None:
+    """Replace BatchNorm running statistics by exact averages over `batches` of (z, y) inputs.
+
+    The generator is trained on mixed batches (posterior and prior latents), so its running statistics
+    fit neither input alone; sampling recomputes them for the inputs it will see ("standing statistics",
+    Brock et al. 2019). Deterministic for fixed inputs, and independent of the sampling batch size.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [(m.momentum, m.training) for m in norms]
+    was_training = module.training
+    module.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    for z, y in batches:
+        module(z, y)
+    for m, (momentum, training) in zip(norms, saved):
+        m.momentum = momentum
+        m.train(training)
+    module.train(was_training)
+
+
+def prior_batches(
+    latent_dim: int,
+    num_classes: int,
+    conditional: bool,
+    device: torch.device | str,
+    n: int = 2048,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Seeded prior latents with labels cycling over the classes, for `recalibrate_batchnorm`."""
+    g = torch.Generator().manual_seed(seed)
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        z = torch.randn(b, latent_dim, generator=g).to(device)
+        y = (torch.arange(start, start + b) % num_classes).to(device) if conditional else None
+        yield z, y
