@@ -117,6 +117,11 @@ class TrainConfig:
     checkpoint_every: int = _opt(1000, lo=1)
     keep: int = _opt(3, lo=1, hi=1000, help="checkpoints kept")
     threads: int = _opt(0, lo=0, hi=1024, help="intra-op threads (0 = physical cores)")
+    amp: str = _opt(
+        "off",
+        choices=("off", "bf16", "fp16"),
+        help="mixed precision on CUDA (bf16 autocast, or fp16 with a gradient scaler); ignored on CPU",
+    )
     nan_patience: int = _opt(
         5,
         lo=1,

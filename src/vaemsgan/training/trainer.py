@@ -13,6 +13,7 @@ config) is in each checkpoint, so `resume` ends with the same weights as an unin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -122,6 +123,14 @@ class Trainer:
             torch.manual_seed(t.seed + 1_000_003 * (self.rank + 1))
         self.conditional = self.nets.generator.conditional
         self.ema = EMA(self.nets.generator, t.ema_decay, t.ema_start) if t.ema_decay > 0 else None
+        # Mixed precision (CUDA only): networks run under autocast, losses and the gradient penalty in fp32.
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        if self.amp_dtype is not None and self.device.type != "cuda":
+            log(f"note: train.amp={t.amp} is for CUDA; training in fp32 on {self.device.type}")
+            self.amp_dtype = None
+        fp16 = self.amp_dtype == torch.float16  # fp16 gradients underflow without loss scaling
+        self.scaler_d = torch.amp.GradScaler("cuda", init_scale=2.0**10) if fp16 else None
+        self.scaler_g = torch.amp.GradScaler("cuda", init_scale=2.0**10) if fp16 else None
         betas = (t.beta1, t.beta2)
         self.opt_g = torch.optim.Adam(self.nets.generator.parameters(), lr=t.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.nets.critic.parameters(), lr=t.lr_d, betas=betas)
@@ -166,11 +175,26 @@ class Trainer:
             return x
         return diff_augment(x, policy, p=self.ada.p if self.ada is not None else 1.0)
 
+    def _autocast(self, enabled: bool = True) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None or not enabled:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def _scaled(self, loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> torch.Tensor:
+        return scaler.scale(loss) if scaler is not None else loss
+
     def critic_scores(
-        self, x: torch.Tensor, y: torch.Tensor, features: bool = False
+        self, x: torch.Tensor, y: torch.Tensor, features: bool = False, full_precision: bool = False
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        score, _, feats = self.nets.critic(x, y if self.conditional else None, return_features=features)
+        with self._autocast(enabled=not full_precision):
+            score, _, feats = self.nets.critic(x, y if self.conditional else None, return_features=features)
+        if self.amp_dtype is not None:  # losses in fp32
+            score, feats = score.float(), [f.float() for f in feats]
         return score, feats
+
+    def critic_features(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        with self._autocast():
+            return self.nets.critic.features(x, layer).float()
 
     def fakes(
         self, x: torch.Tensor, y: torch.Tensor, with_recon: bool
@@ -183,10 +207,14 @@ class Trainer:
         z_p = torch.randn(x.shape[0], self.cfg.model.latent_dim, device=self.device)
         yy = y if self.conditional else None
         if with_recon and self.nets.encoder is not None:
-            mu, logvar = self.nets.encoder(x)
-            z = torch.cat([reparameterize(mu, logvar), z_p])
-            return self.nets.generator(z, torch.cat([y, y]) if yy is not None else None), mu, logvar
-        return self.nets.generator(z_p, yy), None, None
+            with self._autocast():
+                mu, logvar = self.nets.encoder(x)
+                mu, logvar = mu.float(), logvar.float()
+                z = torch.cat([reparameterize(mu, logvar), z_p])
+                imgs = self.nets.generator(z, torch.cat([y, y]) if yy is not None else None)
+            return imgs.float(), mu, logvar
+        with self._autocast():
+            return self.nets.generator(z_p, yy).float(), None, None
 
     # ------------------------------------------------------------------ steps
     def critic_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -211,7 +239,8 @@ class Trainer:
         if n_crit % l.gp_every == 0:
 
             def critic_fn(imgs: torch.Tensor) -> torch.Tensor:
-                return self.critic_scores(self.augment(imgs), y)[0]
+                # fp32 even under AMP: the double backward of the penalty is fragile in half precision.
+                return self.critic_scores(self.augment(imgs), y, full_precision=True)[0]
 
             if l.adversarial == "wgan-gp" and l.gp_weight > 0:
                 # Interpolate toward the prior samples (the last B fakes), which share the real labels.
@@ -223,11 +252,15 @@ class Trainer:
                 loss = loss + 0.5 * l.r1_gamma * l.gp_every * r1
                 out["r1"] = r1.detach()
         self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
+        self._scaled(loss, self.scaler_d).backward()
+        if self.scaler_d is not None:
+            self.scaler_d.unscale_(self.opt_d)
         # Average before the NaN check: one rank's NaN reaches every rank, so all skip together.
         ddp.all_reduce_grads(list(self.nets.critic.parameters()))
         if self._finite([loss], self.opt_d):
-            self.opt_d.step()
+            self.opt_d.step() if self.scaler_d is None else self.scaler_d.step(self.opt_d)
+        if self.scaler_d is not None:
+            self.scaler_d.update()
         return out
 
     def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -257,8 +290,8 @@ class Trainer:
             if need_feats:
                 layer = self.cfg.model.feature_layer
                 with torch.no_grad():
-                    f_real = self.nets.critic.features(x, layer)
-                f_rec = feats[layer][:b] if reuse else self.nets.critic.features(x_rec, layer)
+                    f_real = self.critic_features(x, layer)
+                f_rec = feats[layer][:b] if reuse else self.critic_features(x_rec, layer)
                 fr = losses.feature_reconstruction(f_rec, f_real)
                 rec = rec + l.feature_recon_weight * fr
                 out["feat_rec"] = fr.detach()
@@ -276,22 +309,29 @@ class Trainer:
             if adversarial and l.rec_as_fake or l.gamma != 1.0:
                 # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
                 # so its gradient comes from its own loss (a second pass through the graph).
-                enc_grads = torch.autograd.grad(enc_loss, enc_params, retain_graph=True)
-                gen_loss.backward()
+                sg = self.scaler_g
+                enc_grads = torch.autograd.grad(self._scaled(enc_loss, sg), enc_params, retain_graph=True)
+                self._scaled(gen_loss, sg).backward()
                 for p, g in zip(enc_params, enc_grads):
                     p.grad = g
             else:
                 # gamma = 1 and no adversarial path through x~: one backward gives both exactly.
-                (gen_loss + l.kl_weight * kl).backward()
+                self._scaled(gen_loss + l.kl_weight * kl, self.scaler_g).backward()
         else:
-            gen_loss.backward()
+            self._scaled(gen_loss, self.scaler_g).backward()
+        if self.scaler_g is not None:
+            self.scaler_g.unscale_(self.opt_g)
+            if self.opt_e is not None:
+                self.scaler_g.unscale_(self.opt_e)
         if self.world > 1:
             enc = list(self.nets.encoder.parameters()) if self.nets.encoder is not None else []
             ddp.all_reduce_grads(list(self.nets.generator.parameters()) + enc)
         if self._finite([gen_loss, kl], self.opt_g, self.opt_e):
-            if self.opt_e is not None:
-                self.opt_e.step()
-            self.opt_g.step()
+            for opt in (self.opt_e, self.opt_g):
+                if opt is not None:
+                    opt.step() if self.scaler_g is None else self.scaler_g.step(opt)
+        if self.scaler_g is not None:
+            self.scaler_g.update()
         self.nets.critic.requires_grad_(True)
         if self.world > 1:  # BatchNorm running statistics: averaged, so every rank (and EMA) stays equal
             for m in self.nets.modules().values():
