@@ -117,6 +117,13 @@ def add_train(sub: Any) -> None:
     length.add_argument("--steps", type=int, help="generator steps")
     length.add_argument("--epochs", type=float, help="passes over the training images (sets --steps)")
     p.add_argument(
+        "--budget-minutes",
+        type=float,
+        metavar="M",
+        help="stop cleanly after M minutes of training (checkpoint and samples saved); without --steps/"
+        "--epochs the step count is then unlimited",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue from the newest valid checkpoint in RUN_DIR"
     )
     p.add_argument("--force", action="store_true", help="train into a non-empty RUN_DIR, replacing its run")
@@ -235,7 +242,14 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         print(
             f"data parallel: {trainer.world} processes ({ddp.info().backend}), {trainer.local_batch} images each"
         )
-    trainer.train(cfg.train.steps)
+    deadline = None
+    if getattr(args, "budget_minutes", None) is not None:
+        if not args.budget_minutes > 0:
+            raise ConfigError(f"--budget-minutes must be positive, got {args.budget_minutes}")
+        if not args.steps and args.epochs is None:
+            cfg.train.steps = 10**9  # the time budget alone ends the run
+        deadline = time.perf_counter() + 60.0 * args.budget_minutes
+    trainer.train(cfg.train.steps, deadline=deadline)
     digest_dir = os.environ.get("VAEMSGAN_RANK_DIGEST_DIR")
     if digest_dir:  # test hook: each rank writes a hash of its weights, to check that the ranks agree
         mods = {**trainer.nets.modules(), **({"ema": trainer.ema.model} if trainer.ema is not None else {})}
@@ -515,3 +529,7 @@ REGISTRY = [add_train, add_generate, add_reconstruct, add_interpolate, add_check
 from vaemsgan.cli.evaluate_cmd import add_evaluate  # noqa: E402
 
 REGISTRY.append(add_evaluate)
+
+from vaemsgan.cli.reproduce_cmd import add_reproduce  # noqa: E402
+
+REGISTRY.append(add_reproduce)

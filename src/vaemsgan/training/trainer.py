@@ -397,8 +397,16 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ loop
-    def train(self, steps: int | None = None) -> TrainState:
+    def train(
+        self,
+        steps: int | None = None,
+        *,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> TrainState:
+        """Train to `steps` (default: the config's), or until `clock() >= deadline` (a time budget)."""
         t = self.cfg.train
+        self.deadline_reached = False
         total = steps if steps is not None else t.steps
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.is_main:  # rank 0 alone writes the run folder
@@ -418,7 +426,7 @@ class Trainer:
             desc="train",
         )
         try:
-            while self.state.step < total and not self._stop_now():
+            while self.state.step < total and not self._stop_now(deadline, clock):
                 self._step_skipped = False
                 for _ in range(t.n_critic if self.cfg.loss.adversarial != "none" else 0):
                     x, y = self.next_batch()
@@ -463,7 +471,9 @@ class Trainer:
                 self.save()
                 self.save_samples()
                 self.log(
-                    f"stopped at step {self.state.step}: checkpoint saved; continue with the same command "
+                    f"time budget reached at step {self.state.step}: checkpoint and samples saved"
+                    if self.deadline_reached
+                    else f"stopped at step {self.state.step}: checkpoint saved; continue with the same command "
                     f"and --resume"
                 )
         finally:
@@ -471,9 +481,12 @@ class Trainer:
             self._restore_signal_handlers(old_handlers)
         return self.state
 
-    def _stop_now(self) -> bool:
+    def _stop_now(self, deadline: float | None = None, clock: Callable[[], float] = time.perf_counter) -> bool:
         """Has a stop been requested? Across ranks, agreed at log intervals (one tiny all-reduce), so
-        that every rank stops after the same step and saves together."""
+        that every rank stops after the same step and saves together. A spent time budget (`deadline`
+        on `clock`) is a stop request: the same clean stop at a step boundary, agreed the same way."""
+        if deadline is not None and not self._stop_requested and clock() >= deadline:
+            self._stop_requested = self.deadline_reached = True
         if self.world == 1:
             return self._stop_requested
         if self.state.step % self.cfg.train.log_every == 0:

@@ -1,0 +1,16 @@
+"""`vaemsgan reproduce`: the paper's experiments and our baselines as resumable, budgeted runs."""
+
+from vaemsgan.experiments.registry import EXPERIMENTS, ExperimentSpec, RunSpec, expand, experiment_names
+from vaemsgan.experiments.runner import ReproduceOptions, plan_runs, quick, reproduce
+
+__all__ = [
+    "EXPERIMENTS",
+    "ExperimentSpec",
+    "ReproduceOptions",
+    "RunSpec",
+    "expand",
+    "experiment_names",
+    "plan_runs",
+    "quick",
+    "reproduce",
+]

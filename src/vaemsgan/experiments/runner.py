@@ -1,0 +1,546 @@
+"""Run an experiment: train each run under a time budget, sample, evaluate, write tables; resumable.
+
+Layout of OUT:
+    runs/<run>/train/           the training run (config.yaml, checkpoints/, samples.png, metrics.jsonl)
+    runs/<run>/TRAINED.json     written once training finished: steps, wall and CPU seconds, the train key
+    runs/<run>/eval/<part>.json one file per evaluation part (stats, fid, tstr, crossval), with its eval key
+    runs/<run>/grid.png         8 generated images per class, one row per class
+    runs/<run>/result.json      everything above merged; DONE.json when the parts asked for are all there
+    <experiment>.md / .json / .png   the experiment's table and its grids side by side
+Every file is written atomically. A run whose TRAINED.json matches its settings is not retrained, a part
+whose file matches is not recomputed: an interrupted `reproduce` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaemsgan.config import Config
+from vaemsgan.data import ImageSet, load_images
+from vaemsgan.errors import ConfigError, OutputExistsError
+from vaemsgan.experiments.registry import EVAL_PARTS, ExperimentSpec, RunSpec, expand
+from vaemsgan.utils.io import atomic_write_json
+
+# Shared by every run of `--quick` (the test suite's smoke runs): narrow networks, a few steps.
+QUICK_OVERRIDES: dict[str, Any] = {
+    "model.latent_dim": 16,
+    "model.g_width": 8,
+    "model.e_width": 8,
+    "model.d_width": 8,
+    "train.batch_size": 8,
+    "train.log_every": 2,
+    "train.sample_every": 1000,
+    "train.checkpoint_every": 1000,
+    "train.ema_start": 1,
+}
+
+
+@dataclass
+class ReproduceOptions:
+    """Everything `vaemsgan reproduce` can be told (see cli/reproduce_cmd.py for the meaning of each)."""
+
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    per_class: int | None = None
+    resolution: int = 32
+    channels: int = 1
+    budget_minutes: float = 3.0
+    clock: str = "cpu"  # cpu: process CPU time (fair on a shared machine); wall: time.perf_counter
+    steps: int | None = None  # optional cap on generator steps (the budget usually ends a run first)
+    seeds: int = 1  # training seeds per run
+    eval_seeds: int = 3  # classifier seeds per TSTR / cross-validation number
+    per_class_generated: int = 1000
+    classifier_steps: int = 300
+    domain_steps: int = 600
+    n_boot: int = 50
+    threads: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set, applied to every run
+    cache_dir: str | None = None
+    force: bool = False
+    quick: bool = False
+    progress: bool = True
+
+    def validate(self) -> ReproduceOptions:
+        if not self.budget_minutes > 0:
+            raise ConfigError(f"--budget must be a positive number of minutes, got {self.budget_minutes}")
+        if self.clock not in ("cpu", "wall"):
+            raise ConfigError(f"--clock must be cpu or wall, got {self.clock!r}")
+        for name in ("seeds", "eval_seeds", "classifier_steps", "domain_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.per_class_generated < 4:
+            raise ConfigError(f"--per-class-generated must be at least 4, got {self.per_class_generated}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {self.steps}")
+        if self.per_class is not None and self.per_class < 2:
+            raise ConfigError(f"--per-class must be at least 2, got {self.per_class}")
+        if self.n_boot < 2:
+            raise ConfigError(f"--bootstrap must be at least 2, got {self.n_boot}")
+        return self
+
+
+def quick(opts: ReproduceOptions) -> ReproduceOptions:
+    """The smoke-test budget: tiny networks, 3 steps, minimal evaluation (numbers mean nothing)."""
+    opts.overrides = {**QUICK_OVERRIDES, **opts.overrides}
+    opts.steps = opts.steps or 3
+    opts.eval_seeds = 1
+    opts.per_class_generated = min(opts.per_class_generated, 8)
+    opts.classifier_steps = min(opts.classifier_steps, 10)
+    opts.domain_steps = min(opts.domain_steps, 10)
+    opts.n_boot = min(opts.n_boot, 4)
+    return opts
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, tensors/numpy scalars -> numbers, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class RealData:
+    """Real training/test images of one class set, and the domain extractor trained on them (cached)."""
+
+    train: ImageSet
+    test: ImageSet
+    extractor: Any = None
+    test_features: torch.Tensor | None = None
+    floor: dict[str, Any] | None = None
+
+
+class Context:
+    """Loads real data once per class set for all runs of an invocation."""
+
+    def __init__(self, opts: ReproduceOptions, log: Callable[[str], None]) -> None:
+        self.opts, self.log = opts, log
+        self._real: dict[tuple[str, ...] | None, RealData] = {}
+
+    def real(self, classes: list[str] | None) -> RealData:
+        key = tuple(classes) if classes else None
+        if key not in self._real:
+            o = self.opts
+            kw = {
+                "resolution": o.resolution,
+                "channels": o.channels,
+                "data_dir": o.data_dir,
+                "classes": classes,
+            }
+            # Seed 0 for the subset whatever the training seed: every model sees the same images.
+            train = load_images(o.data, split="train", per_class=o.per_class, seed=0, **kw)
+            test = _test_split(o.data, train, kw)
+            self.log(
+                f"real data: {len(train)} training / {len(test)} test images, {len(train.class_names)} classes"
+            )
+            self._real[key] = RealData(train, test)
+        return self._real[key]
+
+    def extractor(self, real: RealData) -> Any:
+        if real.extractor is None:
+            from vaemsgan.evaluation.classifier import ClassifierConfig
+            from vaemsgan.evaluation.extractors import build_extractor
+
+            t0 = time.perf_counter()
+            real.extractor = build_extractor(
+                "domain",
+                images=real.train.images,
+                labels=real.train.labels,
+                class_names=real.train.class_names,
+                cfg=ClassifierConfig(steps=self.opts.domain_steps),
+                seed=0,
+                cache_dir=self.opts.cache_dir,
+            )
+            real.test_features = real.extractor(real.test.images)
+            self.log(
+                f"domain extractor {'from cache' if real.extractor.info['cache_hit'] else 'trained'} "
+                f"in {time.perf_counter() - t0:.0f} s"
+            )
+        return real.extractor
+
+
+def _test_split(source: str, train: ImageSet, kw: dict[str, Any]) -> ImageSet:
+    """The source's test split; a plain folder without one gets a test set of the training images (noted)."""
+    from vaemsgan.data.imagefolder import split_layout
+
+    if source in ("fashion-mnist", "fashion-mnist-mini") or split_layout(Path(source)) is not None:
+        return load_images(source, split="test", **kw)
+    return train
+
+
+# ---------------------------------------------------------------------------------------------- runs
+@dataclass
+class RunPlan:
+    """One concrete run: spec, training seed, config and folder."""
+
+    spec: RunSpec
+    seed: int
+    cfg: Config
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[RunPlan]:
+    """The runs of an experiment with their full configs (data, quick-mode and --set keys applied)."""
+    base: dict[str, Any] = {
+        "data.source": opts.data,
+        "data.resolution": opts.resolution,
+        "data.channels": opts.channels,
+        "train.threads": opts.threads,
+        **opts.overrides,
+    }
+    if opts.data_dir:
+        base["data.data_dir"] = opts.data_dir
+    if opts.per_class is not None:
+        base["data.per_class"] = opts.per_class
+    plans = []
+    for spec in exp.runs:
+        for seed in range(opts.seeds):
+            cfg = spec.config({**base, "train.seed": seed})
+            # The budget ends the run; a step count only when it is asked for.
+            cfg.train.steps = opts.steps if opts.steps is not None else 10**9
+            name = spec.name if seed == 0 else f"{spec.name}-seed{seed}"
+            plans.append(RunPlan(spec, seed, cfg, out / "runs" / name))
+    return plans
+
+
+def train_key(plan: RunPlan, opts: ReproduceOptions) -> str:
+    return _key({"config": plan.cfg.to_dict(), "budget": opts.budget_minutes, "clock": opts.clock})
+
+
+def eval_key(part: str, opts: ReproduceOptions) -> str:
+    keys: dict[str, Any] = {"part": part, "generated": opts.per_class_generated, "v": 1}
+    if part in ("fid", "tstr", "crossval"):
+        keys.update(domain_steps=opts.domain_steps, n_boot=opts.n_boot)
+    if part in ("tstr", "crossval"):
+        keys.update(eval_seeds=opts.eval_seeds, classifier_steps=opts.classifier_steps)
+    return _key(keys)
+
+
+def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
+    """Train under the budget (or load the finished training); returns TRAINED.json's content."""
+    from vaemsgan.training.trainer import Trainer, set_threads
+
+    marker = plan.folder / "TRAINED.json"
+    key = train_key(plan, opts)
+    done = _read_json(marker)
+    if done is not None and done.get("train_key") == key and not opts.force:
+        return done
+    if done is not None and not opts.force:
+        raise OutputExistsError(
+            f"{plan.folder}: trained with other settings (config, budget or clock); use --force to redo it, "
+            "or another --out"
+        )
+    # Unfinished (interrupted) or forced: start this run over; a budget run cannot be continued fairly.
+    if plan.folder.exists():
+        shutil.rmtree(plan.folder)
+    real = ctx.real(plan.cfg.data.classes)
+    set_threads(plan.cfg.train.threads)
+    ctx.log(
+        f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) for {opts.budget_minutes:g} min ({opts.clock})"
+    )
+    trainer = Trainer(plan.cfg, real.train, plan.folder / "train", progress=opts.progress, log=ctx.log)
+    clock = time.process_time if opts.clock == "cpu" else time.perf_counter
+    w0, c0 = time.perf_counter(), time.process_time()
+    trainer.train(plan.cfg.train.steps, deadline=clock() + 60.0 * opts.budget_minutes, clock=clock)
+    if trainer._stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
+        raise KeyboardInterrupt
+    rates = sorted(r["images_per_s"] for r in trainer.state.history if "images_per_s" in r)
+    info = {
+        "train_key": key,
+        "run": plan.name,
+        "preset": plan.spec.preset,
+        "overrides": plan.spec.overrides,
+        "seed": plan.seed,
+        "steps": trainer.state.step,
+        "stopped_by": "budget" if trainer.deadline_reached else "steps",
+        "wall_s": time.perf_counter() - w0,
+        "cpu_s": time.process_time() - c0,
+        "threads": torch.get_num_threads(),
+        "images_per_s_median": rates[len(rates) // 2] if rates else None,
+        "train_images": len(real.train),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(marker, _clean(info))
+    return info
+
+
+def _sample(plan: RunPlan, per_class: int) -> ImageSet:
+    from vaemsgan.evaluation.evaluate import EvalOptions, generate_in_memory
+
+    gen, _ = generate_in_memory(plan.folder / "train", per_class, EvalOptions(progress=False), lambda m: None)
+    return gen
+
+
+def _split_generated(gen: ImageSet, test_counts: list[int], seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Per class: min(real test count, half) generated images as a test set, the rest a training pool."""
+    g = torch.Generator().manual_seed(seed + 7)
+    test, pool = [], []
+    for c, n_real in enumerate(test_counts):
+        idx = (gen.labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n = min(n_real, len(idx) // 2)
+        test.append(idx[:n])
+        pool.append(idx[n:])
+    return gen.subset(torch.cat(test).sort().values), gen.subset(torch.cat(pool).sort().values)
+
+
+def _matched(s: ImageSet, counts: list[int], seed: int = 0) -> ImageSet:
+    """Up to counts[c] images of class c (seeded): FIDs are only comparable at equal set sizes."""
+    g = torch.Generator().manual_seed(seed + 3)
+    idx = []
+    for c, n in enumerate(counts):
+        i = (s.labels == c).nonzero().flatten()
+        idx.append(i[torch.randperm(len(i), generator=g)[:n]])
+    return s.subset(torch.cat(idx).sort().values)
+
+
+def _stats_part(real: RealData, gen: ImageSet) -> dict[str, Any]:
+    from vaemsgan.metrics import class_table, image_statistics
+
+    names = real.train.class_names
+    rs, gs = image_statistics(real.train.images), image_statistics(gen.images)
+
+    def by(st: dict[str, torch.Tensor], lab: torch.Tensor) -> dict[int, dict[str, torch.Tensor]]:
+        return {
+            c: {k: v[lab == c] for k, v in st.items()} for c in range(len(names)) if bool((lab == c).any())
+        }
+
+    rows = class_table(by(rs, real.train.labels), by(gs, gen.labels))
+    for r in rows:
+        r["class"] = names[int(r["class"])]
+    overall = class_table({0: rs}, {0: gs})
+    for r in overall:
+        r["class"] = "all"
+    return {"per_class": rows, "overall": overall, "n_real": len(real.train), "n_gen": len(gen)}
+
+
+def _fid_part(ctx: Context, real: RealData, gen: ImageSet, opts: ReproduceOptions) -> dict[str, Any]:
+    from vaemsgan.metrics import bootstrap_ci, fid
+
+    ext = ctx.extractor(real)
+    fr = real.test_features
+    counts = real.test.counts()
+    fg = ext(_matched(gen, counts).images)
+    lo, hi = bootstrap_ci(fid, fr, fg, n_boot=opts.n_boot, seed=0)
+    if real.floor is None:  # real training vs real test images at the same sizes: a perfect generator's FID
+        real.floor = {"fid": fid(fr, ext(_matched(real.train, counts).images))}
+    return {
+        "fid": fid(fr, fg),
+        "fid_ci": [lo, hi],
+        "floor_real_vs_real": real.floor["fid"],
+        "n_real": len(fr),
+        "n_gen": len(fg),
+        "extractor": ext.info,
+        "extractor_real_test_accuracy": _extractor_accuracy(ext, real),
+    }
+
+
+def _extractor_accuracy(ext: Any, real: RealData) -> float:
+    from vaemsgan.evaluation.classifier import accuracy
+
+    return float(accuracy(ext.model, real.test.images, real.test.labels))
+
+
+def _crossval_part(
+    real: RealData, gen: ImageSet, opts: ReproduceOptions, mixed: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
+    from vaemsgan.evaluation.classifier import ClassifierConfig
+    from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
+
+    names = real.train.class_names
+    gen_test, gen_pool = _split_generated(gen, real.test.counts())
+    lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
+    cv = CrossvalOptions(
+        seeds=opts.eval_seeds,
+        classifier=ClassifierConfig(steps=opts.classifier_steps),
+        mixed_class="bag" if "bag" in names else names[0],
+        experiments=("crossval", "mixed") if mixed else ("crossval",),
+    )
+    return run_crossval(lab(real.train), lab(real.test), lab(gen_pool), lab(gen_test), names, cv, log)
+
+
+def evaluate_run(
+    plan: RunPlan, parts: Sequence[str], ctx: Context, opts: ReproduceOptions
+) -> dict[str, dict[str, Any]]:
+    """The evaluation parts of a trained run; a part already on disk with the same settings is kept."""
+    out: dict[str, dict[str, Any]] = {}
+    todo = []
+    for part in parts:
+        prev = _read_json(plan.folder / "eval" / f"{part}.json")
+        if prev is not None and prev.get("eval_key") == eval_key(part, opts) and not opts.force:
+            out[part] = prev
+        else:
+            todo.append(part)
+    grid = plan.folder / "grid.png"
+    if not todo and grid.is_file():
+        return out
+    real = ctx.real(plan.cfg.data.classes)
+    n_gen = opts.per_class_generated
+    if "crossval" in todo:
+        # The paper's 1000 real vs 1000 generated per class: the pool must hold as many as the real set.
+        n_gen = max(n_gen, max(real.train.counts()) + max(real.test.counts()))
+    t0 = time.perf_counter()
+    gen = _sample(plan, n_gen)
+    if not grid.is_file():
+        from vaemsgan.utils.images import make_grid
+        from vaemsgan.utils.io import save_png
+
+        first = torch.cat([(gen.labels == c).nonzero().flatten()[:8] for c in range(len(gen.class_names))])
+        save_png(grid, make_grid(gen.images[first], nrow=8))
+    t_gen = time.perf_counter() - t0
+    for part in todo:
+        ctx.log(f"evaluate {plan.name}: {part}")
+        t0 = time.perf_counter()
+        if part == "stats":
+            res = _stats_part(real, gen)
+        elif part == "fid":
+            res = _fid_part(ctx, real, _first_n(gen, opts.per_class_generated), opts)
+        elif part in ("tstr", "crossval"):
+            res = _crossval_part(
+                real,
+                gen if part == "crossval" else _first_n(gen, opts.per_class_generated),
+                opts,
+                part == "crossval",
+                ctx.log,
+            )
+        else:  # the registry only names known parts
+            raise ConfigError(f"unknown evaluation part {part!r} (known: {', '.join(EVAL_PARTS)})")
+        res = {"eval_key": eval_key(part, opts), "seconds": time.perf_counter() - t0 + t_gen, **res}
+        atomic_write_json(plan.folder / "eval" / f"{part}.json", _clean(res))
+        out[part] = _clean(res)
+    return out
+
+
+def _first_n(gen: ImageSet, n: int) -> ImageSet:
+    """The first n generated images of each class (latents depend on (seed, class) only: same images)."""
+    idx = torch.cat([(gen.labels == c).nonzero().flatten()[:n] for c in range(len(gen.class_names))])
+    return gen.subset(idx.sort().values)
+
+
+def run_one(plan: RunPlan, parts: Sequence[str], ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
+    """Train (unless done) and evaluate (missing parts) one run; writes result.json and DONE.json."""
+    done = _read_json(plan.folder / "DONE.json")
+    tkey = train_key(plan, opts)
+    ekeys = {p: eval_key(p, opts) for p in parts}
+    if (
+        done is not None
+        and not opts.force
+        and done.get("train_key") == tkey
+        and all(done.get("eval_keys", {}).get(p) == k for p, k in ekeys.items())
+    ):
+        res = _read_json(plan.folder / "result.json")
+        if res is not None:
+            ctx.log(f"{plan.name}: done earlier, kept")
+            return res
+    train = train_run(plan, ctx, opts)
+    evals = evaluate_run(plan, parts, ctx, opts)
+    prev = _read_json(plan.folder / "result.json") or {}
+    result = {
+        "run": plan.name,
+        "label": plan.spec.label or plan.spec.name,
+        "preset": plan.spec.preset,
+        "overrides": plan.spec.overrides,
+        "seed": plan.seed,
+        "config": plan.cfg.to_dict(),
+        "train": train,
+        "eval": {**prev.get("eval", {}), **evals},
+        "grid": str(plan.folder / "grid.png"),
+    }
+    atomic_write_json(plan.folder / "result.json", _clean(result))
+    marker = _read_json(plan.folder / "DONE.json") or {}
+    keys = {**(marker.get("eval_keys", {}) if marker.get("train_key") == tkey else {}), **ekeys}
+    atomic_write_json(plan.folder / "DONE.json", {"train_key": tkey, "eval_keys": keys})
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- main
+def _logger(enabled: bool) -> Callable[[str], None]:
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        if enabled:
+            print(f"[reproduce {time.perf_counter() - t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def machine_info() -> dict[str, Any]:
+    import os
+    import platform
+
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def reproduce(
+    experiment: str, out: str | Path, opts: ReproduceOptions, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run `experiment` (or a group: `table2`, `all`) into `out`; returns {experiment: table dict}."""
+    from vaemsgan.experiments.tables import write_experiment, write_summary
+
+    opts.validate()
+    exps = expand(experiment)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or _logger(True)  # progress lines go to stderr always; --no-progress only hides bars
+    ctx = Context(opts, log)
+    # Plans first: a bad --set key fails now, not after an hour of training.
+    plans = {exp.name: plan_runs(exp, out, opts) for exp in exps}
+    tables = {}
+    for exp in exps:
+        t0 = time.perf_counter()
+        log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
+        results = [run_one(p, exp.parts, ctx, opts) for p in plans[exp.name]]
+        meta = {
+            "command_options": _clean(asdict(opts)),
+            "machine": machine_info(),
+            "wall_s": time.perf_counter() - t0,
+        }
+        tables[exp.name] = write_experiment(exp, results, out, meta)
+        log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
+    if len(exps) > 1:
+        write_summary(experiment, [e.name for e in exps], out)
+    return tables

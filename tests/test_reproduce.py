@@ -1,0 +1,184 @@
+"""`vaemsgan reproduce`: run specs of every experiment, one quick experiment end to end, resume, budgets.
+
+Kept small on purpose (the whole file runs in well under a minute on 2 loaded cores): one experiment runs
+for real (`classifier`: two runs, statistics and the cross-validation table) on 2 classes of the embedded
+subset at 16 px with 3 training steps; every other experiment is checked through its run plans.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vaemsgan.cli.main import main
+from vaemsgan.experiments import EXPERIMENTS, ReproduceOptions, expand, experiment_names, plan_runs
+from vaemsgan.experiments.tables import table2
+from vaemsgan.presets import PAPER_MODES, build_config
+
+QUICK = [
+    "--data",
+    "fashion-mnist-mini",
+    "--per-class",
+    "10",
+    "--resolution",
+    "16",
+    "--quick",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--set",
+    "data.classes=trouser,bag",
+]
+
+
+def _plans(name: str, tmp_path: Path) -> dict:
+    opts = ReproduceOptions(data="fashion-mnist-mini", resolution=16)
+    return {p.name: p for p in plan_runs(EXPERIMENTS[name], tmp_path, opts)}
+
+
+def test_every_experiment_plans_valid_configs(tmp_path: Path) -> None:
+    for name in experiment_names():
+        for exp in expand(name):
+            for plan in plan_runs(exp, tmp_path, ReproduceOptions(resolution=32, seeds=2)):
+                assert plan.cfg.data.source == "fashion-mnist" and plan.cfg.data.resolution == 32
+                assert plan.cfg.train.steps == 10**9  # the budget ends a run
+    assert [e.name for e in expand("table2")] == ["table2", "table2-all"]
+    with pytest.raises(Exception, match="unknown experiment"):
+        expand("nope")
+
+
+def test_kernel_and_pooling_runs_are_the_paper_modes(tmp_path: Path) -> None:
+    plans = _plans("kernels", tmp_path)
+    assert len(plans) == 7
+    for m, (g, d) in PAPER_MODES.items():
+        cfg = plans[f"paper-mode-{m}"].cfg
+        assert (cfg.model.g_kernel, cfg.model.d_kernels) == (g, [d])
+        assert cfg.model.pooling == "max" and cfg.model.d_norm == "batch"
+    pools = {n: p.cfg.model.pooling for n, p in _plans("pooling", tmp_path).items()}
+    assert pools == {"paper-pool-none": "none", "paper-pool-avg": "avg", "paper": "max"}
+
+
+def test_ablation_removes_exactly_one_part(tmp_path: Path) -> None:
+    plans = _plans("ablation", tmp_path)
+    full = plans["paper"].cfg.to_dict()
+    expected = {
+        "ablate-multiscale": {("model", "scales"): 1},
+        "ablate-multikernel": {("model", "d_kernels"): [5]},
+        "ablate-norm": {("model", "d_norm"): "none"},
+        "ablate-gp": {("loss", "gp_weight"): 0.0},
+        "ablate-featrecon": {("loss", "feature_recon_weight"): 0.0, ("loss", "pixel_recon_weight"): 1.0},
+        "ablate-encoder": {("model", "use_encoder"): False},
+    }
+    assert set(plans) == {"paper", *expected}
+    for name, diff in expected.items():
+        cfg = plans[name].cfg.to_dict()
+        changed = {
+            (s, k): cfg[s][k]
+            for s in ("data", "model", "loss", "train")
+            for k in cfg[s]
+            if cfg[s][k] != full[s][k]
+        }
+        assert changed == diff, name
+
+
+def test_baselines_table2_classifier_runs(tmp_path: Path) -> None:
+    base = _plans("baselines", tmp_path)
+    assert set(base) == {"dcgan", "cdcgan-wgan-gp", "vae", "vaegan", "paper", "default"}
+    for name, plan in base.items():
+        ref = build_config(plan.spec.preset, {"data.source": "fashion-mnist-mini", "data.resolution": 16})
+        assert plan.cfg.model == ref.model and plan.cfg.loss == ref.loss, name
+    assert _plans("table2", tmp_path)["paper-3class"].cfg.data.classes == ["bag", "sneaker", "shirt"]
+    assert _plans("table2-all", tmp_path)["paper"].cfg.data.classes is None
+    assert set(_plans("classifier", tmp_path)) == {"paper", "default"}
+    seeds = plan_runs(EXPERIMENTS["pooling"], tmp_path, ReproduceOptions(seeds=2))
+    assert [p.name for p in seeds][:2] == ["paper-pool-none", "paper-pool-none-seed1"]
+    assert [p.cfg.train.seed for p in seeds][:2] == [0, 1]
+
+
+def test_quick_experiment_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    args = ["reproduce", "classifier", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *QUICK]
+    assert main(args) == 0
+    for suffix in (".md", ".json", ".png"):
+        assert (out / f"classifier{suffix}").is_file()
+    table = json.loads((out / "classifier.json").read_text())
+    assert [r["run"] for r in table["rows"]] == ["paper", "default"]
+    row = table["rows"][0]
+    assert row["steps"] == [3] and 0 <= row["TSTR"]["mean"] <= 1 and "mixed" in row
+    assert set(row["stats"]) == {"mean", "std", "entropy", "laplacian_var"}
+    md = (out / "classifier.md").read_text()
+    assert "TSTR" in md and "500 real + 500 generated" in md and "Machine:" in md
+    result = json.loads((out / "runs" / "paper" / "result.json").read_text())
+    assert result["train"]["stopped_by"] == "steps" and result["train"]["wall_s"] > 0
+    assert "Per class" not in md and "| trouser | generated |" in table2(result)
+    # Second invocation: nothing is trained or evaluated again.
+    files = sorted((out / "runs").glob("*/*.json")) + sorted((out / "runs").glob("*/eval/*.json"))
+    ckpts = sorted((out / "runs").glob("*/train/checkpoints/*.pt"))
+    before = {p: p.stat().st_mtime_ns for p in files + ckpts}
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "done earlier, kept" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in files + ckpts} == before
+    # An interrupted run (no TRAINED/DONE marker) is redone; the finished one is kept.
+    for f in ("TRAINED.json", "DONE.json", "result.json"):
+        (out / "runs" / "default" / f).unlink()
+    assert main(args) == 0
+    assert (out / "runs" / "default" / "DONE.json").is_file()
+    assert (out / "runs" / "paper" / "DONE.json").stat().st_mtime_ns == before[
+        out / "runs" / "paper" / "DONE.json"
+    ]
+
+
+def test_reproduce_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["reproduce", "nope", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaemsgan: error: unknown experiment 'nope'") and "\n" not in err
+    assert main(["reproduce", "pooling", "--out", str(tmp_path / "o"), "--budget", "0"]) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert main(["reproduce", "pooling", "--out", str(tmp_path / "o"), "--set", "model.nope=1"]) == 2
+    assert "model.nope" in capsys.readouterr().err
+
+
+def test_trainer_deadline_stops_at_a_step_boundary(tiny_config, tiny_images, tmp_path: Path) -> None:
+    from vaemsgan.training.checkpoint import list_checkpoints
+    from vaemsgan.training.trainer import Trainer
+
+    ticks = iter(range(10**6))
+    trainer = Trainer(tiny_config(), tiny_images, tmp_path / "run", progress=False, log=lambda m: None)
+    state = trainer.train(100, deadline=3, clock=lambda: next(ticks))  # the clock passes 3 at step 3
+    assert state.step == 3 and trainer.deadline_reached
+    assert [p.name for p in list_checkpoints(tmp_path / "run")][-1] == "step-0000003.pt"
+    assert (tmp_path / "run" / "samples" / "step-0000003.png").is_file()
+    assert Trainer(tiny_config(), tiny_images, tmp_path / "r2", progress=False).train(2).step == 2
+
+
+def test_train_cli_budget_minutes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = [
+        "train",
+        "--data",
+        "fashion-mnist-mini",
+        "--per-class",
+        "4",
+        "--resolution",
+        "16",
+        "--no-progress",
+    ]
+    tiny = [
+        "--g-width",
+        "8",
+        "--d-width",
+        "8",
+        "--latent-dim",
+        "8",
+        "--batch-size",
+        "8",
+        "--set",
+        "model.e_width=8",
+    ]
+    assert main([*base, *tiny, "--out", str(tmp_path / "a"), "--budget-minutes", "0"]) == 2
+    assert "--budget-minutes must be positive" in capsys.readouterr().err
+    assert main([*base, *tiny, "--out", str(tmp_path / "b"), "--budget-minutes", "0.0005"]) == 0
+    assert "time budget reached" in capsys.readouterr().out
+    assert (tmp_path / "b" / "samples.png").is_file()
