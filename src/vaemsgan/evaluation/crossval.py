@@ -207,7 +207,10 @@ def run_crossval(
                     log(f"seed {seed + 1}/{n_seeds}: real + {r:g}x generated")
                     extra = _pick(gen_train, [int(round(r * n)) for n in real_counts], g)
                     model = fit(concat(real_train, extra), seed, f"sweep_{r:g}")
-                put(f"sweep/{r:g}", _acc(predict(model, real_test.images), real_test.labels))
+                pred = predict(model, real_test.images)
+                put(f"sweep/{r:g}", _acc(pred, real_test.labels))
+                # Per-seed, per-class accuracies: the augmentation gain (gain.py) pairs them by seed.
+                per_class.setdefault(f"sweep/{r:g}", []).append(_per_class_acc(pred, real_test.labels, n_cls))
 
     out: dict[str, Any] = {
         "seeds": n_seeds,
@@ -222,7 +225,10 @@ def run_crossval(
     if "crossval" in opt.experiments:
         out["table"] = {key: _ci(raw[key]) for key in ("TRTR", "TRTS", "TSTR", "TSTS")}
         out["per_class"] = {
-            name: {key: _ci([run[c] for run in per_class[key]])["mean"] for key in per_class}
+            name: {
+                key: _ci([run[c] for run in per_class[key]])["mean"]
+                for key in ("TRTR", "TRTS", "TSTR", "TSTS")
+            }
             for c, name in enumerate(class_names)
         }
     if "mixed" in opt.experiments:
@@ -236,5 +242,6 @@ def run_crossval(
         for item in sweep_plan:
             if "skipped" not in item:
                 item["accuracy"] = _ci(raw[f"sweep/{item['ratio']:g}"])
+                item["per_class_values"] = per_class[f"sweep/{item['ratio']:g}"]
         out["sweep"] = sweep_plan
     return out

@@ -23,7 +23,7 @@ from PIL import Image
 from vaemsgan.data import BUILTIN_SOURCES, ImageSet, load_images
 from vaemsgan.data.imagefolder import split_layout
 from vaemsgan.errors import ConfigError, DataError, OutputExistsError
-from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy
+from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
 from vaemsgan.evaluation.crossval import DEFAULT_RATIOS, CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
 from vaemsgan.evaluation.memorisation import (
@@ -76,16 +76,20 @@ class EvalOptions:
     force: bool = False
     progress: bool = True
     quick: bool = False
+    augmentation_gain: bool = False  # real only vs real + r x generated (gain.py), seeds paired
+    gain_ratios: Sequence[float] = (1.0,)
+    real_per_class: int | None = None  # seeded subset of the real training images (as `train --per-class`)
+    real_seed: int = 0  # the subset's seed: the training run's train.seed
 
     def validate(self) -> EvalOptions:
         unknown = [p for p in self.parts if p not in PARTS]
-        if unknown or not self.parts:
+        if unknown or not (self.parts or self.augmentation_gain):
             raise ConfigError(
                 f"--parts: unknown part(s) {unknown or '(none)'}; choose from {', '.join(PARTS)}"
             )
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
-        if any(r <= 0 for r in self.ratios):
+        if any(r <= 0 for r in (*self.ratios, *self.gain_ratios)):
             raise ConfigError(f"--ratios must be positive, got {list(self.ratios)}")
         if self.per_class is not None and self.per_class < 2:
             raise ConfigError(f"--per-class must be at least 2, got {self.per_class}")
@@ -145,7 +149,10 @@ def load_real(
     kw = {"resolution": resolution, "channels": channels, "data_dir": opts.data_dir}
     train = load_images(source, split="train", **kw)
     if _has_test_split(source):
-        return train, load_images(source, split="test", **kw), "the source's test split"
+        test = load_images(source, split="test", **kw)
+        if opts.real_per_class is not None:  # the user's scarce set; the test split stays whole
+            train = train.per_class_subset(opts.real_per_class, opts.real_seed)
+        return train, test, "the source's test split"
     # No test split: hold out a seeded share of each class (never used to train any classifier).
     g = torch.Generator().manual_seed(opts.seed + 99)
     test_idx, train_idx = [], []
@@ -156,8 +163,11 @@ def load_real(
         test_idx.append(idx[:n_test])
         train_idx.append(idx[n_test:])
     note = f"{opts.holdout:.0%} of each class held out (the source has no test split)"
+    train_part = train.subset(torch.cat(train_idx).sort().values)
+    if opts.real_per_class is not None:
+        train_part = train_part.per_class_subset(opts.real_per_class, opts.real_seed)
     return (
-        train.subset(torch.cat(train_idx).sort().values),
+        train_part,
         train.subset(torch.cat(test_idx).sort().values),
         note,
     )
@@ -199,14 +209,11 @@ def _rename_to_real(gen: ImageSet, real_names: Sequence[str]) -> None:
     gen.class_names = [n if n in real_names else by_safe.get(n, n) for n in gen.class_names]
 
 
-def generate_in_memory(
-    checkpoint: str | Path, per_class: int, opts: EvalOptions, log: _Progress
-) -> tuple[ImageSet, Any]:
-    """Sample `per_class` images of each class from a checkpoint (the images `vaemsgan generate` writes)."""
-    from vaemsgan.generation.sampler import latents, load_model
+def generate_in_memory(model: Any, per_class: int, opts: EvalOptions, log: _Progress) -> ImageSet:
+    """Sample `per_class` images of each class from a loaded model (the images `vaemsgan generate` writes)."""
+    from vaemsgan.generation.sampler import latents
     from vaemsgan.utils.images import to_uint8
 
-    model = load_model(checkpoint, opts.device)
     device = next(model.generator.parameters()).device
     imgs, labels = [], []
     with torch.inference_mode():
@@ -217,10 +224,9 @@ def generate_in_memory(
                 imgs.append(to_uint8(model.generator(z, model.labels(cls, len(z), device))).cpu())
                 labels.append(torch.full((len(z),), cls, dtype=torch.long))
     log(f"generated {per_class} images per class x {len(model.class_names)} classes from {model.checkpoint}")
-    gen = ImageSet(
+    return ImageSet(
         torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{model.checkpoint} (generated)"
     )
-    return gen, model
 
 
 def _split_generated(
@@ -320,9 +326,12 @@ def _features_part(
         "reference_real_vs_real": ref,
         "per_class": per_class,
     }
-    if ext.model is not None and ext.name == "domain":
-        result["extractor_real_test_accuracy"] = accuracy(ext.model, real_test.images, real_test.labels)  # type: ignore[arg-type]
-        result["extractor_gen_accuracy"] = accuracy(ext.model, gen.images, gen.labels)  # type: ignore[arg-type]
+    if isinstance(ext.model, SmallVGG):
+        # The classifier's head on the features already computed: no second pass over the images.
+        with torch.inference_mode():
+            for key, f_, lab in (("real_test", fr, real_test.labels), ("gen", fg_all, gen.labels)):
+                pred = ext.model.head(f_).argmax(1)
+                result[f"extractor_{key}_accuracy"] = float((pred == lab).double().mean())
     return result, {"real_test": fr, "gen": fg_all, "real_train": ftr_all}
 
 
@@ -423,7 +432,7 @@ def evaluate(
     if checkpoint is not None:
         from vaemsgan.generation.sampler import load_model
 
-        model = load_model(checkpoint, "cpu")
+        model = load_model(checkpoint, opts.device)
         res, ch = res or model.cfg.data.resolution, ch or model.cfg.data.channels
     else:
         gpath = Path(generated)  # type: ignore[arg-type]
@@ -451,8 +460,7 @@ def evaluate(
             most_test = max(real_test.counts())
             need_cls = math.ceil(max(opts.ratios, default=1.0) * most_train) + most_test
             per_class = max(100, most_test, need_cls if "classifier" in opts.parts else 0)
-        del model  # generate_in_memory loads it on the requested device
-        gen, _ = generate_in_memory(checkpoint, per_class, opts, log)
+        gen = generate_in_memory(model, per_class, opts, log)
         gen_source = f"{checkpoint} ({per_class} per class, seed {opts.seed}, generated in memory)"
     else:
         gen = load_generated_dir(generated, res, ch)  # type: ignore[arg-type]
@@ -547,6 +555,37 @@ def evaluate(
             log,
         )
         timings["classifier"] = time.perf_counter() - t0
+
+    if opts.augmentation_gain:
+        from vaemsgan.evaluation.gain import augmentation_gain
+
+        t0 = time.perf_counter()
+        sweep = (result.get("classifier") or {}).get("sweep") or []
+        measured = {s["ratio"] for s in sweep if "accuracy" in s}
+        if not {0.0, *opts.gain_ratios} <= measured:  # the classifier part's sweep lacks a ratio: run one
+            log(
+                f"augmentation gain ({opts.seeds} seeds; real only vs + {', '.join(map(str, opts.gain_ratios))}x)"
+            )
+            sweep = run_crossval(
+                LabelledImages(real_train.images, real_train.labels),
+                LabelledImages(real_test.images, real_test.labels),
+                LabelledImages(gen.images, gen.labels),  # the whole pool: no generated test set is needed
+                LabelledImages(gen.images[:0], gen.labels[:0]),
+                names,
+                CrossvalOptions(
+                    seeds=opts.seeds,
+                    classifier=opts.classifier,
+                    ratios=opts.gain_ratios,
+                    experiments=("sweep",),
+                ),
+                log,
+            )["sweep"]
+        result["augmentation_gain"] = augmentation_gain(
+            [s for s in sweep if s["ratio"] in {0.0, *opts.gain_ratios}], names
+        )
+        for line in result["augmentation_gain"]["verdict_lines"]:
+            log(line)
+        timings["augmentation_gain"] = time.perf_counter() - t0
 
     if "memorisation" in opts.parts:
         assert feats is not None

@@ -152,6 +152,7 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
             f"{best['accuracy']['mean']:.3f} vs {base['accuracy']['mean']:.3f} with real images only "
             f"({diff:+.1f} points; {sig})."
         )
+    lines.extend((result.get("augmentation_gain") or {}).get("verdict_lines", []))
     mixed = cv.get("mixed")
     if mixed and _get(mixed, "mixed/real_test_class", "mean") is not None:
         lines.append(
