@@ -92,6 +92,10 @@ def test_baselines_table2_classifier_runs(tmp_path: Path) -> None:
     assert _plans("table2", tmp_path)["paper-3class"].cfg.data.classes == ["bag", "sneaker", "shirt"]
     assert _plans("table2-all", tmp_path)["paper"].cfg.data.classes is None
     assert set(_plans("classifier", tmp_path)) == {"paper", "default"}
+    only = plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(runs=["dcgan", "default"]))
+    assert [p.name for p in only] == ["dcgan", "default"]
+    with pytest.raises(Exception, match="unknown run 'nope'"):
+        plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(runs=["nope"]))
     seeds = plan_runs(EXPERIMENTS["pooling"], tmp_path, ReproduceOptions(seeds=2))
     assert [p.name for p in seeds][:2] == ["paper-pool-none", "paper-pool-none-seed1"]
     assert [p.cfg.train.seed for p in seeds][:2] == [0, 1]

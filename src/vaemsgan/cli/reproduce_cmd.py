@@ -38,6 +38,11 @@ def add_reproduce(sub: Any) -> None:
         help="what the budget counts: process CPU time (default; fair on a shared machine) or wall time",
     )
     p.add_argument("--steps", type=int, help="also stop a run at this many generator steps")
+    p.add_argument(
+        "--runs",
+        help="comma-separated run names: only these runs (e.g. one per parallel worker; a final call without "
+        "--runs then writes the whole table from the finished runs)",
+    )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per run (1)")
     p.add_argument("--eval-seeds", type=int, default=3, help="classifier seeds per accuracy (3)")
     p.add_argument(
@@ -82,6 +87,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         n_boot=args.bootstrap,
         threads=args.threads,
         overrides=overrides,
+        runs=[r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None,
         cache_dir=args.cache_dir,
         force=args.force,
         progress=not args.no_progress,

@@ -67,6 +67,7 @@ class ReproduceOptions:
     n_boot: int = 50
     threads: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)  # --set, applied to every run
+    runs: list[str] | None = None  # --runs: only these runs of the experiment (parallel workers, reruns)
     cache_dir: str | None = None
     force: bool = False
     quick: bool = False
@@ -227,7 +228,15 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
     if opts.per_class is not None:
         base["data.per_class"] = opts.per_class
     plans = []
+    if opts.runs:
+        unknown = [r for r in opts.runs if r not in {s.name for e in expand("all") for s in e.runs}]
+        if unknown:
+            raise ConfigError(
+                f"--runs: unknown run {unknown[0]!r} (runs of {exp.name}: {', '.join(s.name for s in exp.runs)})"
+            )
     for spec in exp.runs:
+        if opts.runs and spec.name not in opts.runs:
+            continue
         for seed in range(opts.seeds):
             cfg = spec.config({**base, "train.seed": seed})
             # The budget ends the run; a step count only when it is asked for.
