@@ -94,7 +94,7 @@ def test_options_hinge_r1_lazy_pixel_augment(tmp_path, tiny_config, tiny_images)
 
 def test_encoder_ignores_the_gan_term(tmp_path, tiny_config, tiny_images) -> None:
     """Larsen's rule: with no KL or reconstruction weight, the encoder receives no gradient at all."""
-    cfg = tiny_config(loss={"kl_weight": 0.0, "feature_recon_weight": 0.0})
+    cfg = tiny_config(loss={"kl_weight": 0.0, "feature_recon_weight": 0.0, "pixel_recon_weight": 0.0, "rec_as_fake": True})
     tr = Trainer(cfg, tiny_images, tmp_path, progress=False)
     x, y = tr.next_batch()
     tr.generator_step(x, y)

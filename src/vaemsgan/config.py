@@ -49,7 +49,7 @@ class ModelConfig:
     latent_dim: int = _opt(128, lo=2, hi=4096)
     conditional: bool = _opt(True, help="class-conditional generator and projection critic")
     g_width: int = _opt(
-        32, lo=4, hi=1024, help="generator channels at full resolution (doubling per level down)"
+        16, lo=4, hi=1024, help="generator channels at full resolution (doubling per level down)"
     )
     g_kernel: int = _opt(5, choices=(3, 4, 5, 7), help="transposed-convolution kernel of the generator")
     g_max_width: int = _opt(512, lo=8, hi=4096)
@@ -87,14 +87,14 @@ class LossConfig:
     )
     r1_gamma: float = _opt(0.0, lo=0.0, help="R1 penalty weight (ns / hinge)")
     drift: float = _opt(1e-3, lo=0.0, help="epsilon * E[D(x)^2], keeps WGAN critic scores near zero")
-    kl_weight: float = _opt(1.0, lo=0.0, help="weight of KL(q(z|x) || N(0, I)), per latent dimension mean")
+    kl_weight: float = _opt(0.1, lo=0.0, help="weight of KL(q(z|x) || N(0, I)), per latent dimension mean")
     feature_recon_weight: float = _opt(1.0, lo=0.0, help="weight of the feature-wise reconstruction loss")
-    pixel_recon_weight: float = _opt(0.0, lo=0.0, help="weight of an optional pixel reconstruction loss")
+    pixel_recon_weight: float = _opt(1.0, lo=0.0, help="weight of an optional pixel reconstruction loss")
     pixel_loss: str = _opt("l1", choices=("l1", "l2"))
     gamma: float = _opt(
         1.0, lo=0.0, help="decoder weight of the reconstruction loss relative to the GAN term"
     )
-    rec_as_fake: bool = _opt(True, help="the critic also sees reconstructions as fakes (Larsen)")
+    rec_as_fake: bool = _opt(False, help="the critic also sees reconstructions as fakes (Larsen)")
 
 
 @dataclass
@@ -133,6 +133,12 @@ class TrainConfig:
         lo=0,
         hi=100,
         help="rollbacks to the last good state (learning rates halved each time) before stopping",
+    )
+    monitor_every: int = _opt(
+        0, lo=0, help="every N steps: KID, coverage, diversity, near-copies on a fixed subset (0 = off)"
+    )
+    best_metric: str = _opt(
+        "kid", choices=("kid", "coverage", "diversity"), help="monitor value that picks RUN/best.pt"
     )
 
 
