@@ -1,6 +1,6 @@
 """Data-parallel training across processes (torchrun): gloo on CPU, NCCL on CUDA.
 
-Design (docs/ARCHITECTURE.md, "Distributed"):
+Design (README, "Multi-GPU / multi-node"):
 - The process group is set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
   MASTER_PORT). Without those variables everything here is a no-op for a single process.
 - Gradients are averaged by hand (`all_reduce_grads`, one flat all-reduce per optimiser step) instead of
