@@ -94,6 +94,8 @@ def test_baselines_table2_classifier_runs(tmp_path: Path) -> None:
     assert set(_plans("classifier", tmp_path)) == {"paper", "default"}
     only = plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(runs=["dcgan", "default"]))
     assert [p.name for p in only] == ["dcgan", "default"]
+    one = plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(seeds=2, runs=["default-seed1"]))
+    assert [(p.name, p.cfg.train.seed) for p in one] == [("default-seed1", 1)]
     with pytest.raises(Exception, match="unknown run 'nope'"):
         plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(runs=["nope"]))
     seeds = plan_runs(EXPERIMENTS["pooling"], tmp_path, ReproduceOptions(seeds=2))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -229,19 +230,21 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
         base["data.per_class"] = opts.per_class
     plans = []
     if opts.runs:
-        unknown = [r for r in opts.runs if r not in {s.name for e in expand("all") for s in e.runs}]
+        known = {s.name for e in expand("all") for s in e.runs}
+        unknown = [r for r in opts.runs if re.sub(r"-seed\d+$", "", r) not in known]
         if unknown:
             raise ConfigError(
                 f"--runs: unknown run {unknown[0]!r} (runs of {exp.name}: {', '.join(s.name for s in exp.runs)})"
             )
     for spec in exp.runs:
-        if opts.runs and spec.name not in opts.runs:
-            continue
         for seed in range(opts.seeds):
+            name = spec.name if seed == 0 else f"{spec.name}-seed{seed}"
+            # --runs names a run (all its seeds) or one seed's folder (`default-seed1`).
+            if opts.runs and spec.name not in opts.runs and name not in opts.runs:
+                continue
             cfg = spec.config({**base, "train.seed": seed})
             # The budget ends the run; a step count only when it is asked for.
             cfg.train.steps = opts.steps if opts.steps is not None else 10**9
-            name = spec.name if seed == 0 else f"{spec.name}-seed{seed}"
             plans.append(RunPlan(spec, seed, cfg, out / "runs" / name))
     return plans
 
