@@ -289,6 +289,11 @@ def add_generate(sub: Any) -> None:
         help="resample latent values beyond +-T (e.g. 1.5): fewer, more typical images",
     )
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the generator (faster for many images; ~30 s to start)",
+    )
     p.add_argument("--classes", help="comma-separated class names (default: all)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty DIR")
     p.add_argument("--resume", action="store_true", help="finish an interrupted generation into DIR")
@@ -314,6 +319,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         force=args.force,
         resume=args.resume,
         progress=not args.no_progress,
+        compile=args.compile,
     )
     dt = time.perf_counter() - t0
     n = len(manifest["files"])
