@@ -147,8 +147,9 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
             if _overlap(best["accuracy"], base["accuracy"])
             else "the 95% intervals do not overlap"
         )
+        lead = "Adding generated images to all real training images" + ("" if diff > 0 else " does not help")
         lines.append(
-            f"Adding generated images to all real training images: best at {best['ratio']:g}x the real count, "
+            f"{lead}: best at {best['ratio']:g}x the real count, "
             f"{best['accuracy']['mean']:.3f} vs {base['accuracy']['mean']:.3f} with real images only "
             f"({diff:+.1f} points; {sig})."
         )
@@ -428,6 +429,7 @@ color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
+.stats td:nth-child(2){text-align:left}
 .verdict{background:#f6f9fc;border-left:4px solid #3b6ea5;padding:.6em 1.2em}
 .note{color:#555;font-size:.9em} .warn{background:#fff6e5;border-left:4px solid #d9822b;padding:.4em 1em}
 .grid td{vertical-align:middle;text-align:left} img{image-rendering:pixelated;max-width:100%}
@@ -479,7 +481,7 @@ def _stats_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
         "overlap) compare the whole per-image distributions, not only the means. Entropy is per channel (at most 8 "
         "bits), so it is not comparable digit for digit with the paper's values above 8.</p>"
         + _img(figs.get("hist", ""), "histograms of the statistics")
-        + _table(head, rows)
+        + _table(head, rows, cls="stats")
     )
 
 
