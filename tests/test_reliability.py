@@ -944,3 +944,15 @@ def test_yaml_parser_property(text: str) -> None:
     except ConfigError:
         return
     assert isinstance(d, dict)
+
+
+def test_atomic_write_gives_ordinary_file_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from vaemsgan.utils.io import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "report.html", "<html></html>")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -83,7 +83,7 @@ def prior_batches(
     num_classes: int,
     conditional: bool,
     device: torch.device | str,
-    n: int = 2048,
+    n: int = 1024,
     batch_size: int = 256,
     seed: int = 0,
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor | None]]:

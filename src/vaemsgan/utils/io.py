@@ -20,6 +20,15 @@ from PIL import Image
 from vaemsgan.errors import OutputExistsError, VaemsganError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsync: bool = True) -> Path:
     """Call `write(file)` on a temp file beside `path`, fsync it, then rename it over `path`.
 
@@ -29,6 +38,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file owner-only (0600); give it the permissions a plain open() would.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
