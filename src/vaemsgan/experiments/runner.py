@@ -310,11 +310,21 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
     return info
 
 
-def _sample(plan: RunPlan, per_class: int) -> ImageSet:
-    from vaemsgan.evaluation.evaluate import EvalOptions, generate_in_memory
+@torch.inference_mode()
+def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
+    """`per_class` images of each class from the run's final checkpoint, with `vaemsgan generate`'s latents."""
+    from vaemsgan.generation.sampler import latents, load_model
+    from vaemsgan.utils.images import to_uint8
 
-    gen, _ = generate_in_memory(plan.folder / "train", per_class, EvalOptions(progress=False), lambda m: None)
-    return gen
+    model = load_model(plan.folder / "train", "cpu", prefer_best=False)
+    imgs, labels = [], []
+    for cls in range(len(model.class_names)):
+        z_all = latents(seed, cls, per_class, model.cfg.model.latent_dim, None)
+        for s in range(0, per_class, 256):
+            z = z_all[s : s + 256]
+            imgs.append(to_uint8(model.generator(z, model.labels(cls, len(z), z.device))).cpu())
+            labels.append(torch.full((len(z),), cls, dtype=torch.long))
+    return ImageSet(torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{plan.name} (generated)")
 
 
 def _split_generated(gen: ImageSet, test_counts: list[int], seed: int = 0) -> tuple[ImageSet, ImageSet]:
