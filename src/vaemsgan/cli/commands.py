@@ -230,6 +230,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
             f.unlink()
         (out / "metrics.jsonl").unlink(missing_ok=True)
     ddp.barrier()
+        (out / "best.pt").unlink(missing_ok=True)  # picked by the old run's monitor
     trainer = Trainer(cfg, data, out, device=device, progress=not args.no_progress)
     if args.resume:
         trainer.load_state_dict(state)
@@ -300,6 +301,19 @@ def add_generate(sub: Any) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_generate)
+    p.add_argument(
+        "--filter",
+        metavar="classifier|critic|dedupe",
+        help="curation, comma-separated: over-generate and drop images the domain classifier assigns to the "
+        "wrong class or with low confidence, the critic's least realistic, near-duplicates",
+    )
+    p.add_argument(
+        "--keep-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="with --filter: generate ceil(N / F) per class and keep the best N (default 0.5)",
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -308,19 +322,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, _device(args.device))
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     t0 = time.perf_counter()
-    manifest = generate_folder(
-        model,
-        args.out,
-        args.per_class,
-        seed=args.seed,
-        truncation=args.truncation,
-        batch_size=args.batch_size,
-        classes=classes,
-        force=args.force,
-        resume=args.resume,
-        progress=not args.no_progress,
-        compile=args.compile,
-    )
+    if args.filter:
+        from vaemsgan.generation.curate import generate_curated, parse_filters
+
+        if args.resume:
+            raise ConfigError("--resume is not supported with --filter (curation scores the whole class)")
+        manifest = generate_curated(
+            model,
+            args.out,
+            args.per_class,
+            parse_filters(args.filter),
+            args.keep_fraction,
+            seed=args.seed,
+            truncation=args.truncation,
+            batch_size=args.batch_size,
+            classes=classes,
+            force=args.force,
+            log=(lambda s: None) if args.no_progress else print,
+        )
+    else:
+        manifest = generate_folder(
+            model,
+            args.out,
+            args.per_class,
+            seed=args.seed,
+            truncation=args.truncation,
+            batch_size=args.batch_size,
+            classes=classes,
+            force=args.force,
+            resume=args.resume,
+            progress=not args.no_progress,
+            compile=args.compile,
+        )
     dt = time.perf_counter() - t0
     n = len(manifest["files"])
     print(

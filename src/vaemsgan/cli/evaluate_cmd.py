@@ -30,8 +30,25 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
     p.add_argument(
         "--parts",
-        default="stats,features,classifier,memorisation",
-        help="comma-separated parts to run (default: all four)",
+        help="comma-separated parts to run (default: all four; with --augmentation-gain: none of them)",
+    )
+    p.add_argument(
+        "--augmentation-gain",
+        action="store_true",
+        help="classifier on real images only vs real + generated, paired over --seeds: mean gain and 95%% "
+        "interval per class and overall, with a verdict",
+    )
+    p.add_argument(
+        "--gain-ratios", default="1", metavar="R,..", help="generated/real ratios for the gain (default 1)"
+    )
+    p.add_argument(
+        "--real-per-class",
+        type=int,
+        metavar="N",
+        help="use a seeded subset of N real training images per class (the set the GAN was trained on)",
+    )
+    p.add_argument(
+        "--real-seed", type=int, default=0, help="seed of that subset: the run's train.seed (default 0)"
     )
     p.add_argument("--seeds", type=int, help="classifier seeds per experiment (default 3; quick: 2)")
     p.add_argument("--quick", action="store_true", help="small budget (the demo's): about 2-4 min on 2 cores")
@@ -97,9 +114,16 @@ def options_from_args(args: argparse.Namespace) -> Any:
             clf = replace(clf, **{key: getattr(args, flag)})
     if args.no_flip:
         clf = replace(clf, flip=False)
+    parts = args.parts
+    if parts is None:
+        parts = "" if args.augmentation_gain else "stats,features,classifier,memorisation"
     changes: dict[str, Any] = {
         "classifier": clf,
-        "parts": tuple(p.strip() for p in args.parts.split(",") if p.strip()),
+        "parts": tuple(p.strip() for p in parts.split(",") if p.strip()),
+        "augmentation_gain": args.augmentation_gain,
+        "gain_ratios": _ratios(args.gain_ratios),
+        "real_per_class": args.real_per_class,
+        "real_seed": args.real_seed,
         "extractor": args.extractor,
         "inception_weights": args.inception_weights,
         "cache_dir": args.cache_dir,

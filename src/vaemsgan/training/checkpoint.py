@@ -52,6 +52,15 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], step: int, keep:
     return path
 
 
+def save_best(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` as RUN/best.pt atomically (the monitor's pick; never NaN, never pruned)."""
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(f"refusing to write best.pt: NaN/Inf values in {', '.join(bad[:3])}")
+    state = {"format": FORMAT, "format_version": FORMAT_VERSION, "vaemsgan_version": __version__, **state}
+    return atomic_torch_save(Path(run_dir) / "best.pt", state)
+
+
 def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
     """Names of the floating-point tensors in a (nested) state dict that hold NaN or Inf."""
     if isinstance(state, torch.Tensor):

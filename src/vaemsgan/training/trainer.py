@@ -234,7 +234,10 @@ class Trainer:
         if l.drift > 0:
             loss = loss + l.drift * real_s.pow(2).mean()
         if self.ada is not None:
-            self.ada.update(real_s.detach())
+            # A WGAN critic's score has no fixed zero (it drifts as a whole; scores of -10 on reals are
+            # common), so sign(D(real)) is taken relative to the batch's mean fake score there.
+            offset = fake_s.detach().mean() if l.adversarial == "wgan-gp" else 0.0
+            self.ada.update(real_s.detach() - offset)
         n_crit = self.state.batches_drawn
         if n_crit % l.gp_every == 0:
 
@@ -467,6 +470,8 @@ class Trainer:
                     self.save_samples()
                 if step % t.checkpoint_every == 0 or step == total:
                     self.save()
+                if t.monitor_every and self.is_main and (step % t.monitor_every == 0 or step == total):
+                    self.run_monitor()  # rank 0 alone: it only reads the weights and writes the run folder
             if self._stop_requested:
                 self.save()
                 self.save_samples()
@@ -541,6 +546,14 @@ class Trainer:
             signal.signal(sig, h)
 
     # ------------------------------------------------------------------ outputs
+    def run_monitor(self) -> dict[str, Any]:
+        """KID / coverage / diversity / near-copies on the fixed subset; keeps RUN/best.pt (monitor.py)."""
+        if getattr(self, "_monitor", None) is None:
+            from vaemsgan.training.monitor import Monitor  # imports the evaluation stack: only when used
+
+            self._monitor = Monitor(self, seed=self.cfg.train.seed)
+        return self._monitor()
+
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
 
