@@ -256,4 +256,3 @@ def test_evaluate_augmentation_gain_cli(tiny_run, tmp_path) -> None:
     assert set(g["per_class_gain_points"]) == {"trouser", "sneaker"}
     assert m["counts"]["trouser"]["real_train"] == 24
     assert any("synthetic images" in line for line in m["verdict"]["overall"])
-    print(m["timings_s"])
