@@ -127,13 +127,15 @@ def test_quick_experiment_end_to_end_and_resume(tmp_path: Path, capsys: pytest.C
     assert main(args) == 0
     assert "done earlier, kept" in capsys.readouterr().err
     assert {p: p.stat().st_mtime_ns for p in files + ckpts} == before
-    # An interrupted run (no TRAINED/DONE marker) is redone; the finished one is kept.
-    for f in ("TRAINED.json", "DONE.json", "result.json"):
+    # Interrupted after training and evaluation, before its markers: only the markers are written again.
+    for f in ("DONE.json", "result.json"):
         (out / "runs" / "default" / f).unlink()
     assert main(args) == 0
     assert (out / "runs" / "default" / "DONE.json").is_file()
-    assert (out / "runs" / "paper" / "DONE.json").stat().st_mtime_ns == before[
-        out / "runs" / "paper" / "DONE.json"
+    trained = out / "runs" / "default" / "TRAINED.json"
+    assert trained.stat().st_mtime_ns == before[trained]
+    assert sorted((out / "runs" / "default" / "train" / "checkpoints").glob("*.pt")) == [
+        p for p in ckpts if "default" in str(p)
     ]
 
 
