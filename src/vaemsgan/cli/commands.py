@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vaemsgan.config import Config, apply_overrides
@@ -229,8 +230,8 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         for f in list_checkpoints(out):
             f.unlink()
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    ddp.barrier()
         (out / "best.pt").unlink(missing_ok=True)  # picked by the old run's monitor
+    ddp.barrier()
     trainer = Trainer(cfg, data, out, device=device, progress=not args.no_progress)
     if args.resume:
         trainer.load_state_dict(state)
@@ -300,7 +301,6 @@ def add_generate(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="finish an interrupted generation into DIR")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_generate)
     p.add_argument(
         "--filter",
         metavar="classifier|critic|dedupe",
@@ -314,6 +314,7 @@ def add_generate(sub: Any) -> None:
         metavar="F",
         help="with --filter: generate ceil(N / F) per class and keep the best N (default 0.5)",
     )
+    p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -415,7 +416,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                 )
         labels.append(model.class_names.index(name) if model.conditional else 0)
         try:
-            arrays.append(torch.from_numpy(decode_file(f, res, ch)))
+            arrays.append(torch.from_numpy(np.ascontiguousarray(decode_file(f, res, ch)).copy()))
         except SkipImage as exc:
             raise DataError(f"{f}: {exc}") from None
     out = prepare_output_dir(args.out, args.force)
