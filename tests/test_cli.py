@@ -137,3 +137,13 @@ def test_config_file_round_trip(cli_run, tmp_path) -> None:
     assert cfg.to_yaml() == saved
     args = build_parser().parse_args(["train", "--config", str(run / "config.yaml"), "--out", "x", "--scales", "1"])
     assert resolve_train_config(args).model.scales == 1
+
+
+def test_demo_runs_within_its_budget(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "3", "--minutes", "1", "--per-class", "4", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "sample grid" in text and str(out / "generated") in text
+    assert (out / "run" / "samples.png").is_file()
+    assert len(list((out / "generated").rglob("*.png"))) == 40
+    assert main(["demo", "--out", str(out), "--steps", "3"]) != 0  # kept without --force
