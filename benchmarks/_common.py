@@ -89,8 +89,15 @@ def child_main(run: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
     return False
 
 
+def configs(quick: bool) -> list[tuple[str, int, int]]:
+    """(preset, resolution, channels) to measure: all, or with --quick `paper` at 32x32 only."""
+    return [(p, r, c) for p in PRESETS for r, c in SIZES if not (quick and p != "default" and r > 32)]
+
+
 def run_child(script: str, params: dict[str, Any], timeout: float = 900) -> dict[str, Any]:
     """Run `script --child params` in a fresh process and return its JSON (an 'error' key on failure)."""
+    if os.environ.get("VAEMSGAN_BENCH_THREADS") and "threads" not in params:
+        params = {**params, "threads": int(os.environ["VAEMSGAN_BENCH_THREADS"])}
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(params.get("threads") or physical_cores()))
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--child", json.dumps(params)]

@@ -142,6 +142,7 @@ COLS = [
 
 
 def main(quick: bool = False) -> dict[str, Any]:
+    machine = C.machine()  # load average before the runs
     sizes = [(32, 1)] if quick else [(32, 1), (64, 3)]
     rows = [
         C.run_child(SCRIPT, {"preset": pr, "res": r, "ch": c, "batch": C.BATCH})
@@ -150,7 +151,7 @@ def main(quick: bool = False) -> dict[str, Any]:
     ]
     print("\nEfficiency of one training step (FlopCounterMode) vs FP32 torch.mm peak, and a plain DCGAN step")
     print(C.table(rows, COLS))
-    return {"benchmark": "efficiency", "machine": C.machine(), "rows": rows}
+    return {"benchmark": "efficiency", "machine": machine, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
         "compile": bool(p.get("compile")),
         "images_per_s": round(n / C.median(times), 1),
         "images": n,
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -52,11 +53,13 @@ COLS = ["preset", "size", "batch", "compile", "images_per_s", "peak_rss_mb"]
 
 
 def main(quick: bool = False) -> dict[str, Any]:
-    sizes = C.SIZES[:1] if quick else C.SIZES
-    rows = [C.run_child(SCRIPT, {"preset": pr, "res": r, "ch": c}) for pr in C.PRESETS for r, c in sizes]
+    machine = C.machine()  # load average before the runs
+    rows = [C.run_child(SCRIPT, {"preset": pr, "res": r, "ch": c}) for pr, r, c in C.configs(quick)]
+    # torch.compile (inductor, C++ codegen on CPU): measured at 32x32 only, compiling costs ~30 s a shape.
+    rows += [C.run_child(SCRIPT, {"preset": pr, "res": 32, "ch": 1, "compile": True}) for pr in C.PRESETS]
     print("\nGeneration throughput (images/s, batch 256, median)")
     print(C.table(rows, COLS))
-    return {"benchmark": "generate_speed", "machine": C.machine(), "rows": rows}
+    return {"benchmark": "generate_speed", "machine": machine, "rows": rows}
 
 
 if __name__ == "__main__":

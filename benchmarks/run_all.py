@@ -3,6 +3,8 @@
 Usage: python benchmarks/run_all.py [--quick] [--src DIR] [--out-dir DIR]
   --src DIR      benchmark the vaemsgan source tree DIR instead (e.g. a `git worktree` of an older commit)
   --out-dir DIR  where the JSON goes (default benchmarks/results)
+  --threads N    intra-op threads (default: physical cores; 1 is faster on a machine others load)
+  --quick        all sizes for `default`, `paper` at 32x32 only, fewer repeats: ~1/4 of the time
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ def main() -> int:
     ap.add_argument("--src", help="source tree to benchmark (its src/ folder)")
     ap.add_argument("--out-dir", type=Path)
     ap.add_argument("--only", help="comma-separated subset: train,generate,eval,efficiency")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="intra-op threads of every run (default: physical cores)"
+    )
     args = ap.parse_args()
+    if args.threads:
+        os.environ["VAEMSGAN_BENCH_THREADS"] = str(args.threads)
     if args.src:
         os.environ["VAEMSGAN_SRC"] = str(Path(args.src).resolve())
     import _common as C
