@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from vaemsgan.errors import ConfigError, OutputExistsError
-from vaemsgan.generation.sampler import MANIFEST, LoadedModel, latents
+from vaemsgan.generation.sampler import MANIFEST, LoadedModel, latents, manifest_header, wanted_classes
 from vaemsgan.utils.images import to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_json, prepare_output_dir, safe_names, save_png
 
@@ -189,10 +189,7 @@ def generate_curated(
         raise ConfigError(f"--keep-fraction must be in (0, 1], got {keep_fraction}")
     filters = list(filters)
     names = model.class_names
-    wanted = classes or names
-    unknown = [c for c in wanted if c not in names]
-    if unknown:
-        raise ConfigError(f"--classes: unknown class {unknown[0]!r} (the model knows: {', '.join(names)})")
+    wanted = wanted_classes(model, classes)
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"{out}: output folder exists and is not empty; use --force to overwrite")
@@ -246,16 +243,7 @@ def generate_curated(
             f"  {name}: kept {len(kept)} of {candidates} ({', '.join(f'{f} -{d}' for f, d in dropped.items())})"
         )
     manifest = {
-        "checkpoint": str(model.checkpoint),
-        "checkpoint_sha256": model.checkpoint_sha256,
-        "seed": seed,
-        "truncation": truncation,
-        "step": model.step,
-        "per_class": per_class,
-        "resolution": model.cfg.data.resolution,
-        "channels": model.cfg.data.channels,
-        "classes": list(wanted),
-        "class_folders": {n: folders[n] for n in wanted},
+        **manifest_header(model, seed, truncation, per_class, wanted, folders),
         "curation": {
             "filters": filters,
             "keep_fraction": keep_fraction,

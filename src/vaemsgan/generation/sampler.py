@@ -130,6 +130,39 @@ def compiled_runner(generator: nn.Module, batch_size: int) -> Any:
     return run
 
 
+def wanted_classes(model: LoadedModel, classes: list[str] | None) -> list[str]:
+    """The classes to generate (all by default); an unknown name is a one-line error."""
+    names = model.class_names
+    wanted = list(classes or names)
+    unknown = [c for c in wanted if c not in names]
+    if unknown:
+        raise ConfigError(f"--classes: unknown class {unknown[0]!r} (the model knows: {', '.join(names)})")
+    return wanted
+
+
+def manifest_header(
+    model: LoadedModel,
+    seed: int,
+    truncation: float | None,
+    per_class: int,
+    wanted: list[str],
+    folders: dict[str, str],
+) -> dict[str, Any]:
+    """What every manifest records besides its files: the checkpoint, the sampling settings, the layout."""
+    return {
+        "checkpoint": str(model.checkpoint),
+        "checkpoint_sha256": model.checkpoint_sha256,
+        "seed": seed,
+        "truncation": truncation,
+        "step": model.step,
+        "per_class": per_class,
+        "resolution": model.cfg.data.resolution,
+        "channels": model.cfg.data.channels,
+        "classes": list(wanted),
+        "class_folders": {n: folders[n] for n in wanted},
+    }
+
+
 @torch.inference_mode()
 def generate_folder(
     model: LoadedModel,
@@ -155,10 +188,7 @@ def generate_folder(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     out = Path(out)
     names = model.class_names
-    wanted = classes or names
-    unknown = [c for c in wanted if c not in names]
-    if unknown:
-        raise ConfigError(f"--classes: unknown class {unknown[0]!r} (the model knows: {', '.join(names)})")
+    wanted = wanted_classes(model, classes)
     settings = {"checkpoint_sha256": model.checkpoint_sha256, "seed": seed, "truncation": truncation}
     partial = out / ".generate-partial.json"
     if resume and (partial.is_file() or (out / MANIFEST).is_file()):
@@ -208,17 +238,7 @@ def generate_folder(
                 files.append({"file": f"{folder}/{p.name}", "class": name, "label": cls, "index": i})
             bar.update(len(paths))
     bar.close()
-    manifest = {
-        "checkpoint": str(model.checkpoint),
-        **settings,
-        "step": model.step,
-        "per_class": per_class,
-        "resolution": model.cfg.data.resolution,
-        "channels": model.cfg.data.channels,
-        "classes": list(wanted),
-        "class_folders": {n: folders[n] for n in wanted},
-        "files": files,
-    }
+    manifest = {**manifest_header(model, seed, truncation, per_class, wanted, folders), "files": files}
     atomic_write_json(out / MANIFEST, manifest)
     partial.unlink(missing_ok=True)
     return manifest
