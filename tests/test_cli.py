@@ -14,9 +14,29 @@ from vaemsgan.cli.main import main
 from vaemsgan.data import load_images
 from vaemsgan.generation import load_model, reconstruct_images
 
-TINY = ["--resolution", "16", "--batch-size", "8", "--g-width", "8", "--d-width", "8", "--latent-dim", "16",
-        "--set", "model.e_width=8", "--sample-every", "5", "--checkpoint-every", "5", "--log-every", "5",
-        "--no-progress", "--threads", "1"]
+TINY = [
+    "--resolution",
+    "16",
+    "--batch-size",
+    "8",
+    "--g-width",
+    "8",
+    "--d-width",
+    "8",
+    "--latent-dim",
+    "16",
+    "--set",
+    "model.e_width=8",
+    "--sample-every",
+    "5",
+    "--checkpoint-every",
+    "5",
+    "--log-every",
+    "5",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +68,23 @@ def test_train_outputs(cli_run) -> None:
 def test_generate_writes_n_per_class_with_complete_manifest(cli_run, tmp_path) -> None:
     _, run = cli_run
     out = tmp_path / "gen"
-    assert main(["generate", "--checkpoint", str(run), "--per-class", "7", "--out", str(out), "--no-progress",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(run),
+                "--per-class",
+                "7",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     for cls in ("circle", "square", "cross"):
         files = sorted((out / cls).iterdir())
         assert [f.name for f in files] == [f"{i:06d}.png" for i in range(7)]
@@ -70,8 +105,23 @@ def test_generate_is_deterministic_and_refuses_to_overwrite(cli_run, tmp_path, c
     _, run = cli_run
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        assert main(["generate", "--checkpoint", str(run), "--per-class", "3", "--out", str(out), "--no-progress",
-                     "--batch-size", "2"]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "--checkpoint",
+                    str(run),
+                    "--per-class",
+                    "3",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                    "--batch-size",
+                    "2",
+                ]
+            )
+            == 0
+        )
     assert (a / "circle" / "000002.png").read_bytes() == (b / "circle" / "000002.png").read_bytes()
     assert main(["generate", "--checkpoint", str(run), "--per-class", "3", "--out", str(a)]) != 0
     assert "--force" in capsys.readouterr().err
@@ -131,17 +181,26 @@ def test_config_file_round_trip(cli_run, tmp_path) -> None:
     from vaemsgan.cli.main import build_parser
 
     _, run = cli_run
-    args = build_parser().parse_args(["train", "--config", str(run / "config.yaml"), "--out", str(tmp_path / "x")])
+    args = build_parser().parse_args(
+        ["train", "--config", str(run / "config.yaml"), "--out", str(tmp_path / "x")]
+    )
     cfg = resolve_train_config(args)
     saved = (run / "config.yaml").read_text()
     assert cfg.to_yaml() == saved
-    args = build_parser().parse_args(["train", "--config", str(run / "config.yaml"), "--out", "x", "--scales", "1"])
+    args = build_parser().parse_args(
+        ["train", "--config", str(run / "config.yaml"), "--out", "x", "--scales", "1"]
+    )
     assert resolve_train_config(args).model.scales == 1
 
 
 def test_demo_runs_within_its_budget(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--steps", "3", "--minutes", "1", "--per-class", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            ["demo", "--out", str(out), "--steps", "3", "--minutes", "1", "--per-class", "4", "--no-progress"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "sample grid" in text and str(out / "generated") in text
     assert (out / "run" / "samples.png").is_file()

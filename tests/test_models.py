@@ -43,7 +43,13 @@ def test_every_preset_builds_and_runs(preset: str) -> None:
 @pytest.mark.parametrize("res", [32, 64, 128])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_resolutions_and_channels(res: int, channels: int) -> None:
-    cfg = build_config("default", {"data": {"resolution": res, "channels": channels}, "model": {"g_width": 8, "d_width": 8, "e_width": 8}})
+    cfg = build_config(
+        "default",
+        {
+            "data": {"resolution": res, "channels": channels},
+            "model": {"g_width": 8, "d_width": 8, "e_width": 8},
+        },
+    )
     _check(cfg)
 
 
@@ -94,7 +100,10 @@ def test_conditional_generator_uses_label() -> None:
 def test_critic_scales_see_downsampled_images() -> None:
     nets = build_networks(build_config("default", {"model": {"scales": 3}}), 2)
     sizes = []
-    hooks = [c.stem.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[-1])) for c in nets.critic.critics]
+    hooks = [
+        c.stem.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[-1]))
+        for c in nets.critic.critics
+    ]
     nets.critic(torch.zeros(1, 1, 32, 32), torch.tensor([0]))
     for h in hooks:
         h.remove()

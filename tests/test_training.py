@@ -67,7 +67,9 @@ def test_data_order_is_a_seeded_permutation_per_epoch(tiny_config, tiny_images, 
     per_epoch = len(tiny_images) // tr.batch_size
     batches = [tr.next_batch() for _ in range(2 * per_epoch)]
     first = torch.cat([x for x, _ in batches[:per_epoch]])
-    assert len({tuple(v.flatten().tolist()) for v in first}) == per_epoch * tr.batch_size  # no repeats in an epoch
+    assert (
+        len({tuple(v.flatten().tolist()) for v in first}) == per_epoch * tr.batch_size
+    )  # no repeats in an epoch
     second = torch.cat([x for x, _ in batches[per_epoch:]])
     assert not torch.equal(first, second)  # a new order each epoch
     again = Trainer(tiny_config(), tiny_images, tmp_path, progress=False)
@@ -84,8 +86,16 @@ def test_presets_train_a_few_steps(preset: str, tmp_path, tiny_config, tiny_imag
 
 
 def test_options_hinge_r1_lazy_pixel_augment(tmp_path, tiny_config, tiny_images) -> None:
-    cfg = tiny_config(loss={"adversarial": "hinge", "r1_gamma": 1.0, "gp_every": 2, "pixel_recon_weight": 1.0, "gamma": 0.5},
-                      train={"augment": "color,translation,cutout", "ada_target": 0.6, "n_critic": 2})
+    cfg = tiny_config(
+        loss={
+            "adversarial": "hinge",
+            "r1_gamma": 1.0,
+            "gp_every": 2,
+            "pixel_recon_weight": 1.0,
+            "gamma": 0.5,
+        },
+        train={"augment": "color,translation,cutout", "ada_target": 0.6, "n_critic": 2},
+    )
     tr = Trainer(cfg, tiny_images, tmp_path, progress=False)
     tr.train(4)
     rec = tr.state.history[-1]
@@ -94,7 +104,9 @@ def test_options_hinge_r1_lazy_pixel_augment(tmp_path, tiny_config, tiny_images)
 
 def test_encoder_ignores_the_gan_term(tmp_path, tiny_config, tiny_images) -> None:
     """Larsen's rule: with no KL or reconstruction weight, the encoder receives no gradient at all."""
-    cfg = tiny_config(loss={"kl_weight": 0.0, "feature_recon_weight": 0.0, "pixel_recon_weight": 0.0, "rec_as_fake": True})
+    cfg = tiny_config(
+        loss={"kl_weight": 0.0, "feature_recon_weight": 0.0, "pixel_recon_weight": 0.0, "rec_as_fake": True}
+    )
     tr = Trainer(cfg, tiny_images, tmp_path, progress=False)
     x, y = tr.next_batch()
     tr.generator_step(x, y)
@@ -111,5 +123,8 @@ def test_non_finite_losses_skip_steps_then_stop(tmp_path, tiny_config, tiny_imag
         tr.train(10)
     assert not list_checkpoints(tmp_path)  # no NaN checkpoint
     after = tr.nets.generator.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before if not k.endswith("num_batches_tracked")
-               and "running" not in k)
+    assert all(
+        torch.equal(before[k], after[k])
+        for k in before
+        if not k.endswith("num_batches_tracked") and "running" not in k
+    )

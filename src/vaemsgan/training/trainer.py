@@ -486,7 +486,9 @@ class Trainer:
             self._restore_signal_handlers(old_handlers)
         return self.state
 
-    def _stop_now(self, deadline: float | None = None, clock: Callable[[], float] = time.perf_counter) -> bool:
+    def _stop_now(
+        self, deadline: float | None = None, clock: Callable[[], float] = time.perf_counter
+    ) -> bool:
         """Has a stop been requested? Across ranks, agreed at log intervals (one tiny all-reduce), so
         that every rank stops after the same step and saves together. A spent time budget (`deadline`
         on `clock`) is a stop request: the same clean stop at a step boundary, agreed the same way."""
@@ -564,8 +566,9 @@ class Trainer:
         # Sample from a copy with BatchNorm statistics recomputed for prior latents (see
         # recalibrate_batchnorm): the training statistics mix posterior and prior inputs.
         g = copy.deepcopy(self.sampling_generator())
-        recalibrate_batchnorm(g, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional,
-                                               self.device))
+        recalibrate_batchnorm(
+            g, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional, self.device)
+        )
         g.eval()
         imgs = g(self.grid_z, self.grid_y if self.conditional else None)
         grid = make_grid(imgs, nrow=8)
