@@ -426,7 +426,10 @@ class Trainer:
             disable=not self.progress or not self.is_main,
             unit="step",
             dynamic_ncols=True,
-            desc="train",
+            # With a time budget the step total is only a cap, so its ETA would mislead: say when it ends.
+            desc="train"
+            if deadline is None
+            else f"train (time budget ends {time.strftime('%H:%M:%S', time.localtime(time.time() + deadline - clock()))})",
         )
         try:
             while self.state.step < total and not self._stop_now(deadline, clock):
