@@ -428,7 +428,7 @@ class Trainer:
             dynamic_ncols=True,
             # With a time budget the step total is only a cap, so its ETA would mislead: say when it ends.
             desc="train"
-            if deadline is None
+            if deadline is None or not self.progress
             else f"train (time budget ends {time.strftime('%H:%M:%S', time.localtime(time.time() + deadline - clock()))})",
         )
         try:
