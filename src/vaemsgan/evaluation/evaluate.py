@@ -229,7 +229,7 @@ def generate_in_memory(model: Any, per_class: int, opts: EvalOptions, log: _Prog
     )
 
 
-def _split_generated(
+def split_generated(
     gen: ImageSet, real_test_counts: list[int], seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per class: min(real test count, half the generated images) as a generated test set, the rest a pool."""
@@ -539,7 +539,7 @@ def evaluate(
 
     if "classifier" in opts.parts:
         t0 = time.perf_counter()
-        test_idx, pool_idx = _split_generated(gen, real_test.counts(), opts.seed)
+        test_idx, pool_idx = split_generated(gen, real_test.counts(), opts.seed)
         lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
         cv_opts = CrossvalOptions(
             seeds=opts.seeds, classifier=opts.classifier, ratios=opts.ratios, mixed_class=opts.mixed_class

@@ -327,19 +327,6 @@ def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
     return ImageSet(torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{plan.name} (generated)")
 
 
-def _split_generated(gen: ImageSet, test_counts: list[int], seed: int = 0) -> tuple[ImageSet, ImageSet]:
-    """Per class: min(real test count, half) generated images as a test set, the rest a training pool."""
-    g = torch.Generator().manual_seed(seed + 7)
-    test, pool = [], []
-    for c, n_real in enumerate(test_counts):
-        idx = (gen.labels == c).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n = min(n_real, len(idx) // 2)
-        test.append(idx[:n])
-        pool.append(idx[n:])
-    return gen.subset(torch.cat(test).sort().values), gen.subset(torch.cat(pool).sort().values)
-
-
 def _matched(s: ImageSet, counts: list[int], seed: int = 0) -> ImageSet:
     """Up to counts[c] images of class c (seeded): FIDs are only comparable at equal set sizes."""
     g = torch.Generator().manual_seed(seed + 3)
@@ -404,7 +391,10 @@ def _crossval_part(
     from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 
     names = real.train.class_names
-    gen_test, gen_pool = _split_generated(gen, real.test.counts())
+    from vaemsgan.evaluation.evaluate import split_generated
+
+    test_idx, pool_idx = split_generated(gen, real.test.counts(), 0)
+    gen_test, gen_pool = gen.subset(test_idx), gen.subset(pool_idx)
     lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
     cv = CrossvalOptions(
         seeds=opts.eval_seeds,
