@@ -19,7 +19,7 @@ def _check(cfg, num_classes: int = 3, batch: int = 2) -> dict[str, int]:
     x = nets.generator(z, y)
     assert x.shape == (batch, ch, res, res)
     assert x.abs().max() <= 1.0  # tanh output
-    score, per_scale, feats = nets.critic(x, y, return_features=True)
+    score, per_scale, feats, _ = nets.critic(x, y, return_features=True)
     assert score.shape == (batch,)
     assert len(per_scale) == cfg.model.scales
     # one block per halving down to 4x4 at full scale, channels doubling (capped)

@@ -65,6 +65,9 @@ class ModelConfig:
         help="critic downsampling: none = strided convolution, or avg/max pooling",
     )
     scales: int = _opt(2, lo=1, hi=6, help="number of image scales the critic judges (full, 1/2, 1/4 ...)")
+    d_coarse_width: float = _opt(
+        1.0, lo=0.1, hi=1.0, help="width of each coarser scale's critic relative to the next finer one"
+    )
     d_min_resolution: int = _opt(4, choices=(4, 8), help="critic blocks stop at this resolution")
     fusion: str = _opt(
         "concat",
@@ -95,6 +98,15 @@ class LossConfig:
         1.0, lo=0.0, help="decoder weight of the reconstruction loss relative to the GAN term"
     )
     rec_as_fake: bool = _opt(False, help="the critic also sees reconstructions as fakes (Larsen)")
+    recon_fraction: float = _opt(
+        1.0, lo=0.01, hi=1.0, help="share of each batch reconstructed through the encoder (VAE terms)"
+    )
+    class_weight: float = _opt(
+        0.0,
+        lo=0.0,
+        help="auxiliary classifier on the critic (AC-GAN): cross-entropy on real images for the critic, "
+        "on fakes for the generator (0 = projection conditioning only)",
+    )
 
 
 @dataclass

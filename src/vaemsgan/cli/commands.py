@@ -236,8 +236,11 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     if args.resume:
         trainer.load_state_dict(state)
         print(f"resumed from {state['_path']} at step {trainer.state.step}")
+    budget = getattr(args, "budget_minutes", None)
+    unlimited = budget is not None and not args.steps and args.epochs is None
+    length = f"{budget:g} minutes" if unlimited else f"{cfg.train.steps} steps"
     print(
-        f"training preset '{cfg.preset}' for {cfg.train.steps} steps on {device} "
+        f"training preset '{cfg.preset}' for {length} on {device} "
         f"({len(data)} images, {len(data.class_names)} classes, {cfg.data.resolution}px x {cfg.data.channels})"
     )
     if trainer.world > 1:

@@ -114,9 +114,8 @@ def critic_scorer(model: LoadedModel) -> Scorer:
     def score(images: torch.Tensor, cls: int) -> torch.Tensor:
         device = next(model.critic.parameters()).device
         x = to_float(images.to(device))
-        out = model.critic(x, model.labels(cls, len(x), device))
-        s = out[0] if isinstance(out, tuple) else out
-        return s.reshape(len(x), -1).mean(1).float().cpu()
+        score = model.critic(x, model.labels(cls, len(x), device)).score
+        return score.float().cpu()
 
     return score
 

@@ -59,6 +59,8 @@ def build_networks(cfg: Config, num_classes: int) -> Networks:
         m.fusion,
         m.d_min_resolution,
         conditional,
+        class_head=conditional and cfg.loss.class_weight > 0,
+        coarse_width=m.d_coarse_width,
     )
     enc = Encoder(d.resolution, d.channels, m.latent_dim, m.e_width, m.g_max_width) if m.use_encoder else None
     return Networks(gen, critic, enc)

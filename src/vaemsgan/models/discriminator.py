@@ -1,10 +1,14 @@
 """Multi-scale critic: the image is judged at several resolutions, each by a critic of multi-kernel blocks.
 
 - Scales: full, 1/2, 1/4 ... by 2x2 average pooling (as pix2pixHD); one critic per scale, scores averaged.
+  A coarser scale's critic can be narrower (`coarse_width` per scale): it sees less detail, and at full
+  width the 1/2-scale critic costs 2/3 of the full-scale one.
 - Block: parallel convolution branches with kernel sizes `kernels` (the paper's 3x3/5x5/7x7), a
   normalisation per branch, fused by concatenation + 1x1 convolution (or a sum), plus a 1x1 skip path
   so features are re-used; downsampling by strided branches ("none": all-convolutional) or avg/max pooling.
-- Class conditioning by projection (Miyato & Koyama 2018): score += <embed(y), mean_hw phi(x)>.
+- Class conditioning by projection (Miyato & Koyama 2018): score += <embed(y), mean_hw phi(x)>, and
+  optionally an auxiliary classifier head on the same pooled features (AC-GAN, Odena et al. 2017), which
+  teaches the generator its classes in far fewer steps than the projection alone.
 The full-resolution critic also returns the output of each block: the feature-wise reconstruction
 loss compares real and reconstructed images there.
 """
@@ -12,12 +16,20 @@ loss compares real and reconstructed images there.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaemsgan.models.layers import norm_2d
+
+
+class CriticOutput(NamedTuple):
+    score: torch.Tensor  # mean over scales [N]
+    per_scale: list[torch.Tensor]
+    features: list[torch.Tensor]  # full-scale block outputs (with return_features)
+    class_logits: torch.Tensor | None  # auxiliary classifier, mean over scales [N, classes]
 
 
 class MultiKernelBlock(nn.Module):
@@ -71,6 +83,7 @@ class ScaleCritic(nn.Module):
         fusion: str,
         min_res: int,
         conditional: bool,
+        class_head: bool = False,
     ) -> None:
         super().__init__()
         n_blocks = int(math.log2(resolution // min_res))
@@ -90,25 +103,28 @@ class ScaleCritic(nn.Module):
             # Default N(0, 1) rows would make the projection term ~sqrt(C) times the linear head at
             # initialisation, so the critic would start out judging the class, not the realism.
             nn.init.normal_(self.embed.weight, 0.0, c_final**-0.5)
+        self.classify = nn.Linear(c_final, num_classes) if class_head else None
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None, upto: int | None = None
-    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-        """Score and block outputs. With `upto`, stop after that many blocks and return no score."""
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor], torch.Tensor | None]:
+        """Score, block outputs and class logits (None without a class head). With `upto`, stop after
+        that many blocks and return no score."""
         h = F.leaky_relu(self.stem(x), 0.2)
         feats: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             if upto is not None and i >= upto:
-                return None, feats
+                return None, feats, None
             h = block(h)
             feats.append(h)
         if upto is not None:
-            return None, feats
+            return None, feats, None
         h = F.leaky_relu(h, 0.2)
         score = self.head(h.flatten(1)).squeeze(1)
+        pooled = h.mean(dim=(2, 3))
         if self.embed is not None and y is not None:
-            score = score + (self.embed(y) * h.mean(dim=(2, 3))).sum(1)
-        return score, feats
+            score = score + (self.embed(y) * pooled).sum(1)
+        return score, feats, (self.classify(pooled) if self.classify is not None else None)
 
 
 class MultiScaleCritic(nn.Module):
@@ -126,16 +142,19 @@ class MultiScaleCritic(nn.Module):
         fusion: str = "concat",
         min_res: int = 4,
         conditional: bool = True,
+        class_head: bool = False,
+        coarse_width: float = 1.0,
     ) -> None:
         super().__init__()
         self.resolution, self.scales, self.conditional = resolution, scales, conditional
+        self.class_head = class_head
         self.critics = nn.ModuleList(
             ScaleCritic(
                 resolution >> s,
                 resolution,
                 channels,
                 num_classes,
-                width,
+                max(4, round(width * coarse_width**s)),
                 max_width,
                 kernels,
                 norm,
@@ -143,6 +162,7 @@ class MultiScaleCritic(nn.Module):
                 fusion,
                 min_res,
                 conditional,
+                class_head,
             )
             for s in range(scales)
         )
@@ -153,23 +173,27 @@ class MultiScaleCritic(nn.Module):
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None, return_features: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """Return (mean score over scales [N], per-scale scores, full-scale block outputs)."""
+    ) -> CriticOutput:
+        """Mean score over scales [N], per-scale scores, full-scale block outputs, class logits."""
         scores: list[torch.Tensor] = []
         features: list[torch.Tensor] = []
+        logits: list[torch.Tensor] = []
         for s, critic in enumerate(self.critics):
             if s > 0:
                 x = F.avg_pool2d(x, 2)
-            score, feats = critic(x, y)
+            score, feats, class_logits = critic(x, y)
             assert score is not None
             scores.append(score)
+            if class_logits is not None:
+                logits.append(class_logits)
             if s == 0 and return_features:
                 features = feats
-        return torch.stack(scores).mean(0), scores, features
+        mean_logits = torch.stack(logits).mean(0) if logits else None
+        return CriticOutput(torch.stack(scores).mean(0), scores, features, mean_logits)
 
     def features(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Output of block `layer` (negative counts from the last) of the full-scale critic, computing no more."""
         n = self.num_feature_layers
         idx = layer % n
-        _, feats = self.critics[0](x, None, upto=idx + 1)
+        _, feats, _ = self.critics[0](x, None, upto=idx + 1)
         return feats[idx]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -185,12 +186,16 @@ class Trainer:
 
     def critic_scores(
         self, x: torch.Tensor, y: torch.Tensor, features: bool = False, full_precision: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """(scores, full-scale block outputs if `features`, class logits if the critic has a class head)."""
         with self._autocast(enabled=not full_precision):
-            score, _, feats = self.nets.critic(x, y if self.conditional else None, return_features=features)
+            score, _, feats, logits = self.nets.critic(
+                x, y if self.conditional else None, return_features=features
+            )
         if self.amp_dtype is not None:  # losses in fp32
             score, feats = score.float(), [f.float() for f in feats]
-        return score, feats
+            logits = logits.float() if logits is not None else None
+        return score, feats, logits
 
     def critic_features(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         with self._autocast():
@@ -198,39 +203,47 @@ class Trainer:
 
     def fakes(
         self, x: torch.Tensor, y: torch.Tensor, with_recon: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Reconstructions G(z ~ q(z|x)) and prior samples G(z_p), in ONE generator call.
 
-        Returns (images [rec; prior] or [prior], mu, logvar). Prior samples take the real batch's labels,
-        so classes are drawn as in the data and every fake has a real partner of its class for the penalty.
+        Returns (images [rec; prior] or [prior], their labels, mu, logvar). Only the first
+        `loss.recon_fraction` of the batch is reconstructed (the VAE terms need few images; the critic
+        and the generator's prior samples need the whole batch). Prior samples take the real batch's
+        labels, so classes are drawn as in the data and every fake has a real partner of its class.
         """
         z_p = torch.randn(x.shape[0], self.cfg.model.latent_dim, device=self.device)
-        yy = y if self.conditional else None
         if with_recon and self.nets.encoder is not None:
+            n = max(1, round(self.cfg.loss.recon_fraction * x.shape[0]))
+            labels = torch.cat([y[:n], y])
             with self._autocast():
-                mu, logvar = self.nets.encoder(x)
+                mu, logvar = self.nets.encoder(x[:n])
                 mu, logvar = mu.float(), logvar.float()
                 z = torch.cat([reparameterize(mu, logvar), z_p])
-                imgs = self.nets.generator(z, torch.cat([y, y]) if yy is not None else None)
-            return imgs.float(), mu, logvar
+                imgs = self.nets.generator(z, labels if self.conditional else None)
+            return imgs.float(), labels, mu, logvar
         with self._autocast():
-            return self.nets.generator(z_p, yy).float(), None, None
+            return self.nets.generator(z_p, y if self.conditional else None).float(), y, None, None
 
     # ------------------------------------------------------------------ steps
     def critic_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         c, l = self.cfg, self.cfg.loss
         with torch.no_grad():
-            fake, _, _ = self.fakes(x, y, with_recon=l.rec_as_fake)
-        y_fake = y.repeat(fake.shape[0] // x.shape[0])
+            fake, y_fake, _, _ = self.fakes(x, y, with_recon=l.rec_as_fake)
         x_aug, fake_aug = self.augment(x), self.augment(fake)
         if c.model.d_norm == "batch":  # BatchNorm: real and fake batches normalised apart, as in DCGAN
-            real_s, _ = self.critic_scores(x_aug, y)
-            fake_s, _ = self.critic_scores(fake_aug, y_fake)
+            real_s, _, real_logits = self.critic_scores(x_aug, y)
+            fake_s, _, _ = self.critic_scores(fake_aug, y_fake)
         else:  # one forward over both is cheaper and exact for per-sample normalisations
-            s, _ = self.critic_scores(torch.cat([x_aug, fake_aug]), torch.cat([y, y_fake]))
+            s, _, logits = self.critic_scores(torch.cat([x_aug, fake_aug]), torch.cat([y, y_fake]))
             real_s, fake_s = s[: x.shape[0]], s[x.shape[0] :]
+            real_logits = logits[: x.shape[0]] if logits is not None else None
         loss = losses.critic_loss(l.adversarial, real_s, fake_s)
         out = {"d_loss": loss.detach(), "d_real": real_s.mean().detach(), "d_fake": fake_s.mean().detach()}
+        if real_logits is not None:
+            # The class head learns from real images only (fakes of a wrong class would teach it wrong labels).
+            cls = F.cross_entropy(real_logits, y)
+            loss = loss + l.class_weight * cls
+            out["d_class"] = cls.detach()
         if l.drift > 0:
             loss = loss + l.drift * real_s.pow(2).mean()
         if self.ada is not None:
@@ -271,35 +284,40 @@ class Trainer:
         adversarial = l.adversarial != "none"
         use_recon = self.nets.encoder is not None
         self.nets.critic.requires_grad_(False)  # no critic gradients are needed here
-        fake, mu, logvar = self.fakes(x, y, with_recon=use_recon)
+        fake, y_fake, mu, logvar = self.fakes(x, y, with_recon=use_recon)
         b = x.shape[0]
+        n = fake.shape[0] - b  # reconstructions come first
         out: dict[str, torch.Tensor] = {}
         adv = fake.new_zeros(())
         rec = fake.new_zeros(())
         kl = fake.new_zeros(())
         if use_recon:
-            x_rec = fake[:b]
+            assert mu is not None and logvar is not None
+            x_rec, x_orig = fake[:n], x[:n]
             kl = losses.kl_divergence(mu, logvar)
             out["kl"] = kl.detach()
         if adversarial:
             # With rec_as_fake the reconstructions are judged too; their features double as Dis_l(x~).
-            judged = fake if (use_recon and l.rec_as_fake) else fake[-b:]
-            y_judged = y.repeat(judged.shape[0] // b)
+            judged, y_judged = (fake, y_fake) if (use_recon and l.rec_as_fake) else (fake[-b:], y)
             need_feats = use_recon and l.feature_recon_weight > 0
             reuse = need_feats and l.rec_as_fake and not self.cfg.train.augment
-            scores, feats = self.critic_scores(self.augment(judged), y_judged, features=reuse)
+            scores, feats, logits = self.critic_scores(self.augment(judged), y_judged, features=reuse)
             adv = losses.generator_loss(l.adversarial, scores)
             out["g_adv"] = adv.detach()
+            if logits is not None:  # fakes must be recognisable as their class
+                cls = F.cross_entropy(logits, y_judged)
+                adv = adv + l.class_weight * cls
+                out["g_class"] = cls.detach()
             if need_feats:
                 layer = self.cfg.model.feature_layer
                 with torch.no_grad():
-                    f_real = self.critic_features(x, layer)
-                f_rec = feats[layer][:b] if reuse else self.critic_features(x_rec, layer)
+                    f_real = self.critic_features(x_orig, layer)
+                f_rec = feats[layer][:n] if reuse else self.critic_features(x_rec, layer)
                 fr = losses.feature_reconstruction(f_rec, f_real)
                 rec = rec + l.feature_recon_weight * fr
                 out["feat_rec"] = fr.detach()
         if use_recon and l.pixel_recon_weight > 0:
-            px = losses.pixel_reconstruction(l.pixel_loss, x_rec, x)
+            px = losses.pixel_reconstruction(l.pixel_loss, x_rec, x_orig)
             rec = rec + l.pixel_recon_weight * px
             out["pix_rec"] = px.detach()
         gen_loss = l.gamma * rec + adv
