@@ -85,7 +85,15 @@ def test_ablation_removes_exactly_one_part(tmp_path: Path) -> None:
 
 def test_baselines_table2_classifier_runs(tmp_path: Path) -> None:
     base = _plans("baselines", tmp_path)
-    assert set(base) == {"dcgan", "cdcgan-wgan-gp", "vae", "vaegan", "paper", "default"}
+    assert set(base) == {
+        "dcgan",
+        "cdcgan-wgan-gp",
+        "vae",
+        "vaegan",
+        "paper",
+        "default",
+        "dcgan-classhead-b32",
+    }
     for name, plan in base.items():
         ref = build_config(plan.spec.preset, {"data.source": "fashion-mnist-mini", "data.resolution": 16})
         assert plan.cfg.model == ref.model and plan.cfg.loss == ref.loss, name
