@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vaemsgan.cli.main import main
+from vaemsgan.config import apply_overrides
 from vaemsgan.experiments import EXPERIMENTS, ReproduceOptions, expand, experiment_names, plan_runs
 from vaemsgan.experiments.tables import table2
 from vaemsgan.presets import PAPER_MODES, build_config
@@ -96,7 +97,9 @@ def test_baselines_table2_classifier_runs(tmp_path: Path) -> None:
     }
     for name, plan in base.items():
         ref = build_config(plan.spec.preset, {"data.source": "fashion-mnist-mini", "data.resolution": 16})
+        apply_overrides(ref, plan.spec.overrides)  # the attribution run's own changes
         assert plan.cfg.model == ref.model and plan.cfg.loss == ref.loss, name
+    assert base["dcgan-classhead-b32"].cfg.loss.class_weight == 1.0
     assert _plans("table2", tmp_path)["paper-3class"].cfg.data.classes == ["bag", "sneaker", "shirt"]
     assert _plans("table2-all", tmp_path)["paper"].cfg.data.classes is None
     assert set(_plans("classifier", tmp_path)) == {"paper", "default"}
