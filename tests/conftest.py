@@ -86,3 +86,11 @@ def tiny_images() -> object:
     from vaemsgan.data import load_images
 
     return load_images("fashion-mnist-mini", resolution=16, per_class=24, classes=["trouser", "sneaker"])
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., int]:
+    """Run the CLI in-process with arguments of any type (paths, numbers); returns its exit code."""
+    from vaemsgan.cli.main import main
+
+    return lambda *argv: main([str(a) for a in argv])

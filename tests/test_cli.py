@@ -65,26 +65,11 @@ def test_train_outputs(cli_run) -> None:
     assert grid.size[1] == 3 * (16 + 2) + 2  # one row per class
 
 
-def test_generate_writes_n_per_class_with_complete_manifest(cli_run, tmp_path) -> None:
+def test_generate_writes_n_per_class_with_complete_manifest(cli_run, tmp_path, run_cli) -> None:
     _, run = cli_run
     out = tmp_path / "gen"
-    assert (
-        main(
-            [
-                "generate",
-                "--checkpoint",
-                str(run),
-                "--per-class",
-                "7",
-                "--out",
-                str(out),
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    gen = ("generate", "--checkpoint", run, "--out", out, "--no-progress")
+    assert run_cli(*gen, "--per-class", 7, "--device", "cpu") == 0
     for cls in ("circle", "square", "cross"):
         files = sorted((out / cls).iterdir())
         assert [f.name for f in files] == [f"{i:06d}.png" for i in range(7)]
@@ -101,27 +86,12 @@ def test_generate_writes_n_per_class_with_complete_manifest(cli_run, tmp_path) -
     assert again.counts() == [7, 7, 7]
 
 
-def test_generate_is_deterministic_and_refuses_to_overwrite(cli_run, tmp_path, capsys) -> None:
+def test_generate_is_deterministic_and_refuses_to_overwrite(cli_run, tmp_path, capsys, run_cli) -> None:
     _, run = cli_run
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        assert (
-            main(
-                [
-                    "generate",
-                    "--checkpoint",
-                    str(run),
-                    "--per-class",
-                    "3",
-                    "--out",
-                    str(out),
-                    "--no-progress",
-                    "--batch-size",
-                    "2",
-                ]
-            )
-            == 0
-        )
+        gen = ("generate", "--checkpoint", run, "--out", out, "--no-progress")
+        assert run_cli(*gen, "--per-class", 3, "--batch-size", 2) == 0
     assert (a / "circle" / "000002.png").read_bytes() == (b / "circle" / "000002.png").read_bytes()
     assert main(["generate", "--checkpoint", str(run), "--per-class", "3", "--out", str(a)]) != 0
     assert "--force" in capsys.readouterr().err

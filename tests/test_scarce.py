@@ -161,28 +161,12 @@ def test_curation_keeps_n_and_drops_the_worst() -> None:
     assert len(kept) == 5 and sum(dropped.values()) == 5
 
 
-def test_generate_filter_cli_writes_scores(tiny_run, tmp_path) -> None:
-    from vaemsgan.cli.main import main
-
+def test_generate_filter_cli_writes_scores(tiny_run, tmp_path, run_cli) -> None:
     run, _ = tiny_run
     out = tmp_path / "cur"
+    filters = ("--filter", "classifier,dedupe", "--keep-fraction", 0.5)
     assert (
-        main(
-            [
-                "generate",
-                "--checkpoint",
-                str(run),
-                "--per-class",
-                "6",
-                "--out",
-                str(out),
-                "--filter",
-                "classifier,dedupe",
-                "--keep-fraction",
-                "0.5",
-                "--no-progress",
-            ]
-        )
+        run_cli("generate", "--checkpoint", run, "--per-class", 6, "--out", out, *filters, "--no-progress")
         == 0
     )
     m = json.loads((out / "manifest.json").read_text())

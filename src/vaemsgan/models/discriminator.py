@@ -147,7 +147,6 @@ class MultiScaleCritic(nn.Module):
     ) -> None:
         super().__init__()
         self.resolution, self.scales, self.conditional = resolution, scales, conditional
-        self.class_head = class_head
         self.critics = nn.ModuleList(
             ScaleCritic(
                 resolution >> s,
