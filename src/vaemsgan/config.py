@@ -152,6 +152,10 @@ class TrainConfig:
     best_metric: str = _opt(
         "kid", choices=("kid", "coverage", "diversity"), help="monitor value that picks RUN/best.pt"
     )
+    snapshot_minutes: list[float] = _opt(
+        [],
+        help="training CPU-minutes at which RUN/snapshots/cpu-<M>min.pt is kept (learning curves from one run)",
+    )
 
 
 @dataclass
@@ -338,6 +342,11 @@ def validate(cfg: Config) -> None:
     for k in cfg.model.d_kernels:
         if k not in (1, 3, 5, 7, 9):
             raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
+    for m in cfg.train.snapshot_minutes:
+        if not 0 < m <= 1e6:
+            raise ConfigError(
+                f"config key 'train.snapshot_minutes' has {m}: each mark must be in (0, 1e6] minutes"
+            )
     if not cfg.model.d_kernels:
         raise ConfigError("config key 'model.d_kernels' must name at least one kernel size")
     if cfg.loss.adversarial == "none" and cfg.loss.feature_recon_weight > 0:

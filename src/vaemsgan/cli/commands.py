@@ -77,6 +77,7 @@ TRAIN_FLAGS: dict[str, tuple[str, Any]] = {
     "adversarial": ("loss.adversarial", str),
     "gp_weight": ("loss.gp_weight", float),
     "gp_every": ("loss.gp_every", int),
+    "snapshot_minutes": ("train.snapshot_minutes", str),
 }
 
 
@@ -125,6 +126,18 @@ def add_train(sub: Any) -> None:
         "--epochs the step count is then unlimited",
     )
     p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what --budget-minutes counts: wall time of this command (default), or the run's training CPU "
+        "time across resumes (fair on a shared machine; a resumed run continues the same budget)",
+    )
+    p.add_argument(
+        "--snapshot-minutes",
+        metavar="M1,M2,...",
+        help="keep RUN/snapshots/cpu-<M>min.pt at these training CPU-minutes (sets train.snapshot_minutes)",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue from the newest valid checkpoint in RUN_DIR"
     )
     p.add_argument("--force", action="store_true", help="train into a non-empty RUN_DIR, replacing its run")
@@ -136,7 +149,16 @@ def add_train(sub: Any) -> None:
         "--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. loss.kl_weight=0.5"
     )
     for flag, (key, conv) in TRAIN_FLAGS.items():
-        if flag in {"data", "data_dir", "resolution", "channels", "per_class", "classes", "steps"}:
+        if flag in {
+            "data",
+            "data_dir",
+            "resolution",
+            "channels",
+            "per_class",
+            "classes",
+            "steps",
+            "snapshot_minutes",
+        }:
             continue
         p.add_argument(
             "--" + flag.replace("_", "-"),
@@ -195,11 +217,14 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
             raise VaemsganError(f"{out}: nothing to resume (no valid checkpoint in {out / 'checkpoints'})")
         cfg = Config.from_dict(state["config"])
         extra = _overrides_from_args(args)
-        changed = {k: v for k, v in extra.items() if not k.startswith("train.steps")}
+        # A longer run may add learning-curve marks; everything else stays the run's own.
+        changed = {k: v for k, v in extra.items() if k not in ("train.steps", "train.snapshot_minutes")}
         if changed:
             print(f"note: --resume uses the run's own config; ignoring {', '.join(sorted(changed))}")
         if args.steps:
             cfg.train.steps = args.steps
+        if "train.snapshot_minutes" in extra:
+            apply_overrides(cfg, {"train.snapshot_minutes": extra["train.snapshot_minutes"]})
     else:
         if out.exists() and not out.is_dir():
             raise OutputExistsError(f"{out}: exists and is not a folder")
@@ -253,8 +278,11 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
             raise ConfigError(f"--budget-minutes must be positive, got {args.budget_minutes}")
         if not args.steps and args.epochs is None:
             cfg.train.steps = 10**9  # the time budget alone ends the run
-        deadline = time.perf_counter() + 60.0 * args.budget_minutes
-    trainer.train(cfg.train.steps, deadline=deadline)
+        deadline = 60.0 * args.budget_minutes
+    if args.clock == "cpu":
+        trainer.train(cfg.train.steps, deadline=deadline, clock=trainer.cpu_clock)
+    else:
+        trainer.train(cfg.train.steps, deadline=None if deadline is None else time.perf_counter() + deadline)
     digest_dir = os.environ.get("VAEMSGAN_RANK_DIGEST_DIR")
     if digest_dir:  # test hook: each rank writes a hash of its weights, to check that the ranks agree
         mods = {**trainer.nets.modules(), **({"ema": trainer.ema.model} if trainer.ema is not None else {})}

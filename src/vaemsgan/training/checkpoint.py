@@ -52,13 +52,24 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], step: int, keep:
     return path
 
 
-def save_best(run_dir: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` as RUN/best.pt atomically (the monitor's pick; never NaN, never pruned)."""
+def save_state(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` as a checkpoint file at `path` atomically (best.pt, snapshots; never NaN, never pruned)."""
+    path = Path(path)
     bad = non_finite_tensors(state)
     if bad:
-        raise CheckpointError(f"refusing to write best.pt: NaN/Inf values in {', '.join(bad[:3])}")
+        raise CheckpointError(f"refusing to write {path.name}: NaN/Inf values in {', '.join(bad[:3])}")
     state = {"format": FORMAT, "format_version": FORMAT_VERSION, "vaemsgan_version": __version__, **state}
-    return atomic_torch_save(Path(run_dir) / "best.pt", state)
+    return atomic_torch_save(path, state)
+
+
+def save_best(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """RUN/best.pt: the monitor's pick."""
+    return save_state(Path(run_dir) / "best.pt", state)
+
+
+def snapshot_path(run_dir: str | Path, minutes: float) -> Path:
+    """RUN/snapshots/cpu-<M>min.pt: the state after M minutes of training CPU time."""
+    return Path(run_dir) / "snapshots" / f"cpu-{minutes:g}min.pt"
 
 
 def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:

@@ -42,6 +42,8 @@ from vaemsgan.training.checkpoint import (
     load_latest_valid,
     non_finite_tensors,
     save_checkpoint,
+    save_state,
+    snapshot_path,
 )
 from vaemsgan.training.ema import EMA
 from vaemsgan.utils.images import make_grid, to_float
@@ -76,6 +78,7 @@ class TrainState:
     batches_drawn: int = 0  # real batches consumed: fixes the data position for an exact resume
     bad_steps: int = 0  # consecutive steps with a skipped (non-finite) update
     rollbacks: int = 0  # rollbacks to the last good state after divergence
+    cpu_seconds: float = 0.0  # process CPU time spent in training steps, across resumes (the CPU clock)
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -406,7 +409,9 @@ class Trainer:
             )
         rollbacks = self.state.rollbacks + 1
         # A deep copy: optimizers alias loaded tensors, and the snapshot must stay as it was.
+        spent = self.state.cpu_seconds  # CPU time already spent stays spent
         self.load_state_dict(copy.deepcopy(good), trim_log=False)
+        self.state.cpu_seconds = spent
         factor = 0.5 ** (rollbacks - int(good.get("nan_rollbacks", 0)))
         for o in self._optimizers().values():
             for g in o.param_groups:
@@ -425,7 +430,11 @@ class Trainer:
         deadline: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> TrainState:
-        """Train to `steps` (default: the config's), or until `clock() >= deadline` (a time budget)."""
+        """Train to `steps` (default: the config's), or until `clock() >= deadline` (a time budget).
+
+        `self.cpu_clock` is a clock that counts this run's training CPU time across resumes; a budget on it
+        is fair on a shared machine and continues where an interrupted run stopped.
+        """
         t = self.cfg.train
         self.deadline_reached = False
         total = steps if steps is not None else t.steps
@@ -449,9 +458,12 @@ class Trainer:
             if deadline is None or not self.progress
             else f"train (time budget ends {time.strftime('%H:%M:%S', time.localtime(time.time() + deadline - clock()))})",
         )
+        # Snapshot marks this run has not passed yet (a resumed run has passed some).
+        pending = sorted(m for m in t.snapshot_minutes if 60.0 * m > self.state.cpu_seconds)
         try:
             while self.state.step < total and not self._stop_now(deadline, clock):
                 self._step_skipped = False
+                t_cpu = time.process_time()
                 for _ in range(t.n_critic if self.cfg.loss.adversarial != "none" else 0):
                     x, y = self.next_batch()
                     for k, v in self.critic_step(x, y).items():
@@ -462,6 +474,7 @@ class Trainer:
                     sums[k] = sums.get(k, 0) + v
                 self.state.step += 1
                 count += 1
+                self.state.cpu_seconds += time.process_time() - t_cpu
                 if not self._step_skipped:
                     self.state.bad_steps = 0
                 elif self._after_bad_step():  # rolled back: the step counter went back too
@@ -471,6 +484,8 @@ class Trainer:
                     continue
                 if self.ema is not None:
                     self.ema.update(self.nets.generator, self.state.step)
+                while pending and self.state.cpu_seconds >= 60.0 * pending[0]:
+                    self.save_snapshot(pending.pop(0))
                 bar.update(1)
                 step = self.state.step
                 if step % t.log_every == 0 or step == total:
@@ -506,6 +521,10 @@ class Trainer:
             bar.close()
             self._restore_signal_handlers(old_handlers)
         return self.state
+
+    def cpu_clock(self) -> float:
+        """Training CPU seconds of this run so far (resumes included): a clock for time budgets."""
+        return self.state.cpu_seconds
 
     def _stop_now(
         self, deadline: float | None = None, clock: Callable[[], float] = time.perf_counter
@@ -580,8 +599,24 @@ class Trainer:
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
 
+    def save_snapshot(self, minutes: float) -> Path:
+        """RUN/snapshots/cpu-<M>min.pt (+ .png grid): the run as it was after M training CPU-minutes."""
+        path = snapshot_path(self.run_dir, minutes)
+        if self.is_main:
+            state = self.state_dict()
+            state["snapshot"] = {
+                "minutes": minutes,
+                "cpu_seconds": self.state.cpu_seconds,
+                "step": self.state.step,
+            }
+            save_state(path, state)
+            self.save_samples(path.with_suffix(".png"))
+            self.log(f"snapshot at {minutes:g} CPU-minutes (step {self.state.step}): {path}")
+        return path
+
     @torch.no_grad()
-    def save_samples(self) -> Path:
+    def save_samples(self, path: Path | None = None) -> Path:
+        """The sample grid: RUN/samples.png and RUN/samples/step-N.png, or only `path` when given."""
         if not self.is_main:
             return self.run_dir / "samples.png"
         # Sample from a copy with BatchNorm statistics recomputed for prior latents (see
@@ -593,6 +628,8 @@ class Trainer:
         g.eval()
         imgs = g(self.grid_z, self.grid_y if self.conditional else None)
         grid = make_grid(imgs, nrow=8)
+        if path is not None:
+            return save_png(path, grid)
         path = self.run_dir / "samples" / f"step-{self.state.step:07d}.png"
         save_png(path, grid)
         save_png(self.run_dir / "samples.png", grid)
@@ -619,6 +656,7 @@ class Trainer:
             "ada": self.ada.state_dict() if self.ada is not None else None,
             "rng": rng,
             "nan_rollbacks": self.state.rollbacks,
+            "train_cpu_seconds": self.state.cpu_seconds,
         }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -668,6 +706,7 @@ class Trainer:
         self.state.step = int(state["step"])
         self.state.batches_drawn = int(state["batches_drawn"])
         self.state.rollbacks = int(state.get("nan_rollbacks", 0))
+        self.state.cpu_seconds = float(state.get("train_cpu_seconds", 0.0))
         # A resumed run rewrites the records after its checkpoint: drop the old ones (rank 0 owns the log).
         if trim_log and self.is_main:
             trim_jsonl(self.run_dir / "metrics.jsonl", self.state.step)
