@@ -201,3 +201,26 @@ def test_train_cli_budget_minutes(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main([*base, *tiny, "--out", str(tmp_path / "b"), "--budget-minutes", "0.0005"]) == 0
     assert "time budget reached" in capsys.readouterr().out
     assert (tmp_path / "b" / "samples.png").is_file()
+
+
+def test_curves_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`reproduce curves`: one run per model trained once to its last mark, every snapshot evaluated,
+    the table, JSON and plot written; a second call trains and evaluates nothing."""
+    out = tmp_path / "curves"
+    args = ["reproduce", "curves", "--out", str(out), *QUICK, "--runs", "default,acgan"]
+    assert main(args) == 0
+    table = json.loads((out / "curves.json").read_text())
+    rows = {(r["model"], r["minutes"]) for r in table["rows"]}
+    assert rows == {(m, t) for m in ("default", "acgan") for t in (0.002, 0.004)}
+    for r in table["rows"]:
+        assert 0 <= r["tstr"]["mean"] <= 1 and r["fid"]["mean"] > 0 and r["steps"] >= 1
+    assert 0 < table["trtr"]["mean"] <= 1
+    for name in ("curves.md", "curves.png", "curves-grids.png"):
+        assert (out / name).stat().st_size > 0
+    evaluated = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/curve/*.json")}
+    assert len(evaluated) == 4
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "train default" not in err and "reference: real-data" not in err
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/curve/*.json")} == evaluated

@@ -155,3 +155,35 @@ def test_class_head_learns_the_real_classes_and_pushes_the_generator(
     assert last < 0.5 * first[0] and accuracy() >= 0.9
     out = tr.generator_step(*tr.next_batch())
     assert "g_class" in out and torch.isfinite(out["g_class"])
+
+
+def test_snapshots_at_cpu_minute_marks_and_cpu_clock_survives_resume(
+    tmp_path, tiny_config, tiny_images, request
+) -> None:
+    """Each mark is passed once: the snapshot holds the state at the first step past it, and a resumed run
+    continues the training CPU clock (so a CPU budget and later marks stay where they were)."""
+    from vaemsgan.training.checkpoint import snapshot_path
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU time per step is then independent of other load on the machine
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    marks = [0.005, 0.05]  # 0.3 and 3 s of training CPU time
+    cfg = tiny_config(train={"snapshot_minutes": marks, "checkpoint_every": 1000})
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False)
+    tr.train(10**6, deadline=60.0 * marks[0], clock=tr.cpu_clock)
+    assert tr.deadline_reached and tr.state.cpu_seconds >= 60.0 * marks[0]
+    first = load_checkpoint(snapshot_path(tmp_path / "run", marks[0]))
+    assert first["snapshot"]["cpu_seconds"] >= 60.0 * marks[0]
+    assert first["snapshot"]["step"] == first["step"] <= tr.state.step
+    assert snapshot_path(tmp_path / "run", marks[0]).with_suffix(".png").is_file()
+    assert not snapshot_path(tmp_path / "run", marks[1]).exists()
+    spent = tr.state.cpu_seconds
+    # Resume from the saved checkpoint: the clock starts where the run stopped, not at zero.
+    tr2 = Trainer(cfg, tiny_images, tmp_path / "run", progress=False)
+    assert tr2.resume() and tr2.state.cpu_seconds == pytest.approx(spent)
+    tr2.train(10**6, deadline=60.0 * marks[1], clock=tr2.cpu_clock)
+    second = load_checkpoint(snapshot_path(tmp_path / "run", marks[1]))
+    assert second["snapshot"]["cpu_seconds"] >= 60.0 * marks[1]
+    assert second["step"] > first["step"]
+    # The first snapshot was not rewritten by the resumed run.
+    assert load_checkpoint(snapshot_path(tmp_path / "run", marks[0]))["step"] == first["step"]

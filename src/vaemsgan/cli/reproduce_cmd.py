@@ -39,6 +39,13 @@ def add_reproduce(sub: Any) -> None:
     )
     p.add_argument("--steps", type=int, help="also stop a run at this many generator steps")
     p.add_argument(
+        "--marks",
+        default="2,5,15,30,60",
+        metavar="M1,M2,...",
+        help="curves: training CPU-minutes at which each run is snapshotted and evaluated (2,5,15,30,60); "
+        "--budget is not used there",
+    )
+    p.add_argument(
         "--runs",
         help="comma-separated run names: only these runs (e.g. one per parallel worker; a final call without "
         "--runs then writes the whole table from the finished runs)",
@@ -91,8 +98,16 @@ def options_from_args(args: argparse.Namespace) -> Any:
         cache_dir=args.cache_dir,
         force=args.force,
         progress=not args.no_progress,
+        marks=_marks(args.marks),
     )
     return quick(opts) if args.quick else opts
+
+
+def _marks(text: str) -> list[float]:
+    try:
+        return sorted({float(m) for m in text.split(",") if m.strip()})
+    except ValueError:
+        raise ConfigError(f"--marks {text!r}: expected comma-separated minutes, e.g. 2,5,15") from None
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -97,6 +97,20 @@ _BASELINES = (
     ),
 )
 
+# Learning curves (issue 11): one long run per model, snapshots at CPU-minute marks (experiments/curves.py).
+CURVE_RUNS = (
+    RunSpec("default", "default", label="ours (preset default)"),
+    RunSpec(
+        "acgan",
+        "dcgan",
+        {"loss.class_weight": 1.0, "train.batch_size": 32},
+        "AC-GAN attribution: DCGAN + class head + batch 32",
+    ),
+    RunSpec("cdcgan-wgan-gp", "cdcgan-wgan-gp", label="conditional DCGAN, WGAN-GP (paper's baseline)"),
+    RunSpec("vaegan", "vaegan", label="VAE-GAN (Larsen; 1 scale, 1 kernel)"),
+    RunSpec("paper", "paper", label="VAE-MSGAN (preset paper)"),
+)
+
 TABLE2_CLASSES = ["bag", "sneaker", "shirt"]
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -152,6 +166,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         _BASELINES,
         ("stats", "fid", "tstr"),
         "VAE-MSGAN is sharper and more realistic than the WGAN conditional DCGAN",
+    ),
+    "curves": ExperimentSpec(
+        "curves",
+        "Learning curves: quality against training CPU-minutes (snapshots of one long run per model)",
+        CURVE_RUNS,
+        ("curve",),
+        "(not in the paper) quality improves or plateaus with more compute; the paper's model trains",
     ),
 }
 

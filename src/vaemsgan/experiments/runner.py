@@ -31,7 +31,7 @@ import torch
 from vaemsgan.config import Config
 from vaemsgan.data import ImageSet, load_images
 from vaemsgan.errors import ConfigError, OutputExistsError
-from vaemsgan.experiments.registry import EVAL_PARTS, ExperimentSpec, RunSpec, expand
+from vaemsgan.experiments.registry import EVAL_PARTS, EXPERIMENTS, ExperimentSpec, RunSpec, expand
 from vaemsgan.utils.io import atomic_write_json
 
 # Shared by every run of `--quick` (the test suite's smoke runs): narrow networks, a few steps.
@@ -73,6 +73,7 @@ class ReproduceOptions:
     force: bool = False
     quick: bool = False
     progress: bool = True
+    marks: list[float] = field(default_factory=lambda: [2.0, 5.0, 15.0, 30.0, 60.0])  # `curves` snapshots
 
     def validate(self) -> ReproduceOptions:
         if not self.budget_minutes > 0:
@@ -88,6 +89,8 @@ class ReproduceOptions:
             raise ConfigError(f"--steps must be at least 1, got {self.steps}")
         if self.per_class is not None and self.per_class < 2:
             raise ConfigError(f"--per-class must be at least 2, got {self.per_class}")
+        if not self.marks or not all(0 < m <= 1e6 for m in self.marks):
+            raise ConfigError(f"--marks must be positive CPU-minutes, got {self.marks}")
         if self.n_boot < 2:
             raise ConfigError(f"--bootstrap must be at least 2, got {self.n_boot}")
         return self
@@ -95,6 +98,7 @@ class ReproduceOptions:
 
 def quick(opts: ReproduceOptions) -> ReproduceOptions:
     """The smoke-test budget: tiny networks, 3 steps, minimal evaluation (numbers mean nothing)."""
+    opts.quick = True
     opts.overrides = {**QUICK_OVERRIDES, **opts.overrides}
     opts.steps = opts.steps or 3
     opts.eval_seeds = 1
@@ -102,6 +106,7 @@ def quick(opts: ReproduceOptions) -> ReproduceOptions:
     opts.classifier_steps = min(opts.classifier_steps, 10)
     opts.domain_steps = min(opts.domain_steps, 10)
     opts.n_boot = min(opts.n_boot, 4)
+    opts.marks = [0.002, 0.004]  # `curves`: two snapshots a fraction of a second of training apart
     return opts
 
 
@@ -230,7 +235,7 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
         base["data.per_class"] = opts.per_class
     plans = []
     if opts.runs:
-        known = {s.name for e in expand("all") for s in e.runs}
+        known = {s.name for e in EXPERIMENTS.values() for s in e.runs}
         unknown = [r for r in opts.runs if re.sub(r"-seed\d+$", "", r) not in known]
         if unknown:
             raise ConfigError(
@@ -545,6 +550,13 @@ def reproduce(
     for exp in exps:
         t0 = time.perf_counter()
         log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
+        if exp.name == "curves":  # one long run per model, evaluated at its snapshots
+            from vaemsgan.experiments.curves import run_curves
+
+            meta = {"command_options": _clean(asdict(opts)), "machine": machine_info()}
+            tables[exp.name] = run_curves(plans[exp.name], out, ctx, opts, meta, log)
+            log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
+            continue
         results = [run_one(p, exp.parts, ctx, opts) for p in plans[exp.name]]
         meta = {
             "command_options": _clean(asdict(opts)),

@@ -1,0 +1,513 @@
+"""Learning curves: quality against training CPU-minutes, one long run per model, no retraining per budget.
+
+Each run trains once to the last mark; the trainer keeps `snapshots/cpu-<M>min.pt` when its training CPU
+time passes each mark M (`train.snapshot_minutes`), and every snapshot is evaluated on its own:
+
+    steps, images/s        from the snapshot and the run's log
+    domain FID [bootstrap], KID, precision / recall (k=3), density / coverage (k=5)
+                            generated (per class as many as the real test set) vs the real test images,
+                            in the `domain` feature space (docs/EVALUATION.md)
+    TSTR, per-class recall  a classifier trained on `per_class_generated` generated images per class,
+                            tested on the real test set; one per classifier seed (mean, t-interval)
+    TRTS                    the TRTR classifier of the same seed tested on the generated images
+    Laplacian variance      generated vs real (the sharpness gap, %)
+
+TSTR is compared with TRTR classifiers of the same architecture and number of steps, trained once per
+invocation (cached in OUT/reference/): on the same number of real images per class, and on all of them.
+
+Layout (resumable: a run continues from its newest checkpoint, a snapshot evaluated with the same settings
+is not evaluated again):
+    OUT/runs/<run>/train/          the training run (checkpoints/, snapshots/, metrics.jsonl, samples.png)
+    OUT/runs/<run>/TRAINED.json    written when the run reached its last mark
+    OUT/runs/<run>/curve/cpu-<M>min.json   one evaluated snapshot
+    OUT/reference/trtr.json, trtr-*.pt     the real-data classifiers
+    OUT/curves.md / .json / .png   table and plot; OUT/curves-grids.png the snapshots' sample grids
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaemsgan.data import ImageSet
+from vaemsgan.errors import OutputExistsError
+from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
+
+# Config keys that do not change what a run learns: a run may be resumed with other values of these.
+BOOKKEEPING = {
+    "train": {
+        "steps",
+        "threads",
+        "snapshot_minutes",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "keep",
+        "monitor_every",
+        "best_metric",
+    },
+}
+
+# Seeds beyond the first train only to this mark (the issue's 3 seeds at 2 and 5 minutes, 1 above).
+EXTRA_SEED_MAX_MINUTES = 5.0
+
+
+def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """The config without bookkeeping keys: two runs with equal learning configs learn the same."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg_dict.items() if k != "preset"}
+    for section, keys in BOOKKEEPING.items():
+        for k in keys:
+            out.get(section, {}).pop(k, None)
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def marks_for_seed(marks: list[float], seed: int) -> list[float]:
+    extra = [m for m in marks if m <= EXTRA_SEED_MAX_MINUTES]
+    return sorted(marks) if seed == 0 else sorted(extra or marks[:1])
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[str, Any]:
+    """Train `plan` to its last mark on the training-CPU clock, resuming a run already in its folder."""
+    from vaemsgan.training.checkpoint import load_latest_valid
+    from vaemsgan.training.trainer import Trainer, set_threads
+
+    folder = plan.folder / "train"
+    cfg = plan.cfg
+    cfg.train.snapshot_minutes = list(marks)
+    if opts.quick:  # the smoke test's 3-step cap would end the run before its (tiny) marks
+        cfg.train.steps = 10**9
+    want = learning_config(cfg.to_dict())
+    marker = _read_json(plan.folder / "TRAINED.json")
+    if (
+        marker is not None
+        and not opts.force
+        and marker.get("learning_config") == want
+        and marker.get("minutes", 0) >= max(marks)
+    ):
+        return marker
+    state = None if opts.force else load_latest_valid(folder)
+    if state is not None and learning_config(state["config"]) != want:
+        raise OutputExistsError(
+            f"{folder}: holds a run with another config; use --force to start it over, or another --out"
+        )
+    if state is None and folder.exists():
+        import shutil
+
+        shutil.rmtree(folder)  # --force, or a run killed before its first checkpoint
+    real = ctx.real(cfg.data.classes)
+    set_threads(cfg.train.threads)
+    trainer = Trainer(cfg, real.train, folder, progress=opts.progress, log=ctx.log)
+    if state is not None:
+        trainer.load_state_dict(state)
+        ctx.log(
+            f"{plan.name}: resumed at step {trainer.state.step} ({trainer.state.cpu_seconds / 60:.1f} CPU-min)"
+        )
+    ctx.log(f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) to {max(marks):g} CPU-minutes")
+    w0 = time.perf_counter()
+    trainer.train(cfg.train.steps, deadline=60.0 * max(marks), clock=trainer.cpu_clock)
+    if trainer._stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
+        raise KeyboardInterrupt
+    info = {
+        "run": plan.name,
+        "preset": plan.spec.preset,
+        "overrides": plan.spec.overrides,
+        "seed": plan.seed,
+        "learning_config": want,
+        "minutes": trainer.state.cpu_seconds / 60.0,
+        "steps": trainer.state.step,
+        "marks": list(marks),
+        "wall_s_last_session": time.perf_counter() - w0,
+        "threads": torch.get_num_threads(),
+    }
+    atomic_write_json(plan.folder / "TRAINED.json", info)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- reference
+def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dict[str, Any]:
+    """TRTR on `per_class` real images per class and on all real images, per classifier seed (cached)."""
+    from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, accuracy, train_classifier
+
+    real = ctx.real(None)
+    ccfg = ClassifierConfig(steps=opts.classifier_steps)
+    key = {"steps": opts.classifier_steps, "per_class": per_class, "seeds": opts.eval_seeds, "v": 1}
+    ref_dir = out / "reference"
+    info = _read_json(ref_dir / "trtr.json")
+    n_cls = len(real.train.class_names)
+    c, h = real.train.images.shape[1], real.train.images.shape[2]
+    if info is None or info.get("key") != key:
+        info = {"key": key, "trtr": [], "trtr_all": [], "per_class_recall": []}
+        for seed in range(opts.eval_seeds):
+            ctx.log(f"reference: real-data classifiers, seed {seed + 1}/{opts.eval_seeds}")
+            sub = _per_class_subset(real.train, per_class, seed)
+            m = train_classifier(sub.images, sub.labels, n_cls, ccfg, seed=seed)
+            atomic_torch_save(ref_dir / f"trtr-seed{seed}.pt", m.state_dict())
+            info["trtr"].append(accuracy(m, real.test.images, real.test.labels))
+            info["per_class_recall"].append(_recall(m, real.test, n_cls))
+            m_all = train_classifier(real.train.images, real.train.labels, n_cls, ccfg, seed=seed)
+            info["trtr_all"].append(accuracy(m_all, real.test.images, real.test.labels))
+        atomic_write_json(ref_dir / "trtr.json", info)
+    models = []
+    for seed in range(opts.eval_seeds):
+        m = SmallVGG(c, n_cls, h, ccfg)
+        m.load_state_dict(torch.load(ref_dir / f"trtr-seed{seed}.pt", weights_only=True))
+        models.append(m.eval())
+    return {**info, "models": models}
+
+
+def _per_class_subset(s: ImageSet, per_class: int, seed: int) -> ImageSet:
+    g = torch.Generator().manual_seed(7919 * seed + 11)
+    idx = []
+    for c in range(len(s.class_names)):
+        i = (s.labels == c).nonzero().flatten()
+        idx.append(i[torch.randperm(len(i), generator=g)[:per_class]])
+    return s.subset(torch.cat(idx).sort().values)
+
+
+def _recall(model: Any, data: ImageSet, n_cls: int) -> list[float]:
+    from vaemsgan.evaluation.classifier import predict
+
+    pred = predict(model, data.images)
+    return [float((pred[data.labels == c] == c).double().mean()) for c in range(n_cls)]
+
+
+def _mean_ci(values: list[float]) -> dict[str, Any]:
+    from vaemsgan.metrics.distances import mean_ci
+
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if len(vals) < 2:
+        m = vals[0] if vals else float("nan")
+        return {"mean": m, "low": m, "high": m, "n": len(vals)}
+    m, lo, hi = mean_ci(vals)
+    return {"mean": m, "low": lo, "high": hi, "n": len(vals)}
+
+
+# ---------------------------------------------------------------------------------------------- snapshot
+@torch.inference_mode()
+def sample_checkpoint(path: Path, per_class: int, seed: int = 0) -> ImageSet:
+    """`per_class` images of each class from a checkpoint file, with `vaemsgan generate`'s latents."""
+    from vaemsgan.generation.sampler import latents, load_model
+    from vaemsgan.utils.images import to_uint8
+
+    model = load_model(path, "cpu", prefer_best=False)
+    imgs, labels = [], []
+    for cls in range(len(model.class_names)):
+        z_all = latents(seed, cls, per_class, model.cfg.model.latent_dim, None)
+        for s in range(0, per_class, 256):
+            z = z_all[s : s + 256]
+            imgs.append(to_uint8(model.generator(z, model.labels(cls, len(z), z.device))).cpu())
+            labels.append(torch.full((len(z),), cls, dtype=torch.long))
+    return ImageSet(torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{path} (generated)")
+
+
+def snapshot_eval_key(opts: Any) -> dict[str, Any]:
+    return {
+        "generated": opts.per_class_generated,
+        "classifier_steps": opts.classifier_steps,
+        "eval_seeds": opts.eval_seeds,
+        "domain_steps": opts.domain_steps,
+        "n_boot": opts.n_boot,
+        "v": 1,
+    }
+
+
+def evaluate_snapshot(
+    plan: Any, minutes: float, ctx: Any, opts: Any, ref: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
+    from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
+    from vaemsgan.metrics import bootstrap_ci, density_coverage, fid, image_statistics, kid, precision_recall
+    from vaemsgan.training.checkpoint import load_checkpoint, snapshot_path
+
+    path = snapshot_path(plan.folder / "train", minutes)
+    out_path = plan.folder / "curve" / f"cpu-{minutes:g}min.json"
+    key = snapshot_eval_key(opts)
+    prev = _read_json(out_path)
+    if prev is not None and prev.get("eval_key") == key and not opts.force:
+        return prev
+    if not path.is_file():
+        return None
+    t0 = time.perf_counter()
+    snap = load_checkpoint(path).get("snapshot", {})
+    real = ctx.real(None)
+    n_cls = len(real.train.class_names)
+    gen = sample_checkpoint(path, opts.per_class_generated)
+    ext = ctx.extractor(real)
+    fr = real.test_features
+    fg = ext(gen.images)
+    lo, hi = bootstrap_ci(fid, fr, fg, n_boot=opts.n_boot, seed=0)
+    kid_mean, kid_std = kid(fr, fg, subsets=50, subset_size=min(1000, len(fr), len(fg)), seed=0)
+    precision, recall = precision_recall(fr, fg, k=3)
+    density, coverage = density_coverage(fr, fg, k=5)
+    lap_gen = float(image_statistics(gen.images)["laplacian_var"].mean())
+    lap_real = float(image_statistics(real.test.images)["laplacian_var"].mean())
+    # TSTR on as many generated images per class as TRTR has real ones (the first k of each class).
+    k = ref["key"]["per_class"]
+    first = torch.cat([(gen.labels == c).nonzero().flatten()[:k] for c in range(n_cls)])
+    gen_train = gen.subset(first.sort().values)
+    tstr, trts, recalls = [], [], []
+    for seed in range(opts.eval_seeds):
+        m = train_classifier(
+            gen_train.images,
+            gen_train.labels,
+            n_cls,
+            ClassifierConfig(steps=opts.classifier_steps),
+            seed=seed,
+        )
+        tstr.append(accuracy(m, real.test.images, real.test.labels))
+        recalls.append(_recall(m, real.test, n_cls))
+        trts.append(accuracy(ref["models"][seed], gen.images, gen.labels))
+    res = {
+        "eval_key": key,
+        "run": plan.name,
+        "seed": plan.seed,
+        "minutes": minutes,
+        "step": int(snap.get("step", 0)),
+        "cpu_seconds": float(snap.get("cpu_seconds", 60.0 * minutes)),
+        "images_per_s": _rate_until(plan.folder / "train" / "metrics.jsonl", int(snap.get("step", 0))),
+        "fid": fid(fr, fg),
+        "fid_ci": [lo, hi],
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
+        "density": density,
+        "coverage": coverage,
+        "laplacian_gen": lap_gen,
+        "laplacian_real": lap_real,
+        "laplacian_gap_pct": 100.0 * (lap_gen - lap_real) / lap_real,
+        "tstr": tstr,
+        "trts": trts,
+        "tstr_per_class": [sum(r[c] for r in recalls) / len(recalls) for c in range(n_cls)],
+        "class_names": list(real.train.class_names),
+        "n_generated_per_class": opts.per_class_generated,
+        "eval_seconds": time.perf_counter() - t0,
+    }
+    atomic_write_json(out_path, res)
+    return res
+
+
+def _rate_until(log: Path, step: int) -> float | None:
+    """Median training images/s over the log records up to `step`."""
+    rates = []
+    try:
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            if "images_per_s" in r and r.get("step", 0) <= step:
+                rates.append(float(r["images_per_s"]))
+    except (OSError, ValueError):
+        return None
+    return sorted(rates)[len(rates) // 2] if rates else None
+
+
+# ---------------------------------------------------------------------------------------------- table
+def summarise(points: list[dict[str, Any]], ref: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (run, mark): seed means with t-intervals where several training seeds exist."""
+    trtr = sum(ref["trtr"]) / len(ref["trtr"])
+    rows: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for p in points:
+        rows.setdefault((p["model"], p["minutes"]), []).append(p)
+    out = []
+    for (model, minutes), ps in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        tstr_seedmeans = [sum(p["tstr"]) / len(p["tstr"]) for p in ps]
+        row = {
+            "model": model,
+            "minutes": minutes,
+            "training_seeds": len(ps),
+            "steps": sum(p["step"] for p in ps) / len(ps),
+            "images_per_s": _avg([p["images_per_s"] for p in ps]),
+            "fid": _mean_ci([p["fid"] for p in ps])
+            if len(ps) > 1
+            else {"mean": ps[0]["fid"], "low": ps[0]["fid_ci"][0], "high": ps[0]["fid_ci"][1], "n": 1},
+            "kid": _avg([p["kid"] for p in ps]),
+            # One training seed: the interval is over classifier seeds; several: over training seeds.
+            "tstr": _mean_ci(tstr_seedmeans) if len(ps) > 1 else _mean_ci(ps[0]["tstr"]),
+            "trts": _avg([sum(p["trts"]) / len(p["trts"]) for p in ps]),
+            "precision": _avg([p["precision"] for p in ps]),
+            "recall": _avg([p["recall"] for p in ps]),
+            "coverage": _avg([p["coverage"] for p in ps]),
+            "laplacian_gap_pct": _avg([p["laplacian_gap_pct"] for p in ps]),
+            "tstr_per_class": [
+                _avg([p["tstr_per_class"][c] for p in ps]) for c in range(len(ps[0]["tstr_per_class"]))
+            ],
+        }
+        row["tstr_over_trtr"] = row["tstr"]["mean"] / trtr
+        row["trts_over_trtr"] = row["trts"] / trtr
+        out.append(row)
+    return out
+
+
+def _avg(vals: list[Any]) -> float | None:
+    v = [x for x in vals if x is not None]
+    return sum(v) / len(v) if v else None
+
+
+def _f(v: Any, fmt: str = ".1f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def write_curves(
+    rows: list[dict[str, Any]], ref: dict[str, Any], out: Path, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """OUT/curves.md (table), curves.json (every number), curves.png (plot, log x)."""
+    trtr = _mean_ci(ref["trtr"])
+    trtr_all = _mean_ci(ref["trtr_all"])
+    names = meta.get("class_names", [])
+    lines = [
+        "# Learning curves: quality against training CPU-minutes",
+        "",
+        f"TRTR (same classifier, {ref['key']['per_class']} real images per class): "
+        f"{100 * trtr['mean']:.1f}% [{100 * trtr['low']:.1f}, {100 * trtr['high']:.1f}]; "
+        f"on all real training images: {100 * trtr_all['mean']:.1f}% "
+        f"[{100 * trtr_all['low']:.1f}, {100 * trtr_all['high']:.1f}] "
+        f"({ref['key']['seeds']} classifier seeds, {ref['key']['steps']} steps each).",
+        "",
+        "| model | CPU-min | seeds | steps | img/s | domain FID [95%] | KID x1e3 | TSTR % [95%] | TSTR/TRTR | "
+        "TRTS % | precision | recall | coverage | Laplacian gap % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        f, t = r["fid"], r["tstr"]
+        lines.append(
+            f"| {r['model']} | {r['minutes']:g} | {r['training_seeds']} | {r['steps']:.0f} | "
+            f"{_f(r['images_per_s'], '.0f')} | {f['mean']:.1f} [{f['low']:.1f}, {f['high']:.1f}] | "
+            f"{_f(1e3 * r['kid'] if r['kid'] is not None else None, '.1f')} | "
+            f"{100 * t['mean']:.1f} [{100 * t['low']:.1f}, {100 * t['high']:.1f}] | {r['tstr_over_trtr']:.2f} | "
+            f"{_f(100 * r['trts'])} | {_f(r['precision'], '.2f')} | {_f(r['recall'], '.2f')} | "
+            f"{_f(r['coverage'], '.2f')} | {_f(r['laplacian_gap_pct'], '+.0f')} |"
+        )
+    if names and rows:
+        lines += ["", "TSTR recall per class (%), mean over classifier (and training) seeds:", ""]
+        lines.append("| model | CPU-min | " + " | ".join(names) + " |")
+        lines.append("|---|---|" + "---|" * len(names))
+        for r in rows:
+            lines.append(
+                f"| {r['model']} | {r['minutes']:g} | "
+                + " | ".join(_f(100 * v if v is not None else None, ".0f") for v in r["tstr_per_class"])
+                + " |"
+            )
+    lines += ["", f"Machine: {meta.get('machine', {})}", ""]
+    atomic_write_text(out / "curves.md", "\n".join(lines))
+    table = {
+        "rows": rows,
+        "trtr": trtr,
+        "trtr_all": trtr_all,
+        "reference": {k: v for k, v in ref.items() if k != "models"},
+        **meta,
+    }
+    atomic_write_json(out / "curves.json", _jsonable(table))
+    plot_curves(rows, trtr["mean"], out / "curves.png")
+    return table
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
+    """Four panels against CPU-minutes (log x), one line per model; intervals as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vaemsgan.utils.io import atomic_write
+
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), constrained_layout=True)
+    panels = (
+        ("domain FID (lower is better)", lambda r: r["fid"]),
+        ("KID x1e3 (lower is better)", lambda r: {"mean": 1e3 * (r["kid"] or float("nan"))}),
+        ("TSTR / TRTR", lambda r: {k: v / trtr for k, v in r["tstr"].items() if k != "n"}),
+        ("coverage", lambda r: {"mean": r["coverage"]}),
+    )
+    for ax, (title, get) in zip(axes, panels):
+        for m in models:
+            rs = [r for r in rows if r["model"] == m]
+            xs = [r["minutes"] for r in rs]
+            vals = [get(r) for r in rs]
+            ys = [v["mean"] for v in vals]
+            err = None
+            if all("low" in v for v in vals):
+                err = [[y - v["low"] for y, v in zip(ys, vals)], [v["high"] - y for y, v in zip(ys, vals)]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", ms=4, capsize=2, label=m)
+        if title.startswith("TSTR"):
+            for target in (0.8, 0.95):
+                ax.axhline(target, color="grey", lw=0.7, ls="--")
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training CPU-minutes")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    plt.close(fig)
+
+
+def grids_image(plans: list[Any], marks: list[float], path: Path) -> None:
+    """OUT/curves-grids.png: for each run (row block), its snapshot grids left to right."""
+    import numpy as np
+    from PIL import Image
+
+    from vaemsgan.training.checkpoint import snapshot_path
+    from vaemsgan.utils.io import atomic_write
+
+    rows = []
+    for plan in plans:
+        tiles = []
+        for m in marks:
+            p = snapshot_path(plan.folder / "train", m).with_suffix(".png")
+            if p.is_file():
+                tiles.append(np.asarray(Image.open(p).convert("L")))
+        if tiles:
+            h = max(t.shape[0] for t in tiles)
+            pad = [np.pad(t, ((0, h - t.shape[0]), (0, 4)), constant_values=255) for t in tiles]
+            rows.append(np.concatenate(pad, axis=1))
+    if not rows:
+        return
+    w = max(r.shape[1] for r in rows)
+    img = np.concatenate([np.pad(r, ((0, 6), (0, w - r.shape[1])), constant_values=255) for r in rows])
+    atomic_write(path, lambda f: Image.fromarray(img).save(f, format="PNG"))
+
+
+# ---------------------------------------------------------------------------------------------- main
+def run_curves(
+    plans: list[Any], out: Path, ctx: Any, opts: Any, meta: dict[str, Any], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Train every plan to its marks (resuming), evaluate every snapshot, write the table and the plot."""
+    marks = sorted(opts.marks)
+    for plan in plans:
+        train_curve_run(plan, ctx, opts, marks_for_seed(marks, plan.seed))
+    real = ctx.real(None)
+    k = min(opts.per_class_generated, min(real.train.counts()))
+    ref = reference_classifiers(ctx, opts, out, k)
+    points = []
+    for plan in plans:
+        for m in marks_for_seed(marks, plan.seed):
+            log(f"evaluate {plan.name} at {m:g} CPU-minutes")
+            res = evaluate_snapshot(plan, m, ctx, opts, ref)
+            if res is not None:
+                points.append({**res, "model": plan.spec.name})
+    rows = summarise(points, ref)
+    grids_image([p for p in plans if p.seed == 0], marks, out / "curves-grids.png")
+    return write_curves(rows, ref, out, {**meta, "class_names": list(real.train.class_names), "marks": marks})
