@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaemsgan.config import Config, apply_overrides
+from vaemsgan.config import Config, apply_overrides, validate
 from vaemsgan.errors import ConfigError, DataError, OutputExistsError, VaemsganError
 from vaemsgan.presets import PRESETS, build_config
 
@@ -177,10 +177,11 @@ def resolve_train_config(args: argparse.Namespace) -> Config:
     preset = args.preset or str(file_values.get("preset", "default"))
     overrides = {k: v for k, v in file_values.items() if k != "preset"}
     try:
-        cfg = build_config(preset, overrides)
+        cfg = build_config(preset, overrides, check=False)
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}" if args.config else str(exc)) from None
-    return apply_overrides(cfg, _overrides_from_args(args))
+    # The rules between keys once, after the last option: their order never matters.
+    return validate(apply_overrides(cfg, _overrides_from_args(args)))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
