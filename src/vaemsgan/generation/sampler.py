@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError
@@ -23,6 +22,7 @@ from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
 from vaemsgan.training.checkpoint import config_of, load_checkpoint, mismatch_reason, resolve_checkpoint
 from vaemsgan.utils.images import to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_json, file_sha256, prepare_output_dir, safe_names, save_png
+from vaemsgan.utils.progress import progress_bar
 
 MANIFEST = "manifest.json"
 
@@ -213,7 +213,7 @@ def generate_folder(
     device = next(model.generator.parameters()).device
     files: list[dict[str, Any]] = []
     total = per_class * len(wanted)
-    bar = tqdm(total=total, disable=not progress, unit="img", desc="generate", dynamic_ncols=True)
+    bar = progress_bar(total=total, disable=not progress, unit="img", desc="generate", dynamic_ncols=True)
     dim = model.cfg.model.latent_dim
     run = compiled_runner(model.generator, batch_size) if compile else model.generator
     # Class names come from the user's folder names: each becomes one safe, distinct path component,
