@@ -197,18 +197,22 @@ def encode(
     return torch.cat(mus), torch.cat(logvars)
 
 
+# Batches in which `posterior_decoder` averages BatchNorm statistics: fixed, so that the statistics (and
+# every decoded image) do not depend on the batch size a caller decodes with.
+CALIBRATION_BATCH = 256
+
+
 @torch.no_grad()
-def posterior_decoder(
-    model: LoadedModel, mu: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 256
-) -> Generator:
+def posterior_decoder(model: LoadedModel, mu: torch.Tensor, labels: torch.Tensor | None) -> Generator:
     """A copy of the generator whose BatchNorm statistics are those of the posterior means `mu` (with their
-    labels), in batches of `batch_size`: the decoder of `reconstruct_images` and of variations of real
-    images (the same statistics for the same images, so temperature 0 reproduces a reconstruction)."""
+    labels): the decoder of `reconstruct_images` and of variations of real images (the same statistics
+    for the same images, so temperature 0 reproduces a reconstruction)."""
     device = model.device
     y = labels if model.conditional else None
+    b = CALIBRATION_BATCH
     batches = [
-        (mu[s : s + batch_size].to(device), None if y is None else y[s : s + batch_size].to(device))
-        for s in range(0, len(mu), batch_size)
+        (mu[s : s + b].to(device), None if y is None else y[s : s + b].to(device))
+        for s in range(0, len(mu), b)
     ]
     decoder = copy.deepcopy(model.generator)
     recalibrate_batchnorm(decoder, batches)
@@ -225,7 +229,7 @@ def reconstruct_images(
         return images.new_zeros((0, *images.shape[1:]))
     y = labels_for(model, labels, len(images))
     mu, _ = encode(model, images, batch_size)
-    return decode(posterior_decoder(model, mu, y, batch_size), mu, y, batch_size)
+    return decode(posterior_decoder(model, mu, y), mu, y, batch_size)
 
 
 def labels_for(model: LoadedModel, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:

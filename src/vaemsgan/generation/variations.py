@@ -133,7 +133,7 @@ def variations(
     )
     mu, logvar = encode(model, images, batch_size)
     lat = variation_latents(mu, logvar, classes, k, temperature, mix, seed)
-    decoder = posterior_decoder(model, mu, y, batch_size)
+    decoder = posterior_decoder(model, mu, y)
     flat_y = None if y is None else y.repeat_interleave(k)
     out = decode(decoder, lat.z.reshape(n * k, -1), flat_y, batch_size)
     return out.reshape(n, k, *out.shape[1:]), lat
@@ -220,7 +220,7 @@ def variations_folder(
     y = labels_for(model, labels, len(data))
     mu, logvar = encode(model, data.images, batch_size)
     lat = variation_latents(mu, logvar, labels, k, temperature, mix, seed)
-    decoder = posterior_decoder(model, mu, y, batch_size)
+    decoder = posterior_decoder(model, mu, y)
     folders = safe_names(model.class_names)
     jobs: list[tuple[int, int]] = [(i, v) for i in range(len(data)) for v in range(k)]
     files: list[dict[str, Any]] = []
