@@ -87,7 +87,7 @@ def test_manifest_maps_every_file_to_its_source_and_label(
 ) -> None:
     out = tmp_path / "var"
     m = _variations(run_cli, tiny_run, real_folder, out, "--variations", 2, "--temperature", 0.5, "--seed", 3)
-    data = load_images(real_folder, resolution=16)
+    data = load_images(real_folder, resolution=16, classes=CLASSES)  # the run's classes, in its order
     assert m["variations"] == 2 and m["temperature"] == 0.5 and m["seed"] == 3 and m["mix"] is None
     assert m["data"]["images"] == 12 and m["checkpoint"] == str(model.checkpoint)
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
@@ -118,13 +118,18 @@ def test_manifest_maps_every_file_to_its_source_and_label(
     assert len(m2["files"]) == 4 and m2["data"]["per_class"] == 2
     assert {f["class"] for f in m2["files"]} == {"bag", "trouser"}
     assert all(f["source_file"] is None and f["label"] == CLASSES.index(f["class"]) for f in m2["files"])
+    # Without --classes: the run's own classes (it was trained on three of the ten).
+    m3 = _variations(
+        run_cli, tiny_run, "fashion-mnist-mini", tmp_path / "own", "--variations", 1, "--per-class", 1
+    )
+    assert sorted(f["class"] for f in m3["files"]) == sorted(CLASSES) and m3["data"]["classes"] == CLASSES
 
 
 def test_mix_moves_toward_another_image_of_the_same_class(
     model: Model, real_folder: Path, tmp_path: Path
 ) -> None:
     m = model.write_variations(real_folder, tmp_path / "mix", 4, temperature=0.0, mix=(0.2, 0.6), seed=1)
-    data = load_images(real_folder, resolution=16)
+    data = load_images(real_folder, resolution=16, classes=CLASSES)  # the run's classes, in its order
     for f in m["files"]:
         assert 0.2 <= f["mix"] <= 0.6
         assert f["mix_with"] != f["source_index"]
@@ -188,6 +193,7 @@ def test_interrupted_variations_resume_to_the_same_folder(
         (("--variations", 2, "--mix", "0.1"), "--mix must be LO,HI"),
         ((), "--from-real needs --variations K"),
         (("--variations", 2, "--truncation", 1.0), "--truncation does not apply to --from-real"),
+        (("--variations", 2, "--truncation", 0), "--truncation does not apply to --from-real"),
         (("--variations", 2, "--classes", "cat"), "unknown class name"),
         (("--variations", 2, "--per-class", 0), "per_class must be at least 1"),
     ],
@@ -215,7 +221,7 @@ def test_bad_variation_options_give_one_line_and_exit_2(
     assert not (tmp_path / "o").exists()
 
 
-def test_variations_of_a_folder_with_a_class_the_model_lacks(
+def test_variations_of_a_folder_without_the_models_classes(
     tiny_run: Path, tmp_path: Path, run_cli: Callable[..., int], capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "data" / "cat").mkdir(parents=True)
@@ -232,7 +238,14 @@ def test_variations_of_a_folder_with_a_class_the_model_lacks(
         tmp_path / "o",
     )
     err = capsys.readouterr().err
-    assert rc == 2 and "class 'cat' is not one of the model's" in err and err.count("\n") == 1
+    assert rc == 2 and "unknown class name(s) 'trouser'" in err and err.count("\n") == 1
+    # Named explicitly, a class the model lacks is refused as such.
+    (tmp_path / "data" / "bag").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "data" / "bag" / "0.png")
+    argv = ("generate", "--checkpoint", tiny_run, "--from-real", tmp_path / "data", "--variations", 1)
+    assert run_cli(*argv, "--classes", "bag,cat", "--out", tmp_path / "o") == 2
+    err = capsys.readouterr().err
+    assert "class 'cat' is not one of the model's" in err and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------- SSIM and reconstruction quality

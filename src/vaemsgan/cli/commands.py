@@ -436,7 +436,7 @@ def _generate_variations(args: argparse.Namespace) -> int:
     if args.variations is None:
         raise ConfigError("--from-real needs --variations K (how many variations of each real image)")
     for flag in ("filter", "truncation", "compile"):
-        if getattr(args, flag):
+        if getattr(args, flag) is not None and getattr(args, flag) is not False:
             raise ConfigError(
                 f"--{flag} does not apply to --from-real (variations are drawn from the encoder)"
             )

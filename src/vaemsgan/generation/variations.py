@@ -151,8 +151,10 @@ def load_real(
     """The real images to vary, loaded as `vaemsgan train` loads them (an ImageFolder path, 'fashion-mnist'
     or 'fashion-mnist-mini'; training split) at the model's resolution and channels. A `per_class` subset
     is drawn with the run's training seed, so the run's own --per-class picks the images it trained on.
-    Returns the images and the options, for the manifest."""
+    `classes` defaults to the run's own --classes. Returns the images and the options, for the manifest."""
     cfg = model.cfg
+    if classes is None and cfg.data.classes:
+        classes = list(cfg.data.classes)
     data = load_images(
         str(source),
         split="train",
