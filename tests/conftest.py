@@ -94,3 +94,24 @@ def run_cli() -> Callable[..., int]:
     from vaemsgan.cli.main import main
 
     return lambda *argv: main([str(a) for a in argv])
+
+
+TINY_RUN_CLASSES = ("trouser", "sneaker", "bag")
+TINY_RUN_PER_CLASS = 6
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny model trained for a few steps on fashion-mnist-mini (3 classes x 6 images, 16 px, widths 8,
+    latent 16), through `vaemsgan train`; shared by the API and variations tests. Read-only: copy it to
+    change it."""
+    from vaemsgan.cli.main import main
+
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    argv = ["train", "--data", "fashion-mnist-mini", "--classes", ",".join(TINY_RUN_CLASSES)]
+    argv += ["--per-class", str(TINY_RUN_PER_CLASS), "--out", str(run), "--steps", "6", "--resolution", "16"]
+    argv += ["--batch-size", "8", "--g-width", "8", "--d-width", "8", "--latent-dim", "16"]
+    argv += ["--set", "model.e_width=8", "--set", "train.ema_start=2", "--checkpoint-every", "3"]
+    argv += ["--sample-every", "6", "--no-progress", "--threads", "1"]
+    assert main(argv) == 0
+    return run

@@ -1,8 +1,10 @@
 """Configuration: typed dataclasses that round-trip to YAML and are stored inside every checkpoint.
 
 A config is plain data. Presets (`presets.py`) are named overrides of it; the CLI applies options on top.
-Every field is validated (type and range) when a config is built from a dict, so a bad YAML key or value
-gives one line naming the key and what is allowed.
+Every field is checked (type, range, allowed values) the moment it is set by `apply_overrides`, so a bad
+YAML key or value gives one line naming the key and what is allowed. Rules that tie fields together
+(`validate`) run once, when a config is complete: in `Config.from_dict`, `presets.build_config` and the
+CLI after its last option, so the order of overrides never matters.
 """
 
 from __future__ import annotations
@@ -160,7 +162,8 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    preset: str = "default"
+    # A bare Config() holds the dataclass defaults: the 'base' preset (the 'default' preset overrides them).
+    preset: str = "base"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -175,8 +178,10 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
+        """The dataclass defaults <- the values in `d`; validated as a whole."""
         cfg = cls()
         apply_overrides(cfg, d)
+        validate(cfg)
         return cfg
 
     @classmethod
@@ -224,7 +229,11 @@ SECTIONS = ("data", "model", "loss", "train")
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
-    """Set nested values from {'model': {'d_norm': 'batch'}, ...} or dotted keys {'model.d_norm': 'batch'}."""
+    """Set nested values from {'model': {'d_norm': 'batch'}, ...} or dotted keys {'model.d_norm': 'batch'}.
+
+    Each value is checked on its own at once (type, range, allowed values); the rules between fields are
+    not, since a later override may still fix them: call `validate(cfg)` once the config is complete.
+    """
     for key, value in overrides.items():
         if not isinstance(key, str):
             raise ConfigError(f"config key {key!r} must be a name (data, model, loss, train, preset)")
@@ -247,7 +256,6 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
             if name not in fields:
                 raise ConfigError(f"unknown config key '{key}.{name}' (allowed: {', '.join(fields)})")
             setattr(section, name, _check(f"{key}.{name}", fields[name], v))
-    validate(cfg)
     return cfg
 
 
@@ -281,7 +289,39 @@ def _check(key: str, f: dataclasses.Field, v: Any) -> Any:
     ):
         rng = f"{lo if lo is not None else '-inf'} to {hi if hi is not None else 'inf'}"
         raise ConfigError(f"config key '{key}' = {v!r} is out of range ({rng})")
+    rule = _KEY_RULES.get(key)
+    if rule is not None:
+        rule(v)
     return v
+
+
+def _check_resolution(res: int) -> None:
+    if res & (res - 1):
+        raise ConfigError(f"config key 'data.resolution' = {res}: must be a power of two from 16 to 256")
+
+
+def _check_d_kernels(kernels: list[int]) -> None:
+    if not kernels:
+        raise ConfigError("config key 'model.d_kernels' must name at least one kernel size")
+    for k in kernels:
+        if k not in (1, 3, 5, 7, 9):
+            raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
+
+
+def _check_snapshot_minutes(marks: list[float]) -> None:
+    for m in marks:
+        if not 0 < m <= 1e6:
+            raise ConfigError(
+                f"config key 'train.snapshot_minutes' has {m}: each mark must be in (0, 1e6] minutes"
+            )
+
+
+# Checks of one key that its metadata (choices, lo, hi) cannot express.
+_KEY_RULES: dict[str, Any] = {
+    "data.resolution": _check_resolution,
+    "model.d_kernels": _check_d_kernels,
+    "train.snapshot_minutes": _check_snapshot_minutes,
+}
 
 
 def _coerce(key: str, hint: Any, v: Any) -> Any:
@@ -334,21 +374,14 @@ def _coerce(key: str, hint: Any, v: Any) -> Any:
     return v
 
 
-def validate(cfg: Config) -> None:
-    """Cross-field checks."""
+def validate(cfg: Config) -> Config:
+    """Check a complete config: every key again (values may have been assigned directly), then the rules
+    between keys. Returns `cfg`; ConfigError (one line) on the first problem."""
+    for section_name in SECTIONS:
+        section = getattr(cfg, section_name)
+        for f in dataclasses.fields(section):
+            setattr(section, f.name, _check(f"{section_name}.{f.name}", f, getattr(section, f.name)))
     res = cfg.data.resolution
-    if res & (res - 1):
-        raise ConfigError(f"config key 'data.resolution' = {res}: must be a power of two from 16 to 256")
-    for k in cfg.model.d_kernels:
-        if k not in (1, 3, 5, 7, 9):
-            raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
-    for m in cfg.train.snapshot_minutes:
-        if not 0 < m <= 1e6:
-            raise ConfigError(
-                f"config key 'train.snapshot_minutes' has {m}: each mark must be in (0, 1e6] minutes"
-            )
-    if not cfg.model.d_kernels:
-        raise ConfigError("config key 'model.d_kernels' must name at least one kernel size")
     if cfg.loss.adversarial == "none" and cfg.loss.feature_recon_weight > 0:
         raise ConfigError(
             "config key 'loss.feature_recon_weight' must be 0 when 'loss.adversarial' is none "
@@ -363,6 +396,7 @@ def validate(cfg: Config) -> None:
             f"config key 'model.scales' = {cfg.model.scales}: at resolution {res} the smallest scale would be "
             f"below {cfg.model.d_min_resolution} px (at most {max_scales(res, cfg.model.d_min_resolution)})"
         )
+    return cfg
 
 
 def max_scales(resolution: int, min_res: int = 4) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from vaemsgan.config import Config, apply_overrides
+from vaemsgan.config import Config, apply_overrides, validate
 from vaemsgan.errors import ConfigError
 
 Overrides = dict[str, dict[str, Any]]
@@ -69,6 +69,8 @@ DEFAULT: Overrides = {
 
 PRESETS: dict[str, Overrides] = {
     "default": DEFAULT,
+    # The config's own defaults, no overrides: what a bare `Config()` holds (its preset label is 'base').
+    "base": {},
     "paper": PAPER,
     **{
         f"paper-mode-{m}": _merge(PAPER, {"model": {"g_kernel": g, "d_kernels": [d]}})
@@ -133,9 +135,17 @@ def preset_names() -> list[str]:
 
 
 def build_config(
-    preset: str = "default", overrides: dict[str, Any] | None = None, base: Config | None = None
+    preset: str = "default",
+    overrides: dict[str, Any] | None = None,
+    base: Config | None = None,
+    *,
+    check: bool = True,
 ) -> Config:
-    """Config = defaults (or `base`) <- preset <- overrides."""
+    """Config = defaults (or `base`) <- preset <- overrides, validated once at the end.
+
+    `check=False` leaves out the rules between keys (each value is still checked as it is set), for a
+    caller that applies more overrides and then calls `config.validate` itself.
+    """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset '{preset}' (known: {', '.join(PRESETS)})")
     cfg = copy.deepcopy(base) if base is not None else Config()
@@ -143,4 +153,4 @@ def build_config(
     cfg.preset = preset
     if overrides:
         apply_overrides(cfg, overrides)
-    return cfg
+    return validate(cfg) if check else cfg

@@ -11,21 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaemsgan.config import Config, apply_overrides
+from vaemsgan.config import Config, apply_overrides, validate
 from vaemsgan.errors import ConfigError, DataError, OutputExistsError, VaemsganError
 from vaemsgan.presets import PRESETS, build_config
 
 
 # ---------------------------------------------------------------- shared option groups
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {name!r}: {exc}") from None
+    from vaemsgan.inference import resolve_device
+
+    return resolve_device(name)
 
 
 def _add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -177,10 +172,11 @@ def resolve_train_config(args: argparse.Namespace) -> Config:
     preset = args.preset or str(file_values.get("preset", "default"))
     overrides = {k: v for k, v in file_values.items() if k != "preset"}
     try:
-        cfg = build_config(preset, overrides)
+        cfg = build_config(preset, overrides, check=False)
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}" if args.config else str(exc)) from None
-    return apply_overrides(cfg, _overrides_from_args(args))
+    # The rules between keys once, after the last option: their order never matters.
+    return validate(apply_overrides(cfg, _overrides_from_args(args)))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -310,10 +306,16 @@ def add_generate(sub: Any) -> None:
     p = sub.add_parser(
         "generate",
         help="write N images per class into an ImageFolder",
-        description="Writes OUT/<class>/<index>.png and OUT/manifest.json.",
+        description="Writes OUT/<class>/<index>.png and OUT/manifest.json. With --from-real DATA "
+        "--variations K: K variations of every real image of DATA, drawn from the encoder's posterior.",
     )
     p.add_argument("--checkpoint", required=True, metavar="RUN_DIR|FILE")
-    p.add_argument("--per-class", type=int, required=True, metavar="N")
+    p.add_argument(
+        "--per-class",
+        type=int,
+        metavar="N",
+        help="images per class (required); with --from-real: a seeded subset of N real images per class",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -345,13 +347,45 @@ def add_generate(sub: Any) -> None:
         metavar="F",
         help="with --filter: generate ceil(N / F) per class and keep the best N (default 0.5)",
     )
+    real = p.add_argument_group("variations of real images (encoder-anchored)")
+    real.add_argument(
+        "--from-real",
+        metavar="DATA",
+        help="vary the real training images of DATA: an ImageFolder path, 'fashion-mnist' or "
+        "'fashion-mnist-mini' (with --per-class / --classes as in train); writes "
+        "OUT/<class>/<source>_<k>.png and a manifest naming each file's source image",
+    )
+    real.add_argument("--variations", type=int, metavar="K", help="with --from-real: variations per image")
+    real.add_argument(
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="with --from-real: z = mu + T * sigma * eps (0 = the posterior mean, i.e. the reconstruction; "
+        "1 = the posterior, default; >1 wider)",
+    )
+    real.add_argument(
+        "--mix",
+        metavar="LO,HI",
+        help="with --from-real: move each latent toward another image of the same class, "
+        "z = (1-a) z + a z_other with a ~ U[LO,HI] (default off)",
+    )
+    real.add_argument("--data-dir", help="with --from-real fashion-mnist: folder of its idx .gz files")
     p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from vaemsgan.generation import generate_folder, load_model
+    from vaemsgan.api import load
 
-    model = load_model(args.checkpoint, _device(args.device))
+    if args.from_real:
+        return _generate_variations(args)
+    for flag in ("variations", "temperature", "mix", "data_dir"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} needs --from-real DATA (variations of real images)"
+            )
+    if args.per_class is None:
+        raise ConfigError("--per-class N is required (or --from-real DATA --variations K)")
+    model = load(args.checkpoint, device=_device(args.device))
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     t0 = time.perf_counter()
     if args.filter:
@@ -360,7 +394,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if args.resume:
             raise ConfigError("--resume is not supported with --filter (curation scores the whole class)")
         manifest = generate_curated(
-            model,
+            model.loaded,
             args.out,
             args.per_class,
             parse_filters(args.filter),
@@ -373,8 +407,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             log=(lambda s: None) if args.no_progress else print,
         )
     else:
-        manifest = generate_folder(
-            model,
+        manifest = model.write_imagefolder(
             args.out,
             args.per_class,
             seed=args.seed,
@@ -391,6 +424,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"wrote {n} images ({args.per_class} per class x {len(manifest['classes'])} classes) to {args.out} "
         f"in {dt:.1f} s; manifest: {Path(args.out) / 'manifest.json'}"
+    )
+    return 0
+
+
+def _generate_variations(args: argparse.Namespace) -> int:
+    """generate --from-real DATA --variations K: encoder-anchored variations of every real image."""
+    from vaemsgan.api import load
+    from vaemsgan.generation.variations import check_options, parse_mix
+
+    if args.variations is None:
+        raise ConfigError("--from-real needs --variations K (how many variations of each real image)")
+    for flag in ("filter", "truncation", "compile"):
+        if getattr(args, flag) is not None and getattr(args, flag) is not False:
+            raise ConfigError(
+                f"--{flag} does not apply to --from-real (variations are drawn from the encoder)"
+            )
+    temperature = 1.0 if args.temperature is None else args.temperature
+    mix = parse_mix(args.mix)
+    check_options(args.variations, temperature, mix)  # before loading anything
+    model = load(args.checkpoint, device=_device(args.device))
+    if not model.has_encoder:
+        raise ConfigError(f"{model.checkpoint}: this model has no encoder, so no variations of real images")
+    t0 = time.perf_counter()
+    manifest = model.write_variations(
+        args.from_real,
+        args.out,
+        args.variations,
+        temperature=temperature,
+        mix=mix,
+        seed=args.seed,
+        per_class=args.per_class,
+        classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
+        data_dir=args.data_dir,
+        batch_size=args.batch_size,
+        force=args.force,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {len(manifest['files'])} images ({args.variations} variations of {manifest['data']['images']} "
+        f"real images, temperature {temperature:g}) to {args.out} in {time.perf_counter() - t0:.1f} s; "
+        f"manifest: {Path(args.out) / 'manifest.json'}"
     )
     return 0
 
@@ -413,11 +488,11 @@ def add_reconstruct(sub: Any) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from vaemsgan.api import load
     from vaemsgan.data.imagefolder import IMAGE_EXTENSIONS, SkipImage, decode_file
-    from vaemsgan.generation import load_model, reconstruct_images
     from vaemsgan.utils.io import prepare_output_dir, save_png
 
-    model = load_model(args.checkpoint, _device(args.device))
+    model = load(args.checkpoint, device=_device(args.device))
     src = Path(args.input)
     if not src.is_dir():
         raise DataError(f"{src}: input folder does not exist or is not a folder")
@@ -432,7 +507,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise DataError(f"{src}: no images found")
     labels: list[int] = []
     arrays = []
-    res, ch = model.cfg.data.resolution, model.cfg.data.channels
+    res, ch = model.resolution, model.channels
     for f in files:
         rel = f.relative_to(src)
         name = rel.parts[0] if len(rel.parts) > 1 else args.class_name
@@ -451,7 +526,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         except SkipImage as exc:
             raise DataError(f"{f}: {exc}") from None
     out = prepare_output_dir(args.out, args.force)
-    recs = reconstruct_images(model, torch.stack(arrays), torch.tensor(labels))
+    recs = model.reconstruct(torch.stack(arrays), torch.tensor(labels) if model.conditional else None)
     for f, r in zip(files, recs):
         save_png(out / f.relative_to(src).with_suffix(".png"), r.permute(1, 2, 0).numpy(), fsync=False)
     print(f"reconstructed {len(files)} images into {out}")

@@ -352,9 +352,9 @@ def load_imagefolder(
     files: list[str] = []
     it: Iterator[tuple[Path, int]] | list[tuple[Path, int]] = jobs
     if progress and len(jobs) > PROGRESS_MIN_FILES:
-        from tqdm import tqdm
+        from vaemsgan.utils.progress import progress_bar
 
-        it = tqdm(jobs, desc=f"loading {folder}", unit="img", leave=False)
+        it = progress_bar(jobs, desc=f"loading {folder}", unit="img", leave=False)
     for path, label in it:
         try:
             out[len(files)] = decode_file(path, resolution, channels)

@@ -6,96 +6,40 @@ exactly the missing files and the result is identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from vaemsgan.config import Config
-from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError
-from vaemsgan.models import Encoder, Generator, build_networks
-from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
-from vaemsgan.training.checkpoint import config_of, load_checkpoint, mismatch_reason, resolve_checkpoint
-from vaemsgan.utils.images import to_float, to_uint8
-from vaemsgan.utils.io import atomic_write_json, file_sha256, prepare_output_dir, safe_names, save_png
+from vaemsgan.errors import ConfigError, OutputExistsError
+from vaemsgan.inference import LoadedModel, latents, load_model, reconstruct_images
+from vaemsgan.utils.images import to_uint8
+from vaemsgan.utils.io import atomic_write_json, prepare_output_dir, safe_names, save_png
+from vaemsgan.utils.progress import progress_bar
 
 MANIFEST = "manifest.json"
+PARTIAL = ".generate-partial.json"
 
-
-@dataclass
-class LoadedModel:
-    cfg: Config
-    generator: Generator  # the EMA generator when the run kept one
-    encoder: Encoder | None
-    critic: nn.Module
-    class_names: list[str]
-    checkpoint: Path
-    checkpoint_sha256: str
-    step: int
-
-    @property
-    def conditional(self) -> bool:
-        return self.generator.conditional
-
-    def labels(self, cls: int, n: int, device: torch.device) -> torch.Tensor | None:
-        return torch.full((n,), cls, dtype=torch.long, device=device) if self.conditional else None
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_best: bool = True) -> LoadedModel:
-    """Load a checkpoint file or a run folder's best/newest checkpoint, for inference."""
-    ckpt = resolve_checkpoint(path, prefer_best=prefer_best)
-    state = load_checkpoint(ckpt)
-    try:
-        cfg = config_of(state)
-        nets = build_networks(cfg, len(state["class_names"]))
-        for k, m in nets.modules().items():
-            m.load_state_dict(state["models"][k])
-        if state.get("ema") is not None:
-            nets.generator.load_state_dict(state["ema"])
-    except CheckpointError as exc:
-        raise CheckpointError(f"{ckpt}: {exc}") from exc
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{ckpt}: the weights do not fit the model its config describes ({mismatch_reason(exc)})"
-        ) from exc
-    nets.to(device)
-    for m in nets.modules().values():
-        m.eval().requires_grad_(False)
-    recalibrate_batchnorm(
-        nets.generator,
-        prior_batches(cfg.model.latent_dim, len(state["class_names"]), nets.generator.conditional, device),
-    )
-    return LoadedModel(
-        cfg,
-        nets.generator,
-        nets.encoder,
-        nets.critic,
-        list(state["class_names"]),
-        ckpt,
-        file_sha256(ckpt),
-        int(state["step"]),
-    )
-
-
-def latents(seed: int, cls: int, n: int, dim: int, truncation: float | None) -> torch.Tensor:
-    """The n latents of class `cls`: a function of (seed, class) alone; truncation resamples |z| > t."""
-    g = torch.Generator().manual_seed(seed * 100_003 + cls)
-    z = torch.randn(n, dim, generator=g)
-    if truncation is not None:
-        if truncation <= 0:
-            raise ConfigError(f"--truncation must be > 0, got {truncation}")
-        for _ in range(100):
-            bad = z.abs() > truncation
-            if not bad.any():
-                break
-            z[bad] = torch.randn(int(bad.sum()), generator=g)
-        z.clamp_(-truncation, truncation)
-    return z
+# Re-exported: the inference primitives used to live here.
+__all__ = [
+    "MANIFEST",
+    "LoadedModel",
+    "finish_output",
+    "generate_folder",
+    "interpolation_grid",
+    "latents",
+    "load_model",
+    "manifest_header",
+    "model_header",
+    "open_output",
+    "reconstruct_images",
+    "slerp",
+    "wanted_classes",
+    "write_batch",
+]
 
 
 def _read_settings(path: Path, keys: Any) -> dict[str, Any] | None:
@@ -150,16 +94,23 @@ def manifest_header(
 ) -> dict[str, Any]:
     """What every manifest records besides its files: the checkpoint, the sampling settings, the layout."""
     return {
-        "checkpoint": str(model.checkpoint),
-        "checkpoint_sha256": model.checkpoint_sha256,
+        **model_header(model),
         "seed": seed,
         "truncation": truncation,
-        "step": model.step,
         "per_class": per_class,
-        "resolution": model.cfg.data.resolution,
-        "channels": model.cfg.data.channels,
         "classes": list(wanted),
         "class_folders": {n: folders[n] for n in wanted},
+    }
+
+
+def model_header(model: LoadedModel) -> dict[str, Any]:
+    """The manifest fields that name the model: its checkpoint (path and SHA-256), step and image format."""
+    return {
+        "checkpoint": str(model.checkpoint),
+        "checkpoint_sha256": model.checkpoint_sha256,
+        "step": model.step,
+        "resolution": model.cfg.data.resolution,
+        "channels": model.cfg.data.channels,
     }
 
 
@@ -190,7 +141,49 @@ def generate_folder(
     names = model.class_names
     wanted = wanted_classes(model, classes)
     settings = {"checkpoint_sha256": model.checkpoint_sha256, "seed": seed, "truncation": truncation}
-    partial = out / ".generate-partial.json"
+    open_output(out, settings, force=force, resume=resume)
+    files: list[dict[str, Any]] = []
+    total = per_class * len(wanted)
+    bar = progress_bar(total=total, disable=not progress, unit="img", desc="generate", dynamic_ncols=True)
+    dim = model.cfg.model.latent_dim
+    run = compiled_runner(model.generator, batch_size) if compile else model.generator
+    # Class names come from the user's folder names: each becomes one safe, distinct path component,
+    # so no name ('..', 'a/b', '/etc') can place a file outside `out`. Computed over all classes so
+    # that a --classes subset gets the same folders.
+    folders = safe_names(names)
+    for name in wanted:
+        cls = names.index(name)
+        folder = folders[name]
+        z_all = latents(seed, cls, per_class, dim, truncation)
+        for start in range(0, per_class, batch_size):
+            idx = range(start, min(start + batch_size, per_class))
+            paths = [out / folder / f"{i:06d}.png" for i in idx]
+            write_batch(
+                paths,
+                z_all[start : start + len(paths)],
+                model.labels(cls, len(paths), "cpu"),
+                run,
+                model.device,
+                resume,
+            )
+            for i, p in zip(idx, paths):
+                files.append({"file": f"{folder}/{p.name}", "class": name, "label": cls, "index": i})
+            bar.update(len(paths))
+    bar.close()
+    manifest = {**manifest_header(model, seed, truncation, per_class, wanted, folders), "files": files}
+    return finish_output(out, manifest)
+
+
+# ---------------------------------------------------------------- resumable, atomic image-folder output
+# Shared by `generate_folder` and `generation.variations.variations_folder`: every image file is written
+# atomically, the folder carries a marker with the settings while it is incomplete, and the manifest is
+# written last. A rerun with --resume and the same settings writes exactly the missing files.
+
+
+def open_output(out: Path, settings: dict[str, Any], *, force: bool, resume: bool) -> Path:
+    """Check that `out` may be written (empty, --force, or --resume of a run with the same `settings`),
+    create it and mark it incomplete. Returns the marker's path."""
+    partial = out / PARTIAL
     if resume and (partial.is_file() or (out / MANIFEST).is_file()):
         # An interrupted run left the marker; a finished one its manifest: either names the settings.
         previous = _read_settings(partial if partial.is_file() else out / MANIFEST, settings.keys())
@@ -210,58 +203,35 @@ def generate_folder(
         )
     prepare_output_dir(out, force=True)
     atomic_write_json(partial, settings)
-    device = next(model.generator.parameters()).device
-    files: list[dict[str, Any]] = []
-    total = per_class * len(wanted)
-    bar = tqdm(total=total, disable=not progress, unit="img", desc="generate", dynamic_ncols=True)
-    dim = model.cfg.model.latent_dim
-    run = compiled_runner(model.generator, batch_size) if compile else model.generator
-    # Class names come from the user's folder names: each becomes one safe, distinct path component,
-    # so no name ('..', 'a/b', '/etc') can place a file outside `out`. Computed over all classes so
-    # that a --classes subset gets the same folders.
-    folders = safe_names(names)
-    for name in wanted:
-        cls = names.index(name)
-        folder = folders[name]
-        z_all = latents(seed, cls, per_class, dim, truncation)
-        for start in range(0, per_class, batch_size):
-            idx = range(start, min(start + batch_size, per_class))
-            paths = [out / folder / f"{i:06d}.png" for i in idx]
-            todo = [k for k, p in enumerate(paths) if not (resume and p.is_file())]
-            if todo:
-                z = z_all[start : start + len(paths)][todo].to(device)
-                imgs = to_uint8(run(z, model.labels(cls, len(todo), device))).permute(0, 2, 3, 1)
-                arr = imgs.cpu().numpy()
-                for k, a in zip(todo, arr):
-                    save_png(paths[k], a, fsync=False)
-            for i, p in zip(idx, paths):
-                files.append({"file": f"{folder}/{p.name}", "class": name, "label": cls, "index": i})
-            bar.update(len(paths))
-    bar.close()
-    manifest = {**manifest_header(model, seed, truncation, per_class, wanted, folders), "files": files}
-    atomic_write_json(out / MANIFEST, manifest)
-    partial.unlink(missing_ok=True)
-    return manifest
+    return partial
 
 
 @torch.inference_mode()
-def reconstruct_images(
-    model: LoadedModel, images: torch.Tensor, labels: torch.Tensor | None, batch_size: int = 256
-) -> torch.Tensor:
-    """Encoder -> decoder (posterior mean) for uint8 images; returns uint8 reconstructions."""
-    if model.encoder is None:
-        raise CheckpointError(f"{model.checkpoint}: this model has no encoder (preset without the VAE half)")
-    device = next(model.generator.parameters()).device
-    codes = []
-    for s in range(0, len(images), batch_size):
-        mu, _ = model.encoder(to_float(images[s : s + batch_size].to(device)))
-        y = labels[s : s + batch_size].to(device) if (labels is not None and model.conditional) else None
-        codes.append((mu, y))
-    # Decode with BatchNorm statistics of these posterior means, not of prior samples.
-    decoder = copy.deepcopy(model.generator)
-    recalibrate_batchnorm(decoder, codes)
-    outs = [to_uint8(decoder(mu, y)).cpu() for mu, y in codes]
-    return torch.cat(outs) if outs else images.new_zeros((0, *images.shape[1:]))
+def write_batch(
+    paths: list[Path],
+    z: torch.Tensor,
+    labels: torch.Tensor | None,
+    decoder: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    device: torch.device,
+    resume: bool,
+) -> int:
+    """Decode z[i] (with labels[i]) on `device` into paths[i], atomically; with `resume`, files already
+    there are kept (and not decoded). Returns the number of files written."""
+    todo = [k for k, p in enumerate(paths) if not (resume and p.is_file())]
+    if not todo:
+        return 0
+    y = None if labels is None else labels[todo].to(device)
+    arr = to_uint8(decoder(z[todo].to(device), y)).permute(0, 2, 3, 1).cpu().numpy()
+    for k, a in zip(todo, arr):
+        save_png(paths[k], a, fsync=False)
+    return len(todo)
+
+
+def finish_output(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the manifest (atomically) and drop the incomplete-marker: the folder is complete."""
+    atomic_write_json(out / MANIFEST, manifest)
+    (out / PARTIAL).unlink(missing_ok=True)
+    return manifest
 
 
 @torch.inference_mode()
@@ -269,7 +239,7 @@ def interpolation_grid(
     model: LoadedModel, z0: torch.Tensor, z1: torch.Tensor, steps: int, classes: list[int]
 ) -> torch.Tensor:
     """Rows = classes, columns = spherical interpolation from z0 to z1; returns uint8 N x C x H x W."""
-    device = next(model.generator.parameters()).device
+    device = model.device
     t = torch.linspace(0, 1, steps)
     z = torch.stack([slerp(z0, z1, float(v)) for v in t]).to(device)
     rows = []

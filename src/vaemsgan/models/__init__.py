@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vaemsgan.config import Config
+from vaemsgan.config import Config, validate
 from vaemsgan.models.discriminator import MultiScaleCritic
 from vaemsgan.models.encoder import Encoder, reparameterize
 from vaemsgan.models.generator import Generator
@@ -34,6 +34,8 @@ class Networks:
 
 
 def build_networks(cfg: Config, num_classes: int) -> Networks:
+    # A config finished with `apply_overrides` (which checks single keys only) is checked as a whole here.
+    validate(cfg)
     m, d = cfg.model, cfg.data
     conditional = m.conditional and num_classes > 1
     gen = Generator(

@@ -27,7 +27,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from vaemsgan import losses
 from vaemsgan.config import Config
@@ -48,6 +47,7 @@ from vaemsgan.training.checkpoint import (
 from vaemsgan.training.ema import EMA
 from vaemsgan.utils.images import make_grid, to_float
 from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
+from vaemsgan.utils.progress import progress_bar
 
 
 class NonFiniteLossError(VaemsganError):
@@ -447,7 +447,7 @@ class Trainer:
         count, t_log = 0, time.perf_counter()
         self._snapshot(self.state_dict())
         old_handlers = self._install_signal_handlers()
-        bar = tqdm(
+        bar = progress_bar(
             total=total,
             initial=self.state.step,
             disable=not self.progress or not self.is_main,
