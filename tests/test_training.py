@@ -187,3 +187,64 @@ def test_snapshots_at_cpu_minute_marks_and_cpu_clock_survives_resume(
     assert second["step"] > first["step"]
     # The first snapshot was not rewritten by the resumed run.
     assert load_checkpoint(snapshot_path(tmp_path / "run", marks[0]))["step"] == first["step"]
+
+
+def _scripted_monitor(tr: Trainer, kids: list[float]):
+    """The real Monitor's bookkeeping (best.pt, history, collapse verdict) with scripted KID values."""
+    from vaemsgan.training.monitor import Monitor
+
+    mon = object.__new__(Monitor)
+    mon.trainer, mon.history, mon.judge_from, mon.best = tr, [], 0, None
+    values = iter(kids)
+    mon.measure = lambda: {  # type: ignore[method-assign]
+        "kid": next(values),
+        "coverage": 0.5,
+        "diversity": 1.0,
+        "diversity_min": 1.0,
+        "near_copy": 0.0,
+    }
+    mon.plot = lambda path: None  # type: ignore[method-assign]
+    return mon
+
+
+def test_collapse_verdict_needs_two_checks_far_above_the_best() -> None:
+    from vaemsgan.training.monitor import Monitor
+
+    mon = object.__new__(Monitor)
+    mon.judge_from = 0
+    mon.history = [{"step": 100 * i, "kid": k} for i, k in enumerate([5.0, 1.0, 2.5, 2.9])]
+    assert mon.collapsed() is None  # noise below 3x the best
+    mon.history += [{"step": 500, "kid": 3.5}]
+    assert mon.collapsed() is None  # one check above 3x is not yet a collapse
+    mon.history += [{"step": 600, "kid": 9.0}]
+    assert "best 1 (step 100)" in mon.collapsed()
+    mon.judge_from = 4  # after a rollback only the checks since then count
+    assert mon.collapsed() is None
+
+
+def test_collapse_rolls_back_to_best_with_halved_learning_rates(tmp_path, tiny_config, tiny_images) -> None:
+    cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "nan_rollbacks": 1})
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)
+    # Checks at steps 5, 10, 15, 20: best at 10, then twice 10x worse -> roll back to step 10.
+    tr._monitor = _scripted_monitor(tr, [2.0, 1.0, 10.0, 10.0, 1.5, 1.4, 1.3, 20.0, 20.0, 1.0])
+    lr0 = tr.opt_g.param_groups[0]["lr"]
+    tr.train(20)
+    assert tr.state.collapse_rollbacks == 1
+    assert tr.state.step == 20  # after the rollback to step 10 it trained on to the step target
+    assert tr.opt_g.param_groups[0]["lr"] == pytest.approx(lr0 / 2)
+    assert tr.opt_d.param_groups[0]["lr"] == pytest.approx(lr0 / 2)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["step"] == 10
+    # A second collapse with no rollbacks left stops the run (best.pt is still the state of step 10).
+    tr.train(60)
+    assert tr._stop_requested and tr.state.step < 60
+
+
+def test_collapse_action_stop_and_warn(tmp_path, tiny_config, tiny_images) -> None:
+    for action, stops in (("stop", True), ("warn", False)):
+        cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "collapse_action": action})
+        lines: list[str] = []
+        tr = Trainer(cfg, tiny_images, tmp_path / action, progress=False, log=lines.append)
+        tr._monitor = _scripted_monitor(tr, [1.0, 5.0, 5.0, 5.0])
+        tr.train(20)
+        assert (tr.state.step < 20) == stops and tr.state.collapse_rollbacks == 0
+        assert any("collapsed" in line for line in lines)

@@ -149,7 +149,16 @@ class TrainConfig:
         help="rollbacks to the last good state (learning rates halved each time) before stopping",
     )
     monitor_every: int = _opt(
-        0, lo=0, help="every N steps: KID, coverage, diversity, near-copies on a fixed subset (0 = off)"
+        500,
+        lo=0,
+        help="every N steps: KID, coverage, diversity, near-copies on a fixed subset; keeps RUN/best.pt "
+        "and watches for collapse (0 = off; ~3% of training time at 500)",
+    )
+    collapse_action: str = _opt(
+        "rollback",
+        choices=("rollback", "stop", "warn"),
+        help="when the monitor sees a collapse (KID above 3x its best twice in a row): roll back to best.pt "
+        "with halved learning rates (at most nan_rollbacks times, then stop), stop, or only warn",
     )
     best_metric: str = _opt(
         "kid", choices=("kid", "coverage", "diversity"), help="monitor value that picks RUN/best.pt"

@@ -79,6 +79,7 @@ class Monitor:
         self.z = torch.randn(n, trainer.cfg.model.latent_dim, generator=g)
         self.y = torch.arange(self.num_classes).repeat_interleave(per_class) if conditional else None
         self.history: list[dict[str, float]] = []
+        self.judge_from = 0  # collapse is judged on history[judge_from:] (reset after a rollback)
         self.best: float | None = self._previous_best()
         self.setup_s = time.perf_counter() - t0
         hit = "loaded from cache" if self.extractor.info["cache_hit"] else "trained"
@@ -156,6 +157,24 @@ class Monitor:
             tr.log(f"warning: {line}")
         self.plot(tr.run_dir / "monitor.png")
         return record
+
+    def collapsed(self, factor: float = 3.0, patience: int = 2) -> str | None:
+        """A collapse verdict, or None: KID above `factor` x the best KID so far at the last `patience`
+        checks (a collapsed generator's KID jumps by an order of magnitude within a few hundred steps;
+        ordinary noise between checks stays well under 2x)."""
+        judged = self.history[self.judge_from :]
+        kids = [r["kid"] for r in judged if not math.isnan(r["kid"])]
+        if len(kids) <= patience:
+            return None
+        best = min(kids[:-patience])
+        recent = kids[-patience:]
+        if best > 0 and all(k > factor * best for k in recent):
+            best_step = next(r["step"] for r in judged if r["kid"] == best)
+            return (
+                f"the monitor's KID rose from its best {best:.3g} (step {best_step}) to "
+                f"{', '.join(f'{k:.3g}' for k in recent)} at the last {patience} checks: the generator collapsed"
+            )
+        return None
 
     def warnings(self) -> list[str]:
         """Collapse (diversity falling well below its peak or the data's) and memorisation (copies rising)."""

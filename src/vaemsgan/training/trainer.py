@@ -79,6 +79,7 @@ class TrainState:
     bad_steps: int = 0  # consecutive steps with a skipped (non-finite) update
     rollbacks: int = 0  # rollbacks to the last good state after divergence
     cpu_seconds: float = 0.0  # process CPU time spent in training steps, across resumes (the CPU clock)
+    collapse_rollbacks: int = 0  # rollbacks to best.pt after the monitor saw a collapse
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -155,6 +156,7 @@ class Trainer:
         self._stop_requested = False
         self._step_skipped = False  # set by _finite when an update of this training step was skipped
         self._good_state: dict[str, Any] | None = None  # CPU copy of the last finite state, for rollback
+        self._monitor: Any = None  # training/monitor.Monitor, built on first use
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -506,8 +508,18 @@ class Trainer:
                     self.save_samples()
                 if step % t.checkpoint_every == 0 or step == total:
                     self.save()
-                if t.monitor_every and self.is_main and (step % t.monitor_every == 0 or step == total):
-                    self.run_monitor()  # rank 0 alone: it only reads the weights and writes the run folder
+                # The monitor runs every `monitor_every` steps and at the end of a run that long (rank 0 alone:
+                # it only reads the weights and writes the run folder).
+                if (
+                    t.monitor_every
+                    and self.is_main
+                    and (step % t.monitor_every == 0 or (step == total and step >= t.monitor_every))
+                ):
+                    self.run_monitor()
+                    if self._after_collapse_check():
+                        bar.reset(total)
+                        bar.update(self.state.step)
+                        sums, count, t_log = {}, 0, time.perf_counter()
             if self._stop_requested:
                 self.save()
                 self.save_samples()
@@ -590,11 +602,49 @@ class Trainer:
     # ------------------------------------------------------------------ outputs
     def run_monitor(self) -> dict[str, Any]:
         """KID / coverage / diversity / near-copies on the fixed subset; keeps RUN/best.pt (monitor.py)."""
-        if getattr(self, "_monitor", None) is None:
+        if self._monitor is None:
             from vaemsgan.training.monitor import Monitor  # imports the evaluation stack: only when used
 
             self._monitor = Monitor(self, seed=self.cfg.train.seed)
         return self._monitor()
+
+    def _after_collapse_check(self) -> bool:
+        """Act on the monitor's collapse verdict (train.collapse_action); True when it rolled back."""
+        t = self.cfg.train
+        reason = self._monitor.collapsed() if self._monitor is not None else None
+        if reason is None or t.collapse_action == "warn" or self.world > 1:
+            if reason is not None:
+                self.log(f"warning: {reason}; best.pt keeps the best state")
+            return False
+        best = self.run_dir / "best.pt"
+        if (
+            t.collapse_action == "stop"
+            or self.state.collapse_rollbacks >= t.nan_rollbacks
+            or not best.is_file()
+        ):
+            self._stop_requested = True
+            self.log(
+                f"stopping at step {self.state.step}: {reason}. best.pt (used by generate and evaluate) keeps "
+                f"the best state; to go on, resume with lower learning rates or --set loss.r1_gamma=1"
+            )
+            return False
+        from vaemsgan.training.checkpoint import load_checkpoint
+
+        state = load_checkpoint(best)
+        spent, failed_at = self.state.cpu_seconds, self.state.step
+        rollbacks = self.state.collapse_rollbacks + 1
+        self.load_state_dict(state, trim_log=False)
+        self.state.cpu_seconds, self.state.collapse_rollbacks = spent, rollbacks
+        for o in self._optimizers().values():
+            for g in o.param_groups:
+                g["lr"] *= 0.5
+        self._monitor.judge_from = len(self._monitor.history)  # judge the continued run afresh
+        self.log(
+            f"warning: step {failed_at}: {reason}. Rolled back to best.pt (step {self.state.step}) with the "
+            f"learning rates halved (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
+        )
+        self._snapshot(self.state_dict())
+        return True
 
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
@@ -657,6 +707,7 @@ class Trainer:
             "rng": rng,
             "nan_rollbacks": self.state.rollbacks,
             "train_cpu_seconds": self.state.cpu_seconds,
+            "collapse_rollbacks": self.state.collapse_rollbacks,
         }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -707,6 +758,7 @@ class Trainer:
         self.state.batches_drawn = int(state["batches_drawn"])
         self.state.rollbacks = int(state.get("nan_rollbacks", 0))
         self.state.cpu_seconds = float(state.get("train_cpu_seconds", 0.0))
+        self.state.collapse_rollbacks = int(state.get("collapse_rollbacks", 0))
         # A resumed run rewrites the records after its checkpoint: drop the old ones (rank 0 owns the log).
         if trim_log and self.is_main:
             trim_jsonl(self.run_dir / "metrics.jsonl", self.state.step)
