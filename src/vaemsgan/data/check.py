@@ -276,8 +276,10 @@ def _duplicates(report: CheckReport, by_hash: dict[str, list[tuple[str, str, str
     if n_dup:
         report.warnings.append(f"{n_dup} duplicate file(s) within classes (identical content)")
     if conflicts:
-        report.warnings.append(
-            f"{conflicts} identical image(s) filed under different classes (conflicting labels)"
+        # The same image under two labels teaches the model (and any classifier) two answers: not OK.
+        report.problems.append(
+            f"{conflicts} identical image(s) filed under different classes (conflicting labels; listed above "
+            "under 'Identical files'): keep each in one class"
         )
     if leaks:
         report.warnings.append(

@@ -35,8 +35,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
     `fsync=False` keeps the rename's atomicity (never a half file under the final name) but skips the
     flush to disk: for thousands of small generated images, where a power cut may cost a rerun only."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # Errors name `path`, the file the user knows, never the temp file (or its folder) behind it.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise VaemsganError(
+            f"{path}: could not write ({exc.strerror or exc}); nothing was overwritten"
+        ) from exc
     try:
         # mkstemp makes the file owner-only (0600); give it the permissions a plain open() would.
         os.fchmod(fd, 0o666 & ~_UMASK)
