@@ -220,9 +220,18 @@ def parse_yaml(text: str) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's raw mapping. FIFOs, sockets and devices are refused without blocking, and the
+    size is checked before reading (limits.LIMITS.max_config_bytes, `--max-config-kb`)."""
+    from vaemsgan.limits import LIMITS
+    from vaemsgan.utils.io import FileTooLargeError, read_bounded
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_bounded(
+            path, LIMITS.max_config_bytes, "config file", "; raise the limit with --max-config-kb"
+        ).decode("utf-8")
+    except FileTooLargeError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
     except UnicodeDecodeError:

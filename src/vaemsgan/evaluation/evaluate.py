@@ -44,7 +44,14 @@ from vaemsgan.metrics import (
     kid,
     precision_recall,
 )
-from vaemsgan.utils.io import atomic_write_json, atomic_write_text, prepare_output_dir, safe_name
+from vaemsgan.utils.io import (
+    atomic_write_json,
+    atomic_write_text,
+    open_regular,
+    prepare_output_dir,
+    read_bounded,
+    safe_name,
+)
 
 PARTS = ("stats", "features", "classifier", "memorisation")
 MANIFEST = "manifest.json"
@@ -177,11 +184,22 @@ def _peek_format(folder: Path) -> tuple[int, int] | None:
     """(resolution, channels) of the first image under folder/<class>/, if any."""
     for p in sorted(folder.glob("*/*")):
         try:
-            with Image.open(p) as im:
+            with open_regular(p) as fp, Image.open(fp) as im:  # a FIFO or device here is passed over
                 return im.width, 1 if im.mode in ("L", "LA", "1", "I;16", "I", "F") else 3
-        except OSError:
+        except (OSError, ValueError, SyntaxError, EOFError):
             continue
     return None
+
+
+MAX_MANIFEST_BYTES = 1 << 30  # a manifest of a million images is about 100 MiB
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A generated folder's manifest.json (regular file, bounded size); ValueError or OSError if unusable."""
+    m = json.loads(read_bounded(path, MAX_MANIFEST_BYTES, "manifest"))
+    if not isinstance(m, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return m
 
 
 def load_generated_dir(path: str | Path, resolution: int, channels: int) -> ImageSet:
@@ -193,9 +211,7 @@ def load_generated_dir(path: str | Path, resolution: int, channels: int) -> Imag
     manifest = path / MANIFEST
     if manifest.is_file():
         try:
-            folder_to_name = {
-                v: k for k, v in json.loads(manifest.read_text()).get("class_folders", {}).items()
-            }
+            folder_to_name = {v: k for k, v in _read_manifest(manifest).get("class_folders", {}).items()}
         except (OSError, ValueError, AttributeError):
             folder_to_name = {}
     gen = load_images(str(path), resolution=resolution, channels=channels)
@@ -438,7 +454,7 @@ def evaluate(
         gpath = Path(generated)  # type: ignore[arg-type]
         if (gpath / MANIFEST).is_file():
             try:
-                m = json.loads((gpath / MANIFEST).read_text())
+                m = _read_manifest(gpath / MANIFEST)
                 res, ch = res or m.get("resolution"), ch or m.get("channels")
             except (OSError, ValueError):
                 pass
