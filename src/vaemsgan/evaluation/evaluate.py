@@ -272,6 +272,26 @@ def _matched_subset(gen: ImageSet, counts: list[int], seed: int) -> torch.Tensor
 
 # ------------------------------------------------------------------------------------------ parts
 
+# Images each class needs in each set for a part to give numbers rather than NaN: FID, KID, diversity
+# and nearest-neighbour ratios need two per set; a classifier needs one to train and one to test on, and
+# the generated images are split into a training pool and a test set.
+PART_NEEDS: dict[str, dict[str, int]] = {
+    "features": {"real test": 2, "generated": 2},
+    "memorisation": {"real training": 1, "real test": 2, "generated": 2},
+    "classifier": {"real training": 1, "real test": 1, "generated": 2},
+    "augmentation gain": {"real training": 1, "real test": 1, "generated": 1},
+}
+
+
+def too_few_images(part: str, names: Sequence[str], counts: dict[str, list[int]]) -> str | None:
+    """Why `part` cannot be measured with these per-class counts ({set: [count per class]}), or None."""
+    for what, need in PART_NEEDS[part].items():
+        short = [(n, c) for n, c in zip(names, counts[what], strict=True) if c < need]
+        if short:
+            listed = ", ".join(f"'{n}' has {c}" for n, c in short[:3]) + (", ..." if len(short) > 3 else "")
+            return f"too few {what} images per class (needs {need}; {listed})"
+    return None
+
 
 def _stats_part(real: ImageSet, gen: ImageSet, names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     rs, gs = image_statistics(real.images), image_statistics(gen.images)
@@ -476,6 +496,15 @@ def evaluate(
             most_test = max(real_test.counts())
             need_cls = math.ceil(max(opts.ratios, default=1.0) * most_train) + most_test
             per_class = max(100, most_test, need_cls if "classifier" in opts.parts else 0)
+        from vaemsgan.limits import check_memory
+
+        # The images (and, per image, about 1 KiB of features and scores) are held in memory together.
+        n_cls, dim = len(model.class_names), model.cfg.model.latent_dim
+        check_memory(
+            per_class * (n_cls * (res * res * ch + 1024) + dim * 4),
+            f"sampling {per_class} images per class x {n_cls} classes",
+            "use a smaller --per-class",
+        )
         gen = generate_in_memory(model, per_class, opts, log)
         gen_source = f"{checkpoint} ({per_class} per class, seed {opts.seed}, generated in memory)"
     else:
@@ -497,6 +526,18 @@ def evaluate(
     names = common
     timings["generate" if checkpoint is not None else "load_generated"] = time.perf_counter() - t0
     log(f"generated: {len(gen)} images in {len(names)} shared classes")
+    # Parts that would divide by too few images are skipped with the reason, never reported as NaN.
+    counts_by_set = {
+        "real training": real_train.counts(),
+        "real test": real_test.counts(),
+        "generated": gen.counts(),
+    }
+    skipped_parts: dict[str, str] = {}
+    for part in (*opts.parts, *(("augmentation gain",) if opts.augmentation_gain else ())):
+        if part in PART_NEEDS and (why := too_few_images(part, names, counts_by_set)):
+            skipped_parts[part] = why
+            log(f"note: {part} part skipped: {why}")
+    parts = tuple(p for p in opts.parts if p not in skipped_parts)
 
     result: dict[str, Any] = {
         "real_source": str(real),
@@ -515,17 +556,18 @@ def evaluate(
             **{k: v for k, v in vars(opts).items() if k != "classifier"},
             "classifier": opts.classifier.to_dict(),
         },
+        "skipped_parts": skipped_parts,
     }
     assets: dict[str, Any] = {"real": real_train, "gen": gen}
 
-    if "stats" in opts.parts:
+    if "stats" in parts:
         t0 = time.perf_counter()
         log("image statistics (Table 2)")
         result["stats"], assets["stats"] = _stats_part(real_train, gen, names)
         timings["stats"] = time.perf_counter() - t0
 
     feats: dict[str, torch.Tensor] | None = None
-    if "features" in opts.parts or "memorisation" in opts.parts:
+    if "features" in parts or "memorisation" in parts:
         t0 = time.perf_counter()
         if opts.extractor == "domain":
             dcfg = replace(opts.classifier, steps=opts.domain_steps)
@@ -549,11 +591,11 @@ def evaluate(
         t0 = time.perf_counter()
         log("feature metrics (FID, KID, precision/recall, density/coverage; overall and per class)")
         feat_result, feats = _features_part(ext, real_train, real_test, gen, names, opts)
-        if "features" in opts.parts:
+        if "features" in parts:
             result["features"] = feat_result
             timings["features"] = time.perf_counter() - t0
 
-    if "classifier" in opts.parts:
+    if "classifier" in parts:
         t0 = time.perf_counter()
         test_idx, pool_idx = split_generated(gen, real_test.counts(), opts.seed)
         lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
@@ -572,7 +614,7 @@ def evaluate(
         )
         timings["classifier"] = time.perf_counter() - t0
 
-    if opts.augmentation_gain:
+    if opts.augmentation_gain and "augmentation gain" not in skipped_parts:
         from vaemsgan.evaluation.gain import augmentation_gain
 
         t0 = time.perf_counter()
@@ -603,7 +645,7 @@ def evaluate(
             log(line)
         timings["augmentation_gain"] = time.perf_counter() - t0
 
-    if "memorisation" in opts.parts:
+    if "memorisation" in parts:
         assert feats is not None
         t0 = time.perf_counter()
         log("memorisation and diversity")
