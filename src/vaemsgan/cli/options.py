@@ -89,7 +89,9 @@ class Num:
     def parse(self, text: str) -> int | float | None:
         """The value, or None when `text` is not a number in range."""
         s = str(text).strip()
-        if len(s) > 64:  # no number in any range here is this long; int() of a huge string is slow
+        # Plain ASCII numerals only: Python's int() and float() also take '1_000' and other scripts' digits.
+        # No number in any range here is longer than 64 characters (and int() of a huge string is slow).
+        if len(s) > 64 or not s.isascii() or "_" in s:
             return None
         try:
             if self.kind is int:
