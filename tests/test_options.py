@@ -339,3 +339,31 @@ def test_seeds_at_the_top_of_the_range_do_not_overflow(tiny_config, tiny_images,
     trainer.train(1)
     z = latents(MAX_SEED, 9, 3, 8, 1.5)
     assert z.shape == (3, 8) and bool(torch.isfinite(z).all()) and float(z.abs().max()) <= 1.5
+
+
+def test_data_that_cannot_fit_is_refused_before_loading(
+    monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
+) -> None:
+    from vaemsgan import limits
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(limits, "available_memory", lambda: 64 << 20)  # a 64 MiB machine
+    rc = main(["train", *MINI[:2], "--out", "o-never", "--resolution", "256", "--steps", "1"])
+    line = one_line(capsys.readouterr().err)
+    assert rc == 2 and "fashion-mnist-mini: 2000 images at 256 px x 1 channel(s) needs about 250 MiB" in line
+    assert "lower --resolution or take a subset" in line and not Path("o-never").exists()
+
+
+def test_failed_allocation_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def alloc_fails(args: argparse.Namespace) -> int:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(commands, "cmd_presets", alloc_fails)
+    assert main(["presets"]) == 1
+    assert "out of memory ([enforce fail" in one_line(capsys.readouterr().err)
+    monkeypatch.setattr(commands, "cmd_presets", lambda args: 1 / 0)  # a bug still shows its traceback
+    with pytest.raises(ZeroDivisionError):
+        main(["presets"])

@@ -95,6 +95,18 @@ def _run(args: argparse.Namespace) -> int:
             raise
         print("vaemsgan: error: out of memory: lower --batch-size or --resolution", file=sys.stderr)
         return 1
+    except RuntimeError as exc:
+        # torch reports a failed allocation as a RuntimeError (CPU) or OutOfMemoryError (CUDA): the
+        # machine's limit, not a bug. Requests known to be too large are refused before this.
+        text = str(exc)
+        if args.debug or not ("can't allocate memory" in text or "out of memory" in text.lower()):
+            raise
+        print(
+            f"vaemsgan: error: out of memory ({text.splitlines()[0][:120]}): lower --batch-size, "
+            "--resolution or the number of images",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

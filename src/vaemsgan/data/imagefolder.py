@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from vaemsgan.errors import DataError
-from vaemsgan.limits import LIMITS
+from vaemsgan.limits import LIMITS, check_memory
 from vaemsgan.utils.io import NotRegularFileError, check_regular, open_regular
 
 IMAGE_EXTENSIONS = frozenset(
@@ -409,6 +409,11 @@ def load_imagefolder(
             raise DataError(f"{cf.folder}: class folder '{cf.name}' has no images")
         jobs += [(p, label) for p in cf.images]
 
+    check_memory(
+        len(jobs) * channels * resolution * resolution,
+        f"{folder}: {len(jobs)} images at {resolution} px x {channels} channel(s)",
+        "lower --resolution, or train on fewer classes (--classes)",
+    )
     out = np.empty((len(jobs), channels, resolution, resolution), dtype=np.uint8)
     labels: list[int] = []
     files: list[str] = []
