@@ -20,6 +20,7 @@ from vaemsgan.cli.options import (
     MAX_STEPS,
     Num,
     NumList,
+    add_limit_options,
 )
 from vaemsgan.cli.paths import refuse_nested
 from vaemsgan.config import D_KERNELS, Config, apply_overrides
@@ -45,27 +46,6 @@ GEN_PER_CLASS = Num(int, 1, MAX_GENERATED_PER_CLASS)
 TRUNCATION = Num(float, 0, 100, lo_open=True)
 GEN_BATCH = Num(int, 1, 65536)
 KERNEL_LIST = NumList(Num(int, 1, 9, values=D_KERNELS), max_items=len(D_KERNELS))
-
-
-def _add_limit_options(p: argparse.ArgumentParser, config: bool = False) -> None:
-    """Resource limits checked before decoding or reading (docs/RELIABILITY.md); raise them here."""
-    from vaemsgan.limits import DEFAULT_MAX_CONFIG_KB, DEFAULT_MAX_IMAGE_MB
-
-    g = p.add_argument_group("limits")
-    g.add_argument(
-        "--max-image-mb",
-        type=Num(int, 1, 1 << 20),
-        metavar="MB",
-        help=f"skip images that would decode to more than MB MiB in memory, judged from the header before "
-        f"decoding, in any pixel format (default {DEFAULT_MAX_IMAGE_MB})",
-    )
-    if config:
-        g.add_argument(
-            "--max-config-kb",
-            type=Num(int, 1, 1 << 20),
-            metavar="KB",
-            help=f"refuse config files larger than KB KiB, checked before reading (default {DEFAULT_MAX_CONFIG_KB})",
-        )
 
 
 def _add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -222,7 +202,7 @@ def add_train(sub: Any) -> None:
             metavar=key.split(".")[1].upper(),
             help=f"sets {key}",
         )
-    _add_limit_options(p, config=True)
+    add_limit_options(p, config=True)
     p.set_defaults(func=cmd_train)
 
 
@@ -510,6 +490,7 @@ def add_reconstruct(sub: Any) -> None:
     p.add_argument("--class", dest="class_name", help="class of a flat folder's images (conditional models)")
     p.add_argument("--force", action="store_true")
     p.add_argument("--device", default="auto")
+    add_limit_options(p)
     p.set_defaults(func=cmd_reconstruct)
 
 
@@ -608,7 +589,7 @@ def add_check_data(sub: Any) -> None:
     p.add_argument(
         "--per-class", type=Num.key("data.per_class"), help="a problem when a class has fewer images"
     )
-    _add_limit_options(p)
+    add_limit_options(p)
     p.set_defaults(func=cmd_check_data)
 
 

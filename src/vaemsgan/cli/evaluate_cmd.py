@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_SEED, MAX_STEPS, Num, NumList
+from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_SEED, MAX_STEPS, Num, NumList, add_limit_options
 
 SEED = Num(int, 0, MAX_SEED)
 STEPS = Num(int, 1, MAX_STEPS)
@@ -118,6 +118,7 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("--device", default="cpu", help="device for sampling with --checkpoint")
     p.add_argument("--force", action="store_true", help="write into a non-empty REPORT_DIR")
     p.add_argument("--no-progress", action="store_true")
+    add_limit_options(p)
     p.set_defaults(func=cmd_evaluate)
 
 

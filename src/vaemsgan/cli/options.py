@@ -163,6 +163,28 @@ class ClassList:
 CLASSES = ClassList()
 
 
+def add_limit_options(p: argparse.ArgumentParser, config: bool = False) -> None:
+    """Resource limits checked before decoding or reading (docs/RELIABILITY.md); raise them here.
+    `main` applies them for the one command (limits.raised)."""
+    from vaemsgan.limits import DEFAULT_MAX_CONFIG_KB, DEFAULT_MAX_IMAGE_MB
+
+    g = p.add_argument_group("limits")
+    g.add_argument(
+        "--max-image-mb",
+        type=Num(int, 1, 1 << 20),
+        metavar="MB",
+        help=f"skip images that would decode to more than MB MiB in memory, judged from the header before "
+        f"decoding, in any pixel format (default {DEFAULT_MAX_IMAGE_MB})",
+    )
+    if config:
+        g.add_argument(
+            "--max-config-kb",
+            type=Num(int, 1, 1 << 20),
+            metavar="KB",
+            help=f"refuse config files larger than KB KiB, checked before reading (default {DEFAULT_MAX_CONFIG_KB})",
+        )
+
+
 def add_range_to_help(parser: argparse.ArgumentParser) -> None:
     """Append each checked option's range to its --help text, in this parser and all its subparsers."""
     for action in parser._actions:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_MINUTES, MAX_STEPS, Num
+from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_MINUTES, MAX_STEPS, Num, add_limit_options
 from vaemsgan.errors import ConfigError
 
 STEPS = Num(int, 1, MAX_STEPS)
@@ -90,6 +90,7 @@ def add_reproduce(sub: Any) -> None:
         "--quick", action="store_true", help="smoke test: tiny networks, 3 steps, minimal evaluation"
     )
     p.add_argument("--no-progress", action="store_true")
+    add_limit_options(p)
     p.set_defaults(func=cmd_reproduce)
 
 
