@@ -194,9 +194,10 @@ def test_train_non_images_skipped_with_count_or_strict_error(tmp_path: Path, cap
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--resolution", "48"], "'data.resolution' = 48: must be a power of two from 16 to 256"),
-        (["--resolution", "512"], "'data.resolution' = 512 is out of range (16 to 256)"),
-        (["--channels", "2"], "--channels: invalid choice: 2"),
+        (["--resolution", "48"], "argument --resolution: '48' is not one of 16, 32, 64, 128, 256"),
+        (["--set", "data.resolution=48"], "'data.resolution' = 48: must be a power of two from 16 to 256"),
+        (["--set", "data.resolution=512"], "'data.resolution' = 512 is out of range (16 to 256)"),
+        (["--channels", "2"], "argument --channels: '2' is not one of 1, 3"),
         (["--set", "data.channels=4"], "'data.channels' = 4: allowed values are 1, 3"),
         (["--per-class", "20"], "class 'a' has only 8 images, fewer than per_class = 20"),
         (["--set", "nodot"], "--set 'nodot': expected SECTION.KEY=VALUE"),
@@ -205,8 +206,9 @@ def test_train_non_images_skipped_with_count_or_strict_error(tmp_path: Path, cap
         (["--set", "model.latent_dim=abc"], "'model.latent_dim' must be an integer, got 'abc'"),
         (["--set", "train.lr_g=7"], "'train.lr_g' = 7.0 is out of range (0.0 to 1.0)"),
         (["--set", "train.nan_rollbacks=-1"], "'train.nan_rollbacks' = -1 is out of range (0 to 100)"),
-        (["--lr-d", "nan"], "'train.lr_d' must be a finite number"),
-        (["--steps", "ten"], "--steps: invalid int value"),
+        (["--lr-d", "nan"], "argument --lr-d: 'nan' is not a number from 0 to 1"),
+        (["--set", "train.lr_d=nan"], "'train.lr_d' must be a finite number"),
+        (["--steps", "ten"], "argument --steps: 'ten' is not an integer from 1 to 1000000000"),
         (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--device", "tpu"], "--device"),
     ],
 )
@@ -324,7 +326,9 @@ def test_check_data_reports_everything_up_front(tmp_path: Path, capsys, make_ima
     (root / "dog" / "readme.txt").write_text("hi")
     (root / "cat" / "copy.png").write_bytes((root / "cat" / "0001.png").read_bytes())  # duplicate
     (root / "bird").mkdir()
-    rc, out, err = cli(capsys, "check-data", root, "--resolution", "48", "--per-class", "3")
+    rc, _, err = cli(capsys, "check-data", root, "--resolution", "48")
+    assert_one_line_error(rc, err, "argument --resolution: '48' is not one of 16, 32, 64, 128, 256")
+    rc, out, err = cli(capsys, "check-data", root, "--resolution", "64", "--per-class", "3")
     assert rc == 1, err
     for needle in (
         "cat ",
@@ -333,7 +337,7 @@ def test_check_data_reports_everything_up_front(tmp_path: Path, capsys, make_ima
         "readme.txt: not an image file",
         "duplicate",
         "class folder 'bird' has no images",
-        "resolution 48 is not supported",
+        "smaller than 64 px on the shorter side will be upscaled",
         "class 'dog' has only 2 images, fewer than per_class = 3",
         "Result: FAILED",
     ):
@@ -791,7 +795,10 @@ def test_generate_cli_resume(tmp_path: Path, capsys, trained_run: Path, monkeypa
 
     monkeypatch.setattr(sampler, "save_png", ctrl_c_after_two)
     rc, _, err = cli(capsys, *base)
-    assert rc == 130 and err.strip() == "vaemsgan: interrupted"
+    assert rc == 130 and err.strip() == (
+        "vaemsgan: generation interrupted: the images written so far are complete; "
+        "continue with the same command and --resume"
+    )
     monkeypatch.setattr(sampler, "save_png", real)
     rc, _, err = cli(capsys, *base)
     assert_one_line_error(rc, err, "--resume to finish an interrupted generation")

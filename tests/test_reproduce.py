@@ -197,7 +197,7 @@ def test_train_cli_budget_minutes(tmp_path: Path, capsys: pytest.CaptureFixture)
         "model.e_width=8",
     ]
     assert main([*base, *tiny, "--out", str(tmp_path / "a"), "--budget-minutes", "0"]) == 2
-    assert "--budget-minutes must be positive" in capsys.readouterr().err
+    assert "argument --budget-minutes: '0' is not a number > 0" in capsys.readouterr().err
     assert main([*base, *tiny, "--out", str(tmp_path / "b"), "--budget-minutes", "0.0005"]) == 0
     assert "time budget reached" in capsys.readouterr().out
     assert (tmp_path / "b" / "samples.png").is_file()

@@ -35,13 +35,16 @@ def _opt(
     return field(default=default, metadata=meta)
 
 
+D_KERNELS = (1, 3, 5, 7, 9)  # critic branch kernel sizes
+
+
 @dataclass
 class DataConfig:
     source: str = _opt("fashion-mnist-mini", help="ImageFolder path, 'fashion-mnist' or 'fashion-mnist-mini'")
     data_dir: str | None = _opt(None, help="folder of the Fashion-MNIST idx .gz files")
     resolution: int = _opt(32, lo=16, hi=256, help="power of two from 16 to 256")
     channels: int = _opt(1, choices=(1, 3))
-    per_class: int | None = _opt(None, lo=1, help="seeded subset of N images per class")
+    per_class: int | None = _opt(None, lo=1, hi=10**9, help="seeded subset of N images per class")
     classes: list[str] | None = _opt(None, help="class names to keep")
     strict: bool = _opt(False, help="fail on non-image files instead of skipping them")
 
@@ -86,18 +89,24 @@ class LossConfig:
     adversarial: str = _opt(
         "wgan-gp", choices=("wgan-gp", "hinge", "ns", "none"), help="none = no critic: the VAE alone"
     )
-    gp_weight: float = _opt(10.0, lo=0.0, help="gradient-penalty weight (wgan-gp)")
+    gp_weight: float = _opt(10.0, lo=0.0, hi=1e6, help="gradient-penalty weight (wgan-gp)")
     gp_every: int = _opt(
         1, lo=1, hi=64, help="lazy regularisation: penalty every k critic steps, scaled by k"
     )
-    r1_gamma: float = _opt(0.0, lo=0.0, help="R1 penalty weight (ns / hinge)")
-    drift: float = _opt(1e-3, lo=0.0, help="epsilon * E[D(x)^2], keeps WGAN critic scores near zero")
-    kl_weight: float = _opt(0.1, lo=0.0, help="weight of KL(q(z|x) || N(0, I)), per latent dimension mean")
-    feature_recon_weight: float = _opt(1.0, lo=0.0, help="weight of the feature-wise reconstruction loss")
-    pixel_recon_weight: float = _opt(1.0, lo=0.0, help="weight of an optional pixel reconstruction loss")
+    r1_gamma: float = _opt(0.0, lo=0.0, hi=1e6, help="R1 penalty weight (ns / hinge)")
+    drift: float = _opt(1e-3, lo=0.0, hi=1e6, help="epsilon * E[D(x)^2], keeps WGAN critic scores near zero")
+    kl_weight: float = _opt(
+        0.1, lo=0.0, hi=1e6, help="weight of KL(q(z|x) || N(0, I)), per latent dimension mean"
+    )
+    feature_recon_weight: float = _opt(
+        1.0, lo=0.0, hi=1e6, help="weight of the feature-wise reconstruction loss"
+    )
+    pixel_recon_weight: float = _opt(
+        1.0, lo=0.0, hi=1e6, help="weight of an optional pixel reconstruction loss"
+    )
     pixel_loss: str = _opt("l1", choices=("l1", "l2"))
     gamma: float = _opt(
-        1.0, lo=0.0, help="decoder weight of the reconstruction loss relative to the GAN term"
+        1.0, lo=0.0, hi=1e6, help="decoder weight of the reconstruction loss relative to the GAN term"
     )
     rec_as_fake: bool = _opt(False, help="the critic also sees reconstructions as fakes (Larsen)")
     recon_fraction: float = _opt(
@@ -106,6 +115,7 @@ class LossConfig:
     class_weight: float = _opt(
         0.0,
         lo=0.0,
+        hi=1e6,
         help="auxiliary classifier on the critic (AC-GAN): cross-entropy on real images for the critic, "
         "on fakes for the generator (0 = projection conditioning only)",
     )
@@ -114,7 +124,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     batch_size: int = _opt(64, lo=2, hi=65536)
-    steps: int = _opt(2000, lo=1, help="generator steps")
+    steps: int = _opt(2000, lo=1, hi=10**9, help="generator steps")
     n_critic: int = _opt(1, lo=1, hi=20, help="critic steps per generator step")
     lr_g: float = _opt(2e-4, lo=0.0, hi=1.0)
     lr_d: float = _opt(2e-4, lo=0.0, hi=1.0)
@@ -122,13 +132,13 @@ class TrainConfig:
     beta1: float = _opt(0.0, lo=0.0, hi=0.999)
     beta2: float = _opt(0.9, lo=0.0, hi=0.9999)
     ema_decay: float = _opt(0.999, lo=0.0, hi=1.0, help="EMA of the generator used for sampling (0 = off)")
-    ema_start: int = _opt(100, lo=0, help="steps before the EMA starts averaging")
+    ema_start: int = _opt(100, lo=0, hi=10**9, help="steps before the EMA starts averaging")
     augment: str = _opt("", help="DiffAugment policy, e.g. 'color,translation,cutout' (empty = off)")
     ada_target: float = _opt(0.0, lo=0.0, hi=1.0, help="ADA target of sign(D(real)); 0 = fixed probability 1")
-    seed: int = _opt(0, lo=0)
-    log_every: int = _opt(50, lo=1)
-    sample_every: int = _opt(500, lo=1)
-    checkpoint_every: int = _opt(1000, lo=1)
+    seed: int = _opt(0, lo=0, hi=2**32 - 1)
+    log_every: int = _opt(50, lo=1, hi=10**9)
+    sample_every: int = _opt(500, lo=1, hi=10**9)
+    checkpoint_every: int = _opt(1000, lo=1, hi=10**9)
     keep: int = _opt(3, lo=1, hi=1000, help="checkpoints kept")
     threads: int = _opt(0, lo=0, hi=1024, help="intra-op threads (0 = physical cores)")
     amp: str = _opt(
@@ -151,6 +161,7 @@ class TrainConfig:
     monitor_every: int = _opt(
         500,
         lo=0,
+        hi=10**9,
         help="every N steps: KID, coverage, diversity, near-copies on a fixed subset; keeps RUN/best.pt "
         "and watches for collapse (0 = off; ~3% of training time at 500)",
     )
@@ -221,9 +232,18 @@ def parse_yaml(text: str) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's raw mapping. FIFOs, sockets and devices are refused without blocking, and the
+    size is checked before reading (limits.LIMITS.max_config_bytes, `--max-config-kb`)."""
+    from vaemsgan.limits import LIMITS
+    from vaemsgan.utils.io import FileTooLargeError, read_bounded
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_bounded(
+            path, LIMITS.max_config_bytes, "config file", "; raise the limit with --max-config-kb"
+        ).decode("utf-8")
+    except FileTooLargeError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
     except UnicodeDecodeError:

@@ -6,7 +6,11 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from vaemsgan.errors import ConfigError
+from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_SEED, MAX_STEPS, Num, NumList, add_limit_options
+
+SEED = Num(int, 0, MAX_SEED)
+STEPS = Num(int, 1, MAX_STEPS)
+RATIOS = NumList(Num(float, 0, 100, lo_open=True))
 
 
 def add_evaluate(sub: Any) -> None:
@@ -39,64 +43,83 @@ def add_evaluate(sub: Any) -> None:
         "interval per class and overall, with a verdict",
     )
     p.add_argument(
-        "--gain-ratios", default="1", metavar="R,..", help="generated/real ratios for the gain (default 1)"
+        "--gain-ratios",
+        type=RATIOS,
+        default=(1.0,),
+        metavar="R,..",
+        help="generated/real ratios for the gain (default 1)",
     )
     p.add_argument(
         "--real-per-class",
-        type=int,
+        type=Num(int, 1, 10**9),
         metavar="N",
         help="use a seeded subset of N real training images per class (the set the GAN was trained on)",
     )
     p.add_argument(
-        "--real-seed", type=int, default=0, help="seed of that subset: the run's train.seed (default 0)"
+        "--real-seed", type=SEED, default=0, help="seed of that subset: the run's train.seed (default 0)"
     )
-    p.add_argument("--seeds", type=int, help="classifier seeds per experiment (default 3; quick: 2)")
+    p.add_argument(
+        "--seeds", type=Num(int, 1, 1000), help="classifier seeds per experiment (default 3; quick: 2)"
+    )
     p.add_argument("--quick", action="store_true", help="small budget (the demo's): about 2-4 min on 2 cores")
     p.add_argument(
         "--classifier-steps",
-        type=int,
+        type=STEPS,
         metavar="N",
         help="training steps per classifier (default 300; quick: 200)",
     )
     p.add_argument(
-        "--classifier-width", type=int, metavar="C", help="channels of the first block (default 16)"
+        "--classifier-width",
+        type=Num(int, 1, 1024),
+        metavar="C",
+        help="channels of the first block (default 16)",
     )
-    p.add_argument("--classifier-depth", type=int, metavar="B", help="number of conv blocks (default 3)")
-    p.add_argument("--convs-per-block", type=int, metavar="K", help="conv layers per block (default 1)")
+    p.add_argument(
+        "--classifier-depth", type=Num(int, 1, 8), metavar="B", help="number of conv blocks (default 3)"
+    )
+    p.add_argument(
+        "--convs-per-block", type=Num(int, 1, 8), metavar="K", help="conv layers per block (default 1)"
+    )
     p.add_argument("--no-flip", action="store_true", help="no horizontal flips in classifier training")
-    p.add_argument("--domain-steps", type=int, metavar="N", help="training steps of the domain extractor")
-    p.add_argument("--ratios", help="augmentation sweep ratios generated/real, e.g. 0.5,1,2,4")
+    p.add_argument("--domain-steps", type=STEPS, metavar="N", help="training steps of the domain extractor")
+    p.add_argument("--ratios", type=RATIOS, help="augmentation sweep ratios generated/real, e.g. 0.5,1,2,4")
     p.add_argument("--mixed-class", metavar="NAME", help="class of the mixed experiment (default: the first)")
     p.add_argument("--extractor", choices=("domain", "inception"), default="domain")
     p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth")
     p.add_argument(
         "--cache-dir", metavar="DIR", help="domain extractor cache (default ~/.cache/vaemsgan/domain)"
     )
-    p.add_argument("--per-class", type=int, metavar="N", help="with --checkpoint: images sampled per class")
-    p.add_argument("--truncation", type=float, help="with --checkpoint: latent truncation")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--bootstrap", type=int, metavar="N", help="bootstrap draws for FID intervals (default 50)"
+        "--per-class",
+        type=Num(int, 2, MAX_GENERATED_PER_CLASS),
+        metavar="N",
+        help="with --checkpoint: images sampled per class",
+    )
+    p.add_argument(
+        "--truncation", type=Num(float, 0, 100, lo_open=True), help="with --checkpoint: latent truncation"
+    )
+    p.add_argument("--seed", type=SEED, default=0, help="seed of sampling, splits and classifiers (0)")
+    p.add_argument(
+        "--bootstrap",
+        type=Num(int, 2, 100_000),
+        metavar="N",
+        help="bootstrap draws for FID intervals (default 50)",
     )
     p.add_argument("--data-dir", help="folder holding the Fashion-MNIST idx .gz files")
     p.add_argument(
-        "--resolution", type=int, help="image size (default: the model's, the manifest's or the images')"
+        "--resolution",
+        type=Num(int, 8, 512),
+        help="image size (default: the model's, the manifest's or the images')",
     )
-    p.add_argument("--channels", type=int, choices=(1, 3))
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = physical cores)")
+    p.add_argument("--channels", type=Num(int, 1, 3, values=(1, 3)), help="1 = grey, 3 = RGB")
+    p.add_argument(
+        "--threads", type=Num.key("train.threads"), default=0, help="CPU threads (0 = physical cores)"
+    )
     p.add_argument("--device", default="cpu", help="device for sampling with --checkpoint")
     p.add_argument("--force", action="store_true", help="write into a non-empty REPORT_DIR")
     p.add_argument("--no-progress", action="store_true")
+    add_limit_options(p)
     p.set_defaults(func=cmd_evaluate)
-
-
-def _ratios(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(
-            f"--ratios {text!r}: expected numbers separated by commas, e.g. 0.5,1,2,4"
-        ) from None
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -121,7 +144,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "classifier": clf,
         "parts": tuple(p.strip() for p in parts.split(",") if p.strip()),
         "augmentation_gain": args.augmentation_gain,
-        "gain_ratios": _ratios(args.gain_ratios),
+        "gain_ratios": tuple(args.gain_ratios),
         "real_per_class": args.real_per_class,
         "real_seed": args.real_seed,
         "extractor": args.extractor,
@@ -142,7 +165,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         if getattr(args, flag) is not None:
             changes[key] = getattr(args, flag)
     if args.ratios:
-        changes["ratios"] = _ratios(args.ratios)
+        changes["ratios"] = tuple(args.ratios)
     return replace(opts, **changes)
 
 

@@ -6,8 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vaemsgan import __version__
+from vaemsgan import __version__, limits
 from vaemsgan.cli import commands
+from vaemsgan.cli.options import add_range_to_help
+from vaemsgan.cli.paths import missing_dirs, refuse_nested, remove_empty
 from vaemsgan.errors import VaemsganError
 
 
@@ -27,17 +29,53 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for register in commands.REGISTRY:
         register(sub)
+    add_range_to_help(p)
     return p
+
+
+# Per command: the options naming inputs that its --out must neither be inside nor contain.
+INPUT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "train": ("data",),
+    "evaluate": ("real", "generated"),
+    "reconstruct": ("input",),
+    "reproduce": ("data",),
+    "generate": ("from_real",),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad option (one line already printed, 2), --help or --version (0)
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
+    # Folders this command may create for its output: a failure must not leave them behind, empty.
+    out = getattr(args, "out", None)
+    created = missing_dirs(out) if out else []
+    rc = 1
     try:
-        return int(args.func(args) or 0)
+        rc = _run(args)
+    finally:
+        if rc != 0:
+            remove_empty(created)
+    return rc
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; user errors become one line and an exit code."""
+    try:
+        out = getattr(args, "out", None)
+        if out:
+            inputs = {
+                f"--{a.replace('_', '-')}": getattr(args, a, None)
+                for a in INPUT_OPTIONS.get(args.command, ())
+            }
+            refuse_nested("--out", out, inputs)
+        with limits.raised(getattr(args, "max_image_mb", None), getattr(args, "max_config_kb", None)):
+            return int(args.func(args) or 0)
     except VaemsganError as exc:
         if args.debug:
             raise
@@ -60,6 +98,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print("vaemsgan: error: out of memory: lower --batch-size or --resolution", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        # torch reports a failed allocation as a RuntimeError (CPU) or OutOfMemoryError (CUDA): the
+        # machine's limit, not a bug. Requests known to be too large are refused before this.
+        text = str(exc)
+        if args.debug or not ("can't allocate memory" in text or "out of memory" in text.lower()):
+            raise
+        print(
+            f"vaemsgan: error: out of memory ({text.splitlines()[0][:120]}): lower --batch-size, "
+            "--resolution or the number of images",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -7,7 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_MINUTES, MAX_STEPS, Num, add_limit_options
 from vaemsgan.errors import ConfigError
+
+STEPS = Num(int, 1, MAX_STEPS)
 
 
 def add_reproduce(sub: Any) -> None:
@@ -27,17 +30,33 @@ def add_reproduce(sub: Any) -> None:
         "--data", default="fashion-mnist", help="'fashion-mnist' (default), 'fashion-mnist-mini' or a folder"
     )
     p.add_argument("--data-dir", help="folder holding the Fashion-MNIST idx .gz files")
-    p.add_argument("--per-class", type=int, metavar="N", help="seeded subset of N training images per class")
-    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument(
+        "--per-class",
+        type=Num(int, 2, 10**9),
+        metavar="N",
+        help="seeded subset of N training images per class",
+    )
+    p.add_argument(
+        "--resolution",
+        type=Num.key("data.resolution", values=(16, 32, 64, 128, 256)),
+        default=32,
+        help="image size (32)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (also where a rerun resumes)")
-    p.add_argument("--budget", type=float, default=3.0, metavar="MINUTES", help="training time per run (3)")
+    p.add_argument(
+        "--budget",
+        type=Num(float, 0, MAX_MINUTES, lo_open=True),
+        default=3.0,
+        metavar="MINUTES",
+        help="training time per run (3)",
+    )
     p.add_argument(
         "--clock",
         choices=("cpu", "wall"),
         default="cpu",
         help="what the budget counts: process CPU time (default; fair on a shared machine) or wall time",
     )
-    p.add_argument("--steps", type=int, help="also stop a run at this many generator steps")
+    p.add_argument("--steps", type=STEPS, help="also stop a run at this many generator steps")
     p.add_argument(
         "--marks",
         default="2,5,15,30,60",
@@ -50,15 +69,27 @@ def add_reproduce(sub: Any) -> None:
         help="comma-separated run names: only these runs (e.g. one per parallel worker; a final call without "
         "--runs then writes the whole table from the finished runs)",
     )
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per run (1)")
-    p.add_argument("--eval-seeds", type=int, default=3, help="classifier seeds per accuracy (3)")
+    p.add_argument("--seeds", type=Num(int, 1, 100), default=1, help="training seeds per run (1)")
     p.add_argument(
-        "--per-class-generated", type=int, default=1000, metavar="N", help="images per class (1000)"
+        "--eval-seeds", type=Num(int, 1, 1000), default=3, help="classifier seeds per accuracy (3)"
     )
-    p.add_argument("--classifier-steps", type=int, default=300)
-    p.add_argument("--domain-steps", type=int, default=600, help="training steps of the FID feature network")
-    p.add_argument("--bootstrap", type=int, default=50, help="bootstrap draws for the FID interval")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = physical cores)")
+    p.add_argument(
+        "--per-class-generated",
+        type=Num(int, 4, MAX_GENERATED_PER_CLASS),
+        default=1000,
+        metavar="N",
+        help="images per class (1000)",
+    )
+    p.add_argument("--classifier-steps", type=STEPS, default=300, help="training steps per classifier (300)")
+    p.add_argument(
+        "--domain-steps", type=STEPS, default=600, help="training steps of the FID feature network"
+    )
+    p.add_argument(
+        "--bootstrap", type=Num(int, 2, 100_000), default=50, help="bootstrap draws for the FID interval"
+    )
+    p.add_argument(
+        "--threads", type=Num.key("train.threads"), default=0, help="torch threads (0 = physical cores)"
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config key for every run")
     p.add_argument("--cache-dir", help="domain extractor cache (default ~/.cache/vaemsgan/domain)")
     p.add_argument("--force", action="store_true", help="redo runs and evaluations that are already done")
@@ -66,6 +97,7 @@ def add_reproduce(sub: Any) -> None:
         "--quick", action="store_true", help="smoke test: tiny networks, 3 steps, minimal evaluation"
     )
     p.add_argument("--no-progress", action="store_true")
+    add_limit_options(p)
     p.set_defaults(func=cmd_reproduce)
 
 

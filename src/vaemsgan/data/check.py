@@ -21,6 +21,7 @@ from vaemsgan.data.imagefolder import (
     split_layout,
 )
 from vaemsgan.errors import DataError, VaemsganError
+from vaemsgan.utils.io import open_regular
 
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 IMBALANCE_RATIO = 5.0
@@ -118,7 +119,7 @@ def _hist(counter: Counter[str], top: int = 3) -> str:
 
 def _file_hash(path: Path) -> str:
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO or device (swapped in since the scan) is refused, not read
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
@@ -276,8 +277,10 @@ def _duplicates(report: CheckReport, by_hash: dict[str, list[tuple[str, str, str
     if n_dup:
         report.warnings.append(f"{n_dup} duplicate file(s) within classes (identical content)")
     if conflicts:
-        report.warnings.append(
-            f"{conflicts} identical image(s) filed under different classes (conflicting labels)"
+        # The same image under two labels teaches the model (and any classifier) two answers: not OK.
+        report.problems.append(
+            f"{conflicts} identical image(s) filed under different classes (conflicting labels; listed above "
+            "under 'Identical files'): keep each in one class"
         )
     if leaks:
         report.warnings.append(

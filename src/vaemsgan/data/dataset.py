@@ -12,6 +12,7 @@ import torch
 from vaemsgan.data import fashion_mnist as fm
 from vaemsgan.data.imagefolder import load_imagefolder
 from vaemsgan.errors import ConfigError, DataError
+from vaemsgan.limits import check_memory
 
 if TYPE_CHECKING:
     from vaemsgan.config import DataConfig
@@ -148,6 +149,11 @@ def load_images(
         if per_class is not None:
             s = s.per_class_subset(per_class, seed)
         # Pad / resize after subsetting: only the kept images are converted.
+        check_memory(
+            len(s) * resolution * resolution * (channels + 1),
+            f"{source}: {len(s)} images at {resolution} px x {channels} channel(s)",
+            "lower --resolution or take a subset (--per-class, --classes)",
+        )
         s.images = fm.to_resolution(s.images, resolution, channels)
         return s
 

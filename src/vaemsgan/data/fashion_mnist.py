@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from vaemsgan.errors import DataError
+from vaemsgan.utils.io import open_regular
 
 FASHION_MNIST_CLASSES = [
     "t-shirt_top",
@@ -43,17 +44,25 @@ def _check_split(split: str, source: str) -> str:
     return split
 
 
+MAX_IDX_BYTES = 1 << 30  # the largest Fashion-MNIST file is 47,040,016 bytes
+
+
 def read_idx(path: str | Path, ndim: int) -> np.ndarray:
     """Read an idx file (gzip or raw) of unsigned bytes with `ndim` dimensions; DataError if corrupt."""
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                data = f.read()
-        else:
-            data = path.read_bytes()
+        # A regular file only (a FIFO or device would block or never end), read to a bound: a small
+        # .gz can inflate to any size.
+        with open_regular(path) as raw:
+            if path.suffix == ".gz":
+                with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                    data = f.read(MAX_IDX_BYTES + 1)
+            else:
+                data = raw.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise DataError(f"{path}: corrupt or unreadable idx file ({exc})") from exc
+        raise DataError(f"{path}: corrupt or unreadable idx file ({exc.strerror or exc})") from exc
+    if len(data) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: idx file holds more than {MAX_IDX_BYTES >> 20} MiB (Fashion-MNIST: 45 MiB)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(f"{path}: corrupt idx file (only {len(data)} bytes, shorter than its header)")
@@ -76,7 +85,7 @@ def read_idx(path: str | Path, ndim: int) -> np.ndarray:
 def _find(data_dir: Path, name: str) -> Path | None:
     # The Debian package ships .gz; torchvision-style raw folders also hold the uncompressed files.
     for candidate in (data_dir / f"{name}.gz", data_dir / name):
-        if candidate.is_file():
+        if candidate.exists() and not candidate.is_dir():  # a FIFO or device here: read_idx says so
             return candidate
     return None
 

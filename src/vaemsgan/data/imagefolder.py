@@ -4,14 +4,20 @@ Every image is decoded once with PIL and held as uint8: EXIF orientation applied
 or RGB, the shorter side resized to the resolution (antialiased bicubic) and centre-cropped to a square.
 Transparent images (RGBA, LA, palette with transparency) are composited on black, the background of
 Fashion-MNIST. 16-bit images are scaled to 8 bit (x / 257). Files that are not images, cannot be
-decoded, are truncated or are too large are skipped with a reason (or, with `strict`, are an error).
+decoded, are truncated or are too large are skipped with a reason (or, with `strict`, are an error), and
+so are FIFOs, sockets and devices (or links to them), which are never opened.
+
+"Too large" is judged from the header, before any pixel is decoded: width x height x the bytes per pixel
+of the image's mode (1 for grey and palette, 2 for 16-bit, 4 for RGB, RGBA, 32-bit and float) against
+`limits.LIMITS.max_image_bytes` (256 MiB by default; `--max-image-mb`). Conversion to 8 bit runs in row
+blocks, so the peak memory stays within about twice that.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +26,16 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from vaemsgan.errors import DataError
+from vaemsgan.limits import LIMITS, check_memory
+from vaemsgan.utils.io import NotRegularFileError, check_regular, open_regular
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif"}
 )
 # Junk that file managers leave in folders: never an image, never worth a warning.
 IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini"})
-# 16k x 16k: larger than any sane training photo, small enough to refuse decompression bombs.
-MAX_IMAGE_PIXELS = 16384 * 16384
+# Pixels converted per block (_to_8bit, RGBA compositing): bounds the temporary float copies.
+BLOCK_PIXELS = 1 << 20
 SPLIT_NAMES = ("train", "test", "val")
 PROGRESS_MIN_FILES = 500
 
@@ -156,10 +164,17 @@ def list_class_files(name: str, folder: Path) -> ClassFiles:
     cf = ClassFiles(name, folder)
     for path in _walk(folder):
         ext = path.suffix.lower()
-        if ext in IMAGE_EXTENSIONS:
-            cf.images.append(path)
-        else:
+        if ext not in IMAGE_EXTENSIONS:
             cf.skipped.append((str(path), f"not an image file (extension '{ext or 'none'}')"))
+            continue
+        try:
+            check_regular(path)  # stat only: a FIFO or device is never opened (it could block forever)
+        except NotRegularFileError as exc:
+            cf.skipped.append((str(path), str(exc.strerror)))
+            continue
+        except OSError:
+            pass  # a broken link or a loop: open_image gives the reason
+        cf.images.append(path)
     return cf
 
 
@@ -200,10 +215,11 @@ def scan(root: Path, split: str = "train", classes: list[str] | None = None) -> 
 
 @contextlib.contextmanager
 def _pil_guard() -> Iterator[None]:
-    """Our own pixel limit instead of PIL's, and never decode truncated files as if whole.
+    """Our own size limit instead of PIL's, and never decode truncated files as if whole.
 
-    PIL's bomb check fires inside Image.open and names only a pixel count; ours (MAX_IMAGE_PIXELS)
-    runs right after open, on the header size and before any pixel is decoded, and says W x H.
+    PIL's bomb check fires inside Image.open, counts pixels whatever their format and names only a
+    count; ours (`decoded_bytes` against LIMITS.max_image_bytes) runs right after open, on the header
+    size and mode and before any pixel is decoded, and says W x H, mode and size.
     """
     old_max, old_trunc = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     Image.MAX_IMAGE_PIXELS = None
@@ -214,42 +230,82 @@ def _pil_guard() -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_max, old_trunc
 
 
+def pixel_bytes(mode: str) -> int:
+    """Bytes per pixel PIL holds for an image of `mode` once decoded."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith(("I;16", "BGR;15", "BGR;16")):
+        return 2
+    return 4  # RGB and every other multi-band mode are stored in 32 bits, as are I and F
+
+
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    return width * height * pixel_bytes(mode)
+
+
+def _too_large(w: int, h: int, mode: str, full: tuple[int, int]) -> str | None:
+    need, limit = decoded_bytes(w, h, mode), LIMITS.max_image_bytes
+    if need <= limit:
+        return None
+    mib = lambda n: f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n} bytes"  # noqa: E731
+    return (
+        f"image too large ({full[0]} x {full[1]}, {mode}: {mib(need)} decoded, over the {mib(limit)} limit; "
+        "raise it with --max-image-mb)"
+    )
+
+
 def open_image(path: str | Path, draft_size: int | None = None) -> tuple[Image.Image, ImageInfo]:
     """Open, fully decode and EXIF-orient one image; SkipImage(reason) if it cannot be used."""
     with _pil_guard():
         try:
-            im = Image.open(path)
-        except UnidentifiedImageError:
-            raise SkipImage("not an image or unsupported format (cannot identify image file)") from None
-        except OSError as exc:
+            fp = open_regular(path)
+        except OSError as exc:  # NotRegularFileError: a FIFO, socket or device, never opened
             raise SkipImage(f"cannot read file ({exc.strerror or exc})") from None
-        except (ValueError, SyntaxError, EOFError) as exc:  # some plugins fail on bad headers this way
-            raise SkipImage(f"corrupt image header ({exc})") from None
-        try:
-            w, h = im.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise SkipImage(f"image too large ({w} x {h})")
-            info = ImageInfo(w, h, im.mode, im.format or "?")
-            if draft_size and im.format == "JPEG":
-                # DCT-domain downscaling: a 4000 px photo decodes 8x faster, still >= draft_size.
-                im.draft(None, (draft_size, draft_size))
-            im.load()  # first frame only for GIF / animated WebP
+        with fp:  # closed on return: the pixels are in memory by then (PIL leaves a given file open)
             try:
-                # Only rotated files pay for exif_transpose (it copies the image even when upright).
-                if im.getexif().get(0x0112, 1) in range(2, 9):
-                    oriented = ImageOps.exif_transpose(im)
-                    im.close()
-                    im = oriented
-            except Exception:  # a broken EXIF block: keep the pixels as stored
-                pass
-            return im, info
-        except SkipImage:
-            im.close()
-            raise
-        except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-            im.close()
-            msg = str(exc).strip() or type(exc).__name__
-            raise SkipImage(f"corrupt or truncated image ({msg})") from None
+                im = Image.open(fp)
+            except UnidentifiedImageError:
+                raise SkipImage("not an image or unsupported format (cannot identify image file)") from None
+            except OSError as exc:
+                raise SkipImage(f"cannot read file ({exc.strerror or exc})") from None
+            except (ValueError, SyntaxError, EOFError) as exc:  # some plugins fail on bad headers this way
+                raise SkipImage(f"corrupt image header ({exc})") from None
+            try:
+                w, h = im.size
+                info = ImageInfo(w, h, im.mode, im.format or "?")
+                if draft_size and im.format == "JPEG":
+                    # DCT-domain downscaling: a 4000 px photo decodes 8x faster, still >= draft_size.
+                    im.draft(None, (draft_size, draft_size))
+                reason = _too_large(*im.size, im.mode, (w, h))  # what will be decoded (after any draft)
+                if reason:
+                    raise SkipImage(reason)
+                im.load()  # first frame only for GIF / animated WebP
+                try:
+                    # Only rotated files pay for exif_transpose (it copies the image even when upright).
+                    if im.getexif().get(0x0112, 1) in range(2, 9):
+                        oriented = ImageOps.exif_transpose(im)
+                        im.close()
+                        im = oriented
+                except Exception:  # a broken EXIF block: keep the pixels as stored
+                    pass
+                return im, info
+            except SkipImage:
+                im.close()
+                raise
+            except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+                im.close()
+                msg = str(exc).strip() or type(exc).__name__
+                raise SkipImage(f"corrupt or truncated image ({msg})") from None
+
+
+def _by_rows(a: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], bands: int | None = None) -> np.ndarray:
+    """`fn` applied to blocks of rows of `a` (H x W [x C]) into a uint8 H x W [x bands] array: the float
+    temporaries of a conversion never exceed BLOCK_PIXELS pixels, whatever the image size."""
+    out = np.empty(a.shape[:2] + ((bands,) if bands else ()), dtype=np.uint8)
+    step = max(1, BLOCK_PIXELS // max(1, a.shape[1]))
+    for i in range(0, a.shape[0], step):
+        out[i : i + step] = fn(a[i : i + step])
+    return out
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -258,16 +314,20 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     if mode in ("L", "RGB", "RGBA"):
         return im
     if mode.startswith("I;16") or mode in ("I", "F"):
-        a = np.asarray(im).astype(np.float64)
+        a = np.asarray(im)
         if mode == "F":
             # Float images: [0, 1] if they fit, else taken as 0-255.
-            a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
+            scale = (lambda b: b * 255.0) if a.size and np.nanmax(a) <= 1.0 else (lambda b: b)
         elif mode == "I":
             # 32-bit int: PIL opens some 16-bit files as "I"; values over 255 mean a 16-bit range.
-            a = a / 257.0 if a.size and a.max() > 255 else a
+            scale = (lambda b: b / 257.0) if a.size and a.max() > 255 else (lambda b: b)
         else:
-            a = a / 257.0  # 65535 -> 255 exactly
-        return Image.fromarray(np.clip(np.nan_to_num(a) + 0.5, 0, 255).astype(np.uint8), "L")
+            scale = lambda b: b / 257.0  # noqa: E731 - 65535 -> 255 exactly
+
+        def to_uint8(b: np.ndarray) -> np.ndarray:
+            return np.clip(np.nan_to_num(scale(b.astype(np.float64))) + 0.5, 0, 255).astype(np.uint8)
+
+        return Image.fromarray(_by_rows(a, to_uint8), "L")
     if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and "transparency" in im.info):
         return im.convert("RGBA")
     if mode in ("1", "L;16"):
@@ -280,9 +340,11 @@ def convert_image(im: Image.Image, resolution: int, channels: int) -> np.ndarray
     im = _to_8bit(im)
     if im.mode == "RGBA":
         # Composite on black: premultiply the colour by alpha.
-        a = np.asarray(im).astype(np.uint16)
-        rgb = (a[..., :3] * a[..., 3:4] + 127) // 255
-        im = Image.fromarray(rgb.astype(np.uint8), "RGB")
+        def premultiply(b: np.ndarray) -> np.ndarray:
+            b = b.astype(np.uint16)
+            return ((b[..., :3] * b[..., 3:4] + 127) // 255).astype(np.uint8)
+
+        im = Image.fromarray(_by_rows(np.asarray(im), premultiply, 3), "RGB")
     im = im.convert("L" if channels == 1 else "RGB")
     w, h = im.size
     side = min(w, h)
@@ -347,6 +409,11 @@ def load_imagefolder(
             raise DataError(f"{cf.folder}: class folder '{cf.name}' has no images")
         jobs += [(p, label) for p in cf.images]
 
+    check_memory(
+        len(jobs) * channels * resolution * resolution,
+        f"{folder}: {len(jobs)} images at {resolution} px x {channels} channel(s)",
+        "lower --resolution, or train on fewer classes (--classes)",
+    )
     out = np.empty((len(jobs), channels, resolution, resolution), dtype=np.uint8)
     labels: list[int] = []
     files: list[str] = []

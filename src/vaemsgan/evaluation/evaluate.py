@@ -44,7 +44,14 @@ from vaemsgan.metrics import (
     kid,
     precision_recall,
 )
-from vaemsgan.utils.io import atomic_write_json, atomic_write_text, prepare_output_dir, safe_name
+from vaemsgan.utils.io import (
+    atomic_write_json,
+    atomic_write_text,
+    open_regular,
+    prepare_output_dir,
+    read_bounded,
+    safe_name,
+)
 
 PARTS = ("stats", "features", "classifier", "memorisation")
 MANIFEST = "manifest.json"
@@ -177,11 +184,22 @@ def _peek_format(folder: Path) -> tuple[int, int] | None:
     """(resolution, channels) of the first image under folder/<class>/, if any."""
     for p in sorted(folder.glob("*/*")):
         try:
-            with Image.open(p) as im:
+            with open_regular(p) as fp, Image.open(fp) as im:  # a FIFO or device here is passed over
                 return im.width, 1 if im.mode in ("L", "LA", "1", "I;16", "I", "F") else 3
-        except OSError:
+        except (OSError, ValueError, SyntaxError, EOFError):
             continue
     return None
+
+
+MAX_MANIFEST_BYTES = 1 << 30  # a manifest of a million images is about 100 MiB
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """A generated folder's manifest.json (regular file, bounded size); ValueError or OSError if unusable."""
+    m = json.loads(read_bounded(path, MAX_MANIFEST_BYTES, "manifest"))
+    if not isinstance(m, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return m
 
 
 def load_generated_dir(path: str | Path, resolution: int, channels: int) -> ImageSet:
@@ -193,9 +211,7 @@ def load_generated_dir(path: str | Path, resolution: int, channels: int) -> Imag
     manifest = path / MANIFEST
     if manifest.is_file():
         try:
-            folder_to_name = {
-                v: k for k, v in json.loads(manifest.read_text()).get("class_folders", {}).items()
-            }
+            folder_to_name = {v: k for k, v in _read_manifest(manifest).get("class_folders", {}).items()}
         except (OSError, ValueError, AttributeError):
             folder_to_name = {}
     gen = load_images(str(path), resolution=resolution, channels=channels)
@@ -255,6 +271,26 @@ def _matched_subset(gen: ImageSet, counts: list[int], seed: int) -> torch.Tensor
 
 
 # ------------------------------------------------------------------------------------------ parts
+
+# Images each class needs in each set for a part to give numbers rather than NaN: FID, KID, diversity
+# and nearest-neighbour ratios need two per set; a classifier needs one to train and one to test on, and
+# the generated images are split into a training pool and a test set.
+PART_NEEDS: dict[str, dict[str, int]] = {
+    "features": {"real test": 2, "generated": 2},
+    "memorisation": {"real training": 1, "real test": 2, "generated": 2},
+    "classifier": {"real training": 1, "real test": 1, "generated": 2},
+    "augmentation gain": {"real training": 1, "real test": 1, "generated": 1},
+}
+
+
+def too_few_images(part: str, names: Sequence[str], counts: dict[str, list[int]]) -> str | None:
+    """Why `part` cannot be measured with these per-class counts ({set: [count per class]}), or None."""
+    for what, need in PART_NEEDS[part].items():
+        short = [(n, c) for n, c in zip(names, counts[what], strict=True) if c < need]
+        if short:
+            listed = ", ".join(f"'{n}' has {c}" for n, c in short[:3]) + (", ..." if len(short) > 3 else "")
+            return f"too few {what} images per class (needs {need}; {listed})"
+    return None
 
 
 def _stats_part(real: ImageSet, gen: ImageSet, names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -438,7 +474,7 @@ def evaluate(
         gpath = Path(generated)  # type: ignore[arg-type]
         if (gpath / MANIFEST).is_file():
             try:
-                m = json.loads((gpath / MANIFEST).read_text())
+                m = _read_manifest(gpath / MANIFEST)
                 res, ch = res or m.get("resolution"), ch or m.get("channels")
             except (OSError, ValueError):
                 pass
@@ -460,6 +496,15 @@ def evaluate(
             most_test = max(real_test.counts())
             need_cls = math.ceil(max(opts.ratios, default=1.0) * most_train) + most_test
             per_class = max(100, most_test, need_cls if "classifier" in opts.parts else 0)
+        from vaemsgan.limits import check_memory
+
+        # The images (and, per image, about 1 KiB of features and scores) are held in memory together.
+        n_cls, dim = len(model.class_names), model.cfg.model.latent_dim
+        check_memory(
+            per_class * (n_cls * (res * res * ch + 1024) + dim * 4),
+            f"sampling {per_class} images per class x {n_cls} classes",
+            "use a smaller --per-class",
+        )
         gen = generate_in_memory(model, per_class, opts, log)
         gen_source = f"{checkpoint} ({per_class} per class, seed {opts.seed}, generated in memory)"
     else:
@@ -481,6 +526,18 @@ def evaluate(
     names = common
     timings["generate" if checkpoint is not None else "load_generated"] = time.perf_counter() - t0
     log(f"generated: {len(gen)} images in {len(names)} shared classes")
+    # Parts that would divide by too few images are skipped with the reason, never reported as NaN.
+    counts_by_set = {
+        "real training": real_train.counts(),
+        "real test": real_test.counts(),
+        "generated": gen.counts(),
+    }
+    skipped_parts: dict[str, str] = {}
+    for part in (*opts.parts, *(("augmentation gain",) if opts.augmentation_gain else ())):
+        if part in PART_NEEDS and (why := too_few_images(part, names, counts_by_set)):
+            skipped_parts[part] = why
+            log(f"note: {part} part skipped: {why}")
+    parts = tuple(p for p in opts.parts if p not in skipped_parts)
 
     result: dict[str, Any] = {
         "real_source": str(real),
@@ -499,17 +556,18 @@ def evaluate(
             **{k: v for k, v in vars(opts).items() if k != "classifier"},
             "classifier": opts.classifier.to_dict(),
         },
+        "skipped_parts": skipped_parts,
     }
     assets: dict[str, Any] = {"real": real_train, "gen": gen}
 
-    if "stats" in opts.parts:
+    if "stats" in parts:
         t0 = time.perf_counter()
         log("image statistics (Table 2)")
         result["stats"], assets["stats"] = _stats_part(real_train, gen, names)
         timings["stats"] = time.perf_counter() - t0
 
     feats: dict[str, torch.Tensor] | None = None
-    if "features" in opts.parts or "memorisation" in opts.parts:
+    if "features" in parts or "memorisation" in parts:
         t0 = time.perf_counter()
         if opts.extractor == "domain":
             dcfg = replace(opts.classifier, steps=opts.domain_steps)
@@ -533,11 +591,11 @@ def evaluate(
         t0 = time.perf_counter()
         log("feature metrics (FID, KID, precision/recall, density/coverage; overall and per class)")
         feat_result, feats = _features_part(ext, real_train, real_test, gen, names, opts)
-        if "features" in opts.parts:
+        if "features" in parts:
             result["features"] = feat_result
             timings["features"] = time.perf_counter() - t0
 
-    if "classifier" in opts.parts:
+    if "classifier" in parts:
         t0 = time.perf_counter()
         test_idx, pool_idx = split_generated(gen, real_test.counts(), opts.seed)
         lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
@@ -556,7 +614,7 @@ def evaluate(
         )
         timings["classifier"] = time.perf_counter() - t0
 
-    if opts.augmentation_gain:
+    if opts.augmentation_gain and "augmentation gain" not in skipped_parts:
         from vaemsgan.evaluation.gain import augmentation_gain
 
         t0 = time.perf_counter()
@@ -587,7 +645,7 @@ def evaluate(
             log(line)
         timings["augmentation_gain"] = time.perf_counter() - t0
 
-    if "memorisation" in opts.parts:
+    if "memorisation" in parts:
         assert feats is not None
         t0 = time.perf_counter()
         log("memorisation and diversity")

@@ -228,6 +228,8 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
                 bits.append(f"about as varied as real images (diversity {ratio:.2f} of real)")
         if bits:
             per_class[name] = f"class '{name}': " + "; ".join(bits) + "."
+    for part, why in (result.get("skipped_parts") or {}).items():
+        lines.append(f"Not measured: the {part} part was skipped, {why}.")
     if result.get("classes_only_real"):
         lines.append(
             f"No generated images for: {', '.join(result['classes_only_real'])} (left out of every number)."

@@ -17,7 +17,7 @@ import torch
 from vaemsgan import __version__
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError
-from vaemsgan.utils.io import atomic_torch_save
+from vaemsgan.utils.io import atomic_torch_save, check_regular
 
 FORMAT = "vaemsgan-checkpoint"
 FORMAT_VERSION = 1
@@ -115,7 +115,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder; give a checkpoint file or a run folder")
     try:
-        size = path.stat().st_size
+        size = check_regular(path).st_size  # a FIFO or device would block or never end: not opened
         is_zip = zipfile.is_zipfile(path)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from exc
@@ -172,7 +172,7 @@ def _unsafe_global(exc: BaseException) -> str:
 def resolve_checkpoint(path: str | Path, *, prefer_best: bool = False) -> Path:
     """A checkpoint file, or the newest valid checkpoint of a run folder (best.pt first if asked)."""
     path = Path(path)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a file (or a FIFO, device: load_checkpoint refuses them)
         return path
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run folder")

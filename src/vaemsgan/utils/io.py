@@ -1,12 +1,15 @@
-"""Atomic file output: a temp file in the same folder, fsync, rename. A crash leaves old or new, never half."""
+"""File I/O: atomic writes (a temp file in the same folder, fsync, rename: a crash leaves old or new, never
+half), and reads that refuse FIFOs, sockets and devices and are bounded in size before they start."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 from collections.abc import Callable
@@ -18,6 +21,83 @@ import torch
 from PIL import Image
 
 from vaemsgan.errors import OutputExistsError, VaemsganError
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """'a FIFO (named pipe)', 'a character device', ... for the st_mode of something that is not a file."""
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+class NotRegularFileError(OSError):
+    """A path that is a FIFO, socket, device or folder (or a link to one) where a file was expected."""
+
+    def __init__(self, path: str | os.PathLike, mode: int, link: bool = False) -> None:
+        via = " (through a link)" if link else ""
+        super().__init__(errno.EINVAL, f"not a regular file: {file_kind(mode)}{via}", os.fspath(path))
+
+
+def check_regular(path: str | os.PathLike) -> os.stat_result:
+    """The stat of `path` (links followed); NotRegularFileError if it is not a regular file, OSError if
+    it cannot be reached (missing, broken link, link loop, permission). Nothing is opened, so a device
+    (a tape that rewinds, a terminal) is never touched."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFileError(path, st.st_mode, os.path.islink(path))
+    return st
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a regular file for reading, never blocking: a FIFO, socket or device (or a link to one) is
+    refused with NotRegularFileError, checked before opening and again on the opened descriptor (the
+    path may be swapped in between)."""
+    check_regular(path)
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    )
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(path, st.st_mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class FileTooLargeError(OSError):
+    """A file over a size limit, refused before it is read."""
+
+
+def read_bounded(path: str | os.PathLike, limit: int, what: str = "file", how: str = "") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; FileTooLargeError (before reading) if it is
+    longer, NotRegularFileError for a FIFO, socket or device. Reads at most limit + 1 bytes whatever the
+    size the file claims (a file can grow while it is read)."""
+    with open_regular(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(limit + 1) if size <= limit else b""
+        if size > limit or len(data) > limit:
+            raise FileTooLargeError(
+                errno.EFBIG,
+                f"{what} is larger than the {_size(limit)} limit ({_size(max(size, len(data)))}){how}",
+                os.fspath(path),
+            )
+        return data
+
+
+def _size(n: int) -> str:
+    for unit, k in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << k:
+            return f"{n / (1 << k):.4g} {unit}"
+    return f"{n} bytes"
 
 
 def _read_umask() -> int:
@@ -35,8 +115,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], fsy
     `fsync=False` keeps the rename's atomicity (never a half file under the final name) but skips the
     flush to disk: for thousands of small generated images, where a power cut may cost a rerun only."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # Errors name `path`, the file the user knows, never the temp file (or its folder) behind it.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise VaemsganError(
+            f"{path}: could not write ({exc.strerror or exc}); nothing was overwritten"
+        ) from exc
     try:
         # mkstemp makes the file owner-only (0600); give it the permissions a plain open() would.
         os.fchmod(fd, 0o666 & ~_UMASK)
