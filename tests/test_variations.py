@@ -184,18 +184,18 @@ def test_interrupted_variations_resume_to_the_same_folder(
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (("--variations", 0), "--variations must be an integer of at least 1"),
-        (("--variations", 2, "--temperature", -0.5), "--temperature must be a number from 0"),
-        (("--variations", 2, "--temperature", "nan"), "--temperature must be a number from 0"),
+        (("--variations", 0), "--variations: '0' is not an integer from 1"),
+        (("--variations", 2, "--temperature", -0.5), "--temperature: '-0.5' is not a number from 0"),
+        (("--variations", 2, "--temperature", "nan"), "--temperature: 'nan' is not a number from 0"),
         (("--variations", 2, "--mix", "0.6,0.2"), "--mix must be LO,HI with 0 <= LO <= HI <= 1"),
         (("--variations", 2, "--mix", "0.1,1.5"), "--mix must be LO,HI"),
         (("--variations", 2, "--mix", "abc"), "--mix must be LO,HI"),
         (("--variations", 2, "--mix", "0.1"), "--mix must be LO,HI"),
         ((), "--from-real needs --variations K"),
         (("--variations", 2, "--truncation", 1.0), "--truncation does not apply to --from-real"),
-        (("--variations", 2, "--truncation", 0), "--truncation does not apply to --from-real"),
+        (("--variations", 2, "--truncation", 0), "--truncation: '0' is not a number > 0"),
         (("--variations", 2, "--classes", "cat"), "unknown class name"),
-        (("--variations", 2, "--per-class", 0), "per_class must be at least 1"),
+        (("--variations", 2, "--per-class", 0), "--per-class: '0' is not an integer from 1"),
     ],
 )
 def test_bad_variation_options_give_one_line_and_exit_2(

@@ -551,7 +551,7 @@ def _generate_variations(args: argparse.Namespace) -> int:
         mix=mix,
         seed=args.seed,
         per_class=args.per_class,
-        classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
+        classes=args.classes,
         data_dir=args.data_dir,
         batch_size=args.batch_size,
         force=args.force,
