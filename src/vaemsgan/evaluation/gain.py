@@ -23,14 +23,20 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation.classifier import ClassifierConfig, augment_policy, predict, train_classifier
 from vaemsgan.evaluation.crossval import LabelledImages, _ci, _per_class_acc, _pick, concat
+from vaemsgan.limits import check_memory
 from vaemsgan.metrics.distances import mean_ci
+
+if TYPE_CHECKING:
+    from vaemsgan.inference import LoadedModel
+
+Scorer = Callable[[torch.Tensor, int], torch.Tensor]  # as generation.curate.Scorer
 
 DEFAULT_GAIN_RATIOS = (0.5, 1.0, 2.0)
 DEFAULT_GAIN_TEMPERATURES = (0.5, 1.0)
@@ -276,7 +282,7 @@ def run_gain_study(
 # ------------------------------------------------------------------------------------------ the pools
 
 
-def _model_classes(model: Any, names: Sequence[str]) -> list[int]:
+def _model_classes(model: LoadedModel, names: Sequence[str]) -> list[int]:
     missing = [n for n in names if n not in model.class_names]
     if missing:
         raise ConfigError(f"class {missing[0]!r} is not one of the model's ({', '.join(model.class_names)})")
@@ -285,10 +291,10 @@ def _model_classes(model: Any, names: Sequence[str]) -> list[int]:
 
 @torch.inference_mode()
 def curated_pool(
-    model: Any,
+    model: LoadedModel,
     names: Sequence[str],
     per_class: Sequence[int],
-    scorer: Callable[[torch.Tensor, int], torch.Tensor],
+    scorer: Scorer,
     keep_fraction: float,
     seed: int,
     truncation: float | None = None,
@@ -318,7 +324,12 @@ def curated_pool(
 
 
 def variations_pool(
-    model: Any, real_train: LabelledImages, names: Sequence[str], k: int, temperature: float, seed: int
+    model: LoadedModel,
+    real_train: LabelledImages,
+    names: Sequence[str],
+    k: int,
+    temperature: float,
+    seed: int,
 ) -> LabelledImages:
     """k anchored variations of every real training image (labels in the study's class order)."""
     from vaemsgan.generation.variations import variations
@@ -332,12 +343,12 @@ def synthetic_arms(
     real_train: LabelledImages,
     names: list[str],
     prior: LabelledImages,
-    model: Any | None,
+    model: LoadedModel | None,
     options: GainOptions,
     *,
     seed: int = 0,
     truncation: float | None = None,
-    scorer: Callable[[], Callable[[torch.Tensor, int], torch.Tensor]] | None = None,
+    scorer: Callable[[], Scorer] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[Arm]:
     """The synthetic arms: prior samples (`prior`), curated samples and variations at each temperature
@@ -353,6 +364,15 @@ def synthetic_arms(
         arms.append(Arm("curated", "real + curated prior samples", skipped=why))
         arms += [Arm(k, lab, skipped=why, info={"temperature": t}) for k, lab, t in var_keys]
         return arms
+    k = max(1, math.ceil(max_r))
+    # Both pools are held in memory (uint8) next to the prior pool and the real images.
+    pixels = int(real_train.images[0].numel()) if len(real_train) else 0
+    n_var = len(real_train) * k * (len(temps) if model.encoder is not None else 0)
+    check_memory(
+        pixels * (n_var + sum(math.ceil(n / options.keep_fraction) for n in need)),
+        f"the gain's synthetic pools ({n_var} variations, {sum(need)} curated images)",
+        "use smaller --gain-ratios or fewer --gain-temperatures",
+    )
     if scorer is None:
         arms.append(Arm("curated", "real + curated prior samples", skipped="no classifier to curate with"))
     else:
@@ -363,7 +383,6 @@ def synthetic_arms(
                 "curated", "real + curated prior samples", pool, info={"keep_fraction": options.keep_fraction}
             )
         )
-    k = max(1, math.ceil(max_r))
     for key, label, t in var_keys:
         if model.encoder is None:
             why = "the model has no encoder (trained without the VAE half): no anchored variations"
