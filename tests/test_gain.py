@@ -207,3 +207,24 @@ def test_gain_options_are_range_checked(extra: list[str], needle: str, capsys, t
     rc = main([*argv, "--augmentation-gain", *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_every_arm_but_the_reference_trains_with_the_classical_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vaemsgan.evaluation import gain
+
+    calls: list[tuple[int, str, int]] = []
+    real_fit = gain.train_classifier
+
+    def spy(images, labels, n_cls, cfg, *, seed, augment):  # noqa: ANN001, ANN202
+        calls.append((len(images), augment, seed))
+        return real_fit(images, labels, n_cls, cfg, seed=seed, augment=augment)
+
+    monkeypatch.setattr(gain, "train_classifier", spy)
+    real, test, pool = _toy(4, 0), _toy(2, 1), _toy(8, 2)
+    arms = [Arm("prior", "real + prior", pool), Arm("var", "real + var", pool)]
+    run_gain_study(real, test, arms, ["a", "b"], GainOptions(seeds=2, ratios=(1.0, 2.0), classifier=SMALL))
+    assert len(calls) == 2 * (2 + 2 * 2)
+    assert [c for c in calls if c[1] == "none"] == [(8, "none", 0), (8, "none", 1)]  # the reference only
+    assert sorted({n for n, p, _ in calls if p == "classical"}) == [8, 16, 24]  # baseline, 1x, 2x

@@ -179,7 +179,7 @@ def test_generate_filter_cli_writes_scores(tiny_run, tmp_path, run_cli) -> None:
 
 
 def test_gain_verdict_wording() -> None:
-    from vaemsgan.evaluation.gain import gain_verdict
+    from vaemsgan.evaluation.gain import augmentation_gain, gain_verdict
 
     assert gain_verdict(1, {"mean": 2.4, "low": 1.1, "high": 3.7, "n": 3}) == (
         "adding 1x synthetic images raised accuracy by 2.4 points (95% CI 1.1 to 3.7)"
@@ -189,6 +189,21 @@ def test_gain_verdict_wording() -> None:
     assert gain_verdict(0.5, {"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3}, "anchored variations (T=1)") == (
         "adding 0.5x anchored variations (T=1) raised accuracy by 1.0 points (95% CI 0.5 to 1.5)"
     )
+    sweep = [
+        {
+            "ratio": 0.0,
+            "accuracy": {"mean": 0.7, "values": [0.70, 0.71, 0.69], "n": 3},
+            "per_class_values": [[0.6, 0.8]] * 3,
+        },
+        {
+            "ratio": 1.0,
+            "accuracy": {"mean": 0.73, "values": [0.73, 0.73, 0.72], "n": 3},
+            "per_class_values": [[0.7, 0.8]] * 3,
+        },
+    ]
+    r = augmentation_gain(sweep, ["a", "b"])["ratios"][0]  # the issue-7 measure (benchmarks/scarce_study.py)
+    assert r["gain_points"]["mean"] == pytest.approx(8 / 3)
+    assert r["per_class_gain_points"]["a"]["mean"] == pytest.approx(10.0)
 
 
 def test_evaluate_augmentation_gain_cli(tiny_run, tmp_path) -> None:

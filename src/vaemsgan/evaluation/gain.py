@@ -112,6 +112,44 @@ def gain_verdict(ratio: float, gain: dict[str, Any], what: str = "synthetic imag
     return f"{what} did not help measurably: {m:+.1f} points ({ci}{', includes zero' if n > 1 else ''})"
 
 
+def augmentation_gain(sweep: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
+    """Gains of the cross-validation sweep's ratios over its ratio 0 (real only, crops + flips), paired by seed:
+    the issue-7 measure, kept for benchmarks/scarce_study.py. `evaluate --augmentation-gain` uses
+    run_gain_study (against real + classical augmentation)."""
+    base = next((s for s in sweep if s["ratio"] == 0.0 and "accuracy" in s), None)
+    out: dict[str, Any] = {"baseline": None, "ratios": [], "verdict_lines": []}
+    if base is None:
+        return out
+    out["baseline"] = {"accuracy": base["accuracy"], "per_class": base.get("per_class")}
+    for item in sweep:
+        if item["ratio"] == 0.0:
+            continue
+        if "accuracy" not in item:
+            out["ratios"].append({"ratio": item["ratio"], "skipped": item.get("skipped", "not measured")})
+            out["verdict_lines"].append(f"adding {item['ratio']:g}x: skipped ({item.get('skipped', '')})")
+            continue
+        entry: dict[str, Any] = {
+            "ratio": item["ratio"],
+            "accuracy": item["accuracy"],
+            "gain_points": paired_difference(item["accuracy"]["values"], base["accuracy"]["values"]),
+        }
+        pcs, pcb = item.get("per_class_values"), base.get("per_class_values")
+        if pcs and pcb:
+            entry["per_class_gain_points"] = {
+                name: paired_difference([s[c] for s in pcs], [b[c] for b in pcb])
+                for c, name in enumerate(class_names)
+            }
+        entry["verdict"] = gain_verdict(item["ratio"], entry["gain_points"])
+        out["ratios"].append(entry)
+        out["verdict_lines"].append(
+            entry["verdict"][0].upper()
+            + entry["verdict"][1:]
+            + f" on the real test set (real only: {100 * base['accuracy']['mean']:.1f}%, "
+            f"{base['accuracy']['n']} seeds)."
+        )
+    return out
+
+
 def _stream(*parts: object) -> torch.Generator:
     """A random stream that depends only on its name: picks do not change when other arms are added."""
     return torch.Generator().manual_seed(zlib.crc32("/".join(map(str, parts)).encode()))
@@ -397,6 +435,7 @@ def synthetic_arms(
 __all__ = [
     "Arm",
     "GainOptions",
+    "augmentation_gain",
     "best_verdict",
     "gain_verdict",
     "paired_difference",
