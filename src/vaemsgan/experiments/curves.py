@@ -60,7 +60,11 @@ EXTRA_SEED_MAX_MINUTES = 5.0
 
 def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """The config without bookkeeping keys: two runs with equal learning configs learn the same."""
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg_dict.items() if k != "preset"}
+    from vaemsgan.config import Config
+
+    # Through Config: a checkpoint written before a key existed holds that key's default.
+    full = Config.from_dict({k: v for k, v in cfg_dict.items() if k != "preset"}).to_dict()
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in full.items() if k != "preset"}
     for section, keys in BOOKKEEPING.items():
         for k in keys:
             out.get(section, {}).pop(k, None)
