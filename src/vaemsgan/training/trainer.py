@@ -22,13 +22,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vaemsgan import losses
+from vaemsgan.checkpoint import (
+    checkpoint_dir,
+    load_checkpoint,
+    load_latest_valid,
+    non_finite_tensors,
+    save_best,
+    save_checkpoint,
+    save_state,
+    snapshot_path,
+)
 from vaemsgan.config import Config
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import CheckpointError, VaemsganError
@@ -36,22 +46,38 @@ from vaemsgan.models import Networks, build_networks, reparameterize
 from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
 from vaemsgan.training import distributed as ddp
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
-from vaemsgan.training.checkpoint import (
-    checkpoint_dir,
-    load_latest_valid,
-    non_finite_tensors,
-    save_checkpoint,
-    save_state,
-    snapshot_path,
-)
 from vaemsgan.training.ema import EMA
-from vaemsgan.utils.images import make_grid, to_float
+from vaemsgan.utils.images import make_grid, to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
 from vaemsgan.utils.progress import progress_bar
 
 
 class NonFiniteLossError(VaemsganError):
     """Training diverged (NaN/Inf) and could not recover."""
+
+
+# (latents [N, latent_dim], labels [N] or None) -> uint8 images [N, C, H, W] on the CPU, from the sampling
+# (EMA) generator as the sample grid draws them.
+SampleFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclass
+class MonitorCheck:
+    """What one monitor check tells the trainer."""
+
+    record: dict[str, Any]  # logged to metrics.jsonl (with "step")
+    best: dict[str, Any] | None  # when this is the best state so far: stored in RUN/best.pt as "monitor"
+    collapse: str | None = None  # a collapse verdict in words; the trainer acts on train.collapse_action
+
+
+class TrainingMonitor(Protocol):
+    """A callback the Trainer is given (evaluation/monitor.py has the real one): called every
+    `train.monitor_every` steps, and at the end of a run that long, on rank 0."""
+
+    def __call__(self, sample: SampleFn, step: int, log: Callable[[str], None]) -> MonitorCheck: ...
+
+    def rolled_back(self) -> None:
+        """The trainer rolled back to best.pt after a collapse."""
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -92,8 +118,11 @@ class Trainer:
         device: str | torch.device = "cpu",
         progress: bool = True,
         log: Callable[[str], None] = print,
+        monitor: TrainingMonitor | None = None,
     ) -> None:
+        """`monitor`: checked every `train.monitor_every` steps (none: no monitoring)."""
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.monitor = monitor
         self.device = torch.device(device)
         self.progress, self.log = progress, log
         self.num_classes = len(data.class_names)
@@ -156,7 +185,6 @@ class Trainer:
         self._stop_requested = False
         self._step_skipped = False  # set by _finite when an update of this training step was skipped
         self._good_state: dict[str, Any] | None = None  # CPU copy of the last finite state, for rollback
-        self._monitor: Any = None  # training/monitor.Monitor, built on first use
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -512,11 +540,12 @@ class Trainer:
                 # it only reads the weights and writes the run folder).
                 if (
                     t.monitor_every
+                    and self.monitor is not None
                     and self.is_main
                     and (step % t.monitor_every == 0 or (step == total and step >= t.monitor_every))
                 ):
-                    self.run_monitor()
-                    if self._after_collapse_check():
+                    check = self.run_monitor()
+                    if self._after_collapse_check(check.collapse):
                         bar.reset(total)
                         bar.update(self.state.step)
                         sums, count, t_log = {}, 0, time.perf_counter()
@@ -533,6 +562,11 @@ class Trainer:
             bar.close()
             self._restore_signal_handlers(old_handlers)
         return self.state
+
+    @property
+    def stop_requested(self) -> bool:
+        """Did the last `train` stop early (Ctrl-C, SIGTERM, a spent time budget or a collapse)?"""
+        return self._stop_requested
 
     def cpu_clock(self) -> float:
         """Training CPU seconds of this run so far (resumes included): a clock for time budgets."""
@@ -600,18 +634,20 @@ class Trainer:
             signal.signal(sig, h)
 
     # ------------------------------------------------------------------ outputs
-    def run_monitor(self) -> dict[str, Any]:
-        """KID / coverage / diversity / near-copies on the fixed subset; keeps RUN/best.pt (monitor.py)."""
-        if self._monitor is None:
-            from vaemsgan.training.monitor import Monitor  # imports the evaluation stack: only when used
+    def run_monitor(self) -> MonitorCheck:
+        """One check of the monitor: log its record, keep RUN/best.pt when it is the best state so far."""
+        assert self.monitor is not None
+        check = self.monitor(self.sample_images, self.state.step, self.log)
+        if check.best is not None:
+            state = self.state_dict()
+            state["monitor"] = check.best
+            save_best(self.run_dir, state)
+        self._log_record(check.record)
+        return check
 
-            self._monitor = Monitor(self, seed=self.cfg.train.seed)
-        return self._monitor()
-
-    def _after_collapse_check(self) -> bool:
+    def _after_collapse_check(self, reason: str | None) -> bool:
         """Act on the monitor's collapse verdict (train.collapse_action); True when it rolled back."""
         t = self.cfg.train
-        reason = self._monitor.collapsed() if self._monitor is not None else None
         if reason is None or t.collapse_action == "warn" or self.world > 1:
             if reason is not None:
                 self.log(f"warning: {reason}; best.pt keeps the best state")
@@ -628,8 +664,6 @@ class Trainer:
                 f"the best state; to go on, resume with lower learning rates or --set loss.r1_gamma=1"
             )
             return False
-        from vaemsgan.training.checkpoint import load_checkpoint
-
         state = load_checkpoint(best)
         spent, failed_at = self.state.cpu_seconds, self.state.step
         rollbacks = self.state.collapse_rollbacks + 1
@@ -638,7 +672,8 @@ class Trainer:
         for o in self._optimizers().values():
             for g in o.param_groups:
                 g["lr"] *= 0.5
-        self._monitor.judge_from = len(self._monitor.history)  # judge the continued run afresh
+        if self.monitor is not None:
+            self.monitor.rolled_back()  # judge the continued run afresh
         self.log(
             f"warning: step {failed_at}: {reason}. Rolled back to best.pt (step {self.state.step}) with the "
             f"learning rates halved (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
@@ -648,6 +683,20 @@ class Trainer:
 
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
+
+    @torch.no_grad()
+    def sample_images(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """uint8 CPU images of latents `z` (labels `y`), drawn as `save_samples` draws: the monitor's `SampleFn`."""
+        gen = copy.deepcopy(self.sampling_generator())
+        recalibrate_batchnorm(
+            gen, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional, self.device)
+        )
+        gen.eval()
+        outs = []
+        for s in range(0, len(z), 256):
+            ys = y[s : s + 256].to(self.device) if y is not None else None
+            outs.append(to_uint8(gen(z[s : s + 256].to(self.device), ys)).cpu())
+        return torch.cat(outs)
 
     def save_snapshot(self, minutes: float) -> Path:
         """RUN/snapshots/cpu-<M>min.pt (+ .png grid): the run as it was after M training CPU-minutes."""
