@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from vaemsgan import losses
 from vaemsgan.checkpoint import (
     checkpoint_dir,
     load_checkpoint,
@@ -47,6 +45,7 @@ from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
 from vaemsgan.training import distributed as ddp
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
 from vaemsgan.training.ema import EMA
+from vaemsgan.training.loss import TrainingLoss, VaeGanLoss
 from vaemsgan.utils.images import make_grid, to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
 from vaemsgan.utils.progress import progress_bar
@@ -174,6 +173,7 @@ class Trainer:
             else None
         )
         self.ada = AdaptiveAugment(target=t.ada_target) if t.augment and t.ada_target > 0 else None
+        self.loss: TrainingLoss = VaeGanLoss(cfg, self)  # the objective; this class runs the algorithm
         self.images = data.images.to(self.device)  # uint8 on the device; converted per batch
         self.labels = data.labels.to(self.device)
         self.state = TrainState()
@@ -259,47 +259,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def critic_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        c, l = self.cfg, self.cfg.loss
-        with torch.no_grad():
-            fake, y_fake, _, _ = self.fakes(x, y, with_recon=l.rec_as_fake)
-        x_aug, fake_aug = self.augment(x), self.augment(fake)
-        if c.model.d_norm == "batch":  # BatchNorm: real and fake batches normalised apart, as in DCGAN
-            real_s, _, real_logits = self.critic_scores(x_aug, y)
-            fake_s, _, _ = self.critic_scores(fake_aug, y_fake)
-        else:  # one forward over both is cheaper and exact for per-sample normalisations
-            s, _, logits = self.critic_scores(torch.cat([x_aug, fake_aug]), torch.cat([y, y_fake]))
-            real_s, fake_s = s[: x.shape[0]], s[x.shape[0] :]
-            real_logits = logits[: x.shape[0]] if logits is not None else None
-        loss = losses.critic_loss(l.adversarial, real_s, fake_s)
-        out = {"d_loss": loss.detach(), "d_real": real_s.mean().detach(), "d_fake": fake_s.mean().detach()}
-        if real_logits is not None:
-            # The class head learns from real images only (fakes of a wrong class would teach it wrong labels).
-            cls = F.cross_entropy(real_logits, y)
-            loss = loss + l.class_weight * cls
-            out["d_class"] = cls.detach()
-        if l.drift > 0:
-            loss = loss + l.drift * real_s.pow(2).mean()
-        if self.ada is not None:
-            # A WGAN critic's score has no fixed zero (it drifts as a whole; scores of -10 on reals are
-            # common), so sign(D(real)) is taken relative to the batch's mean fake score there.
-            offset = fake_s.detach().mean() if l.adversarial == "wgan-gp" else 0.0
-            self.ada.update(real_s.detach() - offset)
-        n_crit = self.state.batches_drawn
-        if n_crit % l.gp_every == 0:
-
-            def critic_fn(imgs: torch.Tensor) -> torch.Tensor:
-                # fp32 even under AMP: the double backward of the penalty is fragile in half precision.
-                return self.critic_scores(self.augment(imgs), y, full_precision=True)[0]
-
-            if l.adversarial == "wgan-gp" and l.gp_weight > 0:
-                # Interpolate toward the prior samples (the last B fakes), which share the real labels.
-                gp = losses.gradient_penalty(critic_fn, x, fake[-x.shape[0] :])
-                loss = loss + l.gp_weight * l.gp_every * gp
-                out["gp"] = gp.detach()
-            elif l.r1_gamma > 0:
-                r1 = losses.r1_penalty(critic_fn, x)
-                loss = loss + 0.5 * l.r1_gamma * l.gp_every * r1
-                out["r1"] = r1.detach()
+        loss, out = self.loss.critic_loss(x, y, self.state.batches_drawn)
         self.opt_d.zero_grad(set_to_none=True)
         self._scaled(loss, self.scaler_d).backward()
         if self.scaler_d is not None:
@@ -313,66 +273,23 @@ class Trainer:
         return out
 
     def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        l = self.cfg.loss
-        adversarial = l.adversarial != "none"
-        use_recon = self.nets.encoder is not None
         self.nets.critic.requires_grad_(False)  # no critic gradients are needed here
-        fake, y_fake, mu, logvar = self.fakes(x, y, with_recon=use_recon)
-        b = x.shape[0]
-        n = fake.shape[0] - b  # reconstructions come first
-        out: dict[str, torch.Tensor] = {}
-        adv = fake.new_zeros(())
-        rec = fake.new_zeros(())
-        kl = fake.new_zeros(())
-        if use_recon:
-            assert mu is not None and logvar is not None
-            x_rec, x_orig = fake[:n], x[:n]
-            kl = losses.kl_divergence(mu, logvar)
-            out["kl"] = kl.detach()
-        if adversarial:
-            # With rec_as_fake the reconstructions are judged too; their features double as Dis_l(x~).
-            judged, y_judged = (fake, y_fake) if (use_recon and l.rec_as_fake) else (fake[-b:], y)
-            need_feats = use_recon and l.feature_recon_weight > 0
-            reuse = need_feats and l.rec_as_fake and not self.cfg.train.augment
-            scores, feats, logits = self.critic_scores(self.augment(judged), y_judged, features=reuse)
-            adv = losses.generator_loss(l.adversarial, scores)
-            out["g_adv"] = adv.detach()
-            if logits is not None:  # fakes must be recognisable as their class
-                cls = F.cross_entropy(logits, y_judged)
-                adv = adv + l.class_weight * cls
-                out["g_class"] = cls.detach()
-            if need_feats:
-                layer = self.cfg.model.feature_layer
-                with torch.no_grad():
-                    f_real = self.critic_features(x_orig, layer)
-                f_rec = feats[layer][:n] if reuse else self.critic_features(x_rec, layer)
-                fr = losses.feature_reconstruction(f_rec, f_real)
-                rec = rec + l.feature_recon_weight * fr
-                out["feat_rec"] = fr.detach()
-        if use_recon and l.pixel_recon_weight > 0:
-            px = losses.pixel_reconstruction(l.pixel_loss, x_rec, x_orig)
-            rec = rec + l.pixel_recon_weight * px
-            out["pix_rec"] = px.detach()
-        gen_loss = l.gamma * rec + adv
+        lg, out = self.loss.generator_loss(x, y)
+        gen_loss, kl = lg.generator, lg.kl
         self.opt_g.zero_grad(set_to_none=True)
         if self.opt_e is not None:
             self.opt_e.zero_grad(set_to_none=True)
-        if self.opt_e is not None:
-            enc_loss = l.kl_weight * kl + rec
+        if self.opt_e is not None and lg.encoder is not None:
+            # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
+            # so its gradient comes from its own loss (a second pass through the graph).
             enc_params = list(self.nets.encoder.parameters())
-            if adversarial and l.rec_as_fake or l.gamma != 1.0:
-                # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
-                # so its gradient comes from its own loss (a second pass through the graph).
-                sg = self.scaler_g
-                enc_grads = torch.autograd.grad(self._scaled(enc_loss, sg), enc_params, retain_graph=True)
-                self._scaled(gen_loss, sg).backward()
-                for p, g in zip(enc_params, enc_grads):
-                    p.grad = g
-            else:
-                # gamma = 1 and no adversarial path through x~: one backward gives both exactly.
-                self._scaled(gen_loss + l.kl_weight * kl, self.scaler_g).backward()
+            sg = self.scaler_g
+            enc_grads = torch.autograd.grad(self._scaled(lg.encoder, sg), enc_params, retain_graph=True)
+            self._scaled(gen_loss, sg).backward()
+            for p, g in zip(enc_params, enc_grads):
+                p.grad = g
         else:
-            self._scaled(gen_loss, self.scaler_g).backward()
+            self._scaled(lg.total, self.scaler_g).backward()
         if self.scaler_g is not None:
             self.scaler_g.unscale_(self.opt_g)
             if self.opt_e is not None:
@@ -390,7 +307,6 @@ class Trainer:
         if self.world > 1:  # BatchNorm running statistics: averaged, so every rank (and EMA) stays equal
             for m in self.nets.modules().values():
                 ddp.all_reduce_buffers(m)
-        out["g_loss"] = gen_loss.detach()
         return out
 
     def _finite(self, losses: list[torch.Tensor], *opts: torch.optim.Optimizer | None) -> bool:
