@@ -39,15 +39,29 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument(
         "--augmentation-gain",
         action="store_true",
-        help="classifier on real images only vs real + generated, paired over --seeds: mean gain and 95%% "
-        "interval per class and overall, with a verdict",
+        help="does adding synthetic images help a classifier beyond classical augmentation? Arms: real only "
+        "(no augmentation; reference), real + classical augmentation (the baseline), real + prior samples, "
+        "real + curated prior samples, real + anchored variations of the real training images (the last two "
+        "need --checkpoint); each arm's accuracy difference to the baseline, paired over --gain-seeds, with "
+        "95%% intervals, overall and per class, a plot and a verdict (docs/EVALUATION.md)",
     )
     p.add_argument(
         "--gain-ratios",
         type=RATIOS,
-        default=(1.0,),
         metavar="R,..",
-        help="generated/real ratios for the gain (default 1)",
+        help="synthetic/real ratios per class for the gain arms (default 0.5,1,2)",
+    )
+    p.add_argument(
+        "--gain-temperatures",
+        type=NumList(Num(float, 0, 100)),
+        metavar="T,..",
+        help="temperatures of the anchored-variations arms (default 0.5,1)",
+    )
+    p.add_argument(
+        "--gain-seeds",
+        type=Num(int, 1, 1000),
+        metavar="N",
+        help="classifier seeds per gain arm and ratio, paired across arms (default 5)",
     )
     p.add_argument(
         "--real-per-class",
@@ -144,7 +158,6 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "classifier": clf,
         "parts": tuple(p.strip() for p in parts.split(",") if p.strip()),
         "augmentation_gain": args.augmentation_gain,
-        "gain_ratios": tuple(args.gain_ratios),
         "real_per_class": args.real_per_class,
         "real_seed": args.real_seed,
         "extractor": args.extractor,
@@ -166,6 +179,11 @@ def options_from_args(args: argparse.Namespace) -> Any:
             changes[key] = getattr(args, flag)
     if args.ratios:
         changes["ratios"] = tuple(args.ratios)
+    for flag in ("gain_ratios", "gain_temperatures"):
+        if getattr(args, flag) is not None:
+            changes[flag] = tuple(getattr(args, flag))
+    if args.gain_seeds is not None:
+        changes["gain_seeds"] = args.gain_seeds
     return replace(opts, **changes)
 
 

@@ -5,6 +5,11 @@ a linear layer + ReLU gives the penultimate features (`feature_dim`); a linear l
 Trained with AdamW, linear warm-up then cosine decay, a fixed number of steps (a fixed budget, so
 classifiers trained on sets of different sizes cost the same and are compared fairly), and standard
 augmentation: random crops of the zero-padded image and (optionally) horizontal flips.
+
+Augmentation policies (`train_classifier(augment=...)`), named so that every arm of a comparison uses the
+same one: `none`; `standard` (crops + flips, the cross-validation default); `classical` (what a user would
+apply anyway: crops + flips, then a small random affine: rotation within +-ROTATE_DEGREES, scale in
+SCALE_RANGE, via `affine_grid`/`grid_sample`, seeded).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,6 +107,74 @@ def augment_batch(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -
     return x.contiguous()
 
 
+AUGMENT_POLICIES = ("none", "standard", "classical")
+ROTATE_DEGREES = 5.0  # classical policy: rotation drawn uniformly from [-5, 5] degrees
+SCALE_RANGE = (0.9, 1.1)  # classical policy: isotropic scale drawn uniformly from this range
+
+
+def augment_policy(name: str | bool, cfg: ClassifierConfig) -> dict[str, Any]:
+    """The named policy's parameters (for reports): crop padding, flips, rotation and scale ranges."""
+    if name is True:
+        name = "standard"
+    elif name is False:
+        name = "none"
+    if name not in AUGMENT_POLICIES:
+        raise ConfigError(f"augmentation policy {name!r}: choose one of {', '.join(AUGMENT_POLICIES)}")
+    on = name != "none"
+    classical = name == "classical"
+    return {
+        "name": name,
+        "crop_pad": cfg.crop_pad if on else 0,
+        "flip": bool(cfg.flip and on),
+        "rotate_degrees": ROTATE_DEGREES if classical else 0.0,
+        "scale": list(SCALE_RANGE) if classical else [1.0, 1.0],
+    }
+
+
+def affine_batch(
+    x: torch.Tensor,
+    angle_deg: torch.Tensor,
+    scale: torch.Tensor,
+    shift_px: torch.Tensor | None = None,
+    fill: torch.Tensor | float = 0.0,
+) -> torch.Tensor:
+    """Rotate each image by angle_deg[i] (counter-clockwise on screen) and scale it by scale[i] about its
+    centre, then shift it by shift_px[i] = (dx, dy) pixels (right, down); bilinear, uncovered pixels get
+    `fill` (a number or one value per image). Images whose parameters are the identity are returned exactly."""
+    n, _, h, w = x.shape
+    shift = torch.zeros(n, 2) if shift_px is None else shift_px.to(torch.float32)
+    a = -torch.deg2rad(angle_deg.to(torch.float32))  # image rows run downwards
+    s = scale.to(torch.float32)
+    cos, sin = torch.cos(a) / s, torch.sin(a) / s
+    # theta maps output coordinates (normalised to [-1, 1]) to input ones: the inverse of the wanted map.
+    # Aspect-correct rotation: x and y are normalised by w and h.
+    tx, ty = -2 * shift[:, 0] / w, -2 * shift[:, 1] / h
+    theta = torch.stack(
+        [
+            torch.stack([cos, sin * h / w, cos * tx + sin * ty * h / w], 1),
+            torch.stack([-sin * w / h, cos, -sin * tx * w / h + cos * ty], 1),
+        ],
+        1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    fill_t = torch.as_tensor(fill, dtype=x.dtype).reshape(-1, 1, 1, 1)
+    out = F.grid_sample(x - fill_t, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill_t
+    ident = (angle_deg == 0) & (scale == 1) & (shift == 0).all(1)
+    return torch.where(ident[:, None, None, None], x, out)
+
+
+def classical_batch(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """The `classical` policy: crops and flips (augment_batch), then a random small rotation and scale;
+    uncovered pixels take the mean of the image's border (its background)."""
+    x = augment_batch(x, pad, flip, gen)
+    n = len(x)
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * ROTATE_DEGREES
+    lo, hi = SCALE_RANGE
+    scale = lo + (hi - lo) * torch.rand(n, generator=gen)
+    border = torch.cat([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], 2).mean((1, 2))
+    return affine_batch(x, angle, scale, fill=border)
+
+
 def _check_data(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
     if images.dtype != torch.uint8 or images.dim() != 4:
         raise ConfigError(
@@ -119,15 +193,17 @@ def train_classifier(
     cfg: ClassifierConfig | None = None,
     *,
     seed: int = 0,
-    augment: bool = True,
+    augment: bool | str = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> SmallVGG:
     """Train a SmallVGG on uint8 images for `cfg.steps` steps; returns it in eval mode on the CPU.
 
     Seeded: the initial weights, batch order and augmentation depend on `seed` only (the global torch
-    RNG is left untouched). `progress(step, total)` is called every 25 steps.
+    RNG is left untouched). `progress(step, total)` is called every 25 steps. `augment` names the policy
+    (AUGMENT_POLICIES; True = 'standard', False = 'none').
     """
     cfg = (cfg or ClassifierConfig()).validate()
+    policy = augment_policy(augment, cfg)["name"]
     labels = torch.as_tensor(labels, dtype=torch.long)
     _check_data(images, labels, num_classes)
     n, c, h, _ = images.shape
@@ -154,8 +230,10 @@ def train_classifier(
         idx = perm[pos : pos + bs]
         pos += bs
         x = to_float(images[idx])
-        if augment:
+        if policy == "standard":
             x = augment_batch(x, cfg.crop_pad, cfg.flip, gen)
+        elif policy == "classical":
+            x = classical_batch(x, cfg.crop_pad, cfg.flip, gen)
         loss = F.cross_entropy(model(x), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

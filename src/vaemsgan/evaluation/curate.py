@@ -98,6 +98,13 @@ def classifier_scorer(model: LoadedModel, cache_dir: str | None = None) -> tuple
     )
     clf = ext.model
     assert clf is not None
+    info = {"classifier_cache": ext.info["cache_file"], "training_images": len(data)}
+    return probability_scorer(clf), info
+
+
+def probability_scorer(clf: torch.nn.Module) -> Scorer:
+    """The `classifier` filter's score with a given classifier (logits of float images): p(intended class),
+    minus 1 where the argmax is another class."""
 
     @torch.inference_mode()
     def score(images: torch.Tensor, cls: int) -> torch.Tensor:
@@ -105,8 +112,7 @@ def classifier_scorer(model: LoadedModel, cache_dir: str | None = None) -> tuple
         right = p.argmax(1) == cls
         return torch.where(right, p[:, cls], p[:, cls] - 1.0)
 
-    info = {"classifier_cache": ext.info["cache_file"], "training_images": len(data)}
-    return score, info
+    return score
 
 
 def critic_scorer(model: LoadedModel) -> Scorer:

@@ -26,6 +26,12 @@ from vaemsgan.errors import ConfigError, DataError, OutputExistsError
 from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
 from vaemsgan.evaluation.crossval import DEFAULT_RATIOS, CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
+from vaemsgan.evaluation.gain import (
+    DEFAULT_GAIN_RATIOS,
+    DEFAULT_GAIN_SEEDS,
+    DEFAULT_GAIN_TEMPERATURES,
+    GainOptions,
+)
 from vaemsgan.evaluation.memorisation import (
     closest_pairs,
     mean_pairwise_distance,
@@ -45,6 +51,7 @@ from vaemsgan.metrics import (
     precision_recall,
 )
 from vaemsgan.utils.io import (
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     open_regular,
@@ -83,8 +90,10 @@ class EvalOptions:
     force: bool = False
     progress: bool = True
     quick: bool = False
-    augmentation_gain: bool = False  # real only vs real + r x generated (gain.py), seeds paired
-    gain_ratios: Sequence[float] = (1.0,)
+    augmentation_gain: bool = False  # arms of real + synthetic images vs real + classical (gain.py)
+    gain_ratios: Sequence[float] = DEFAULT_GAIN_RATIOS
+    gain_seeds: int = DEFAULT_GAIN_SEEDS  # classifier seeds of every gain arm (paired)
+    gain_temperatures: Sequence[float] = DEFAULT_GAIN_TEMPERATURES  # of the anchored-variations arms
     real_per_class: int | None = None  # seeded subset of the real training images (as `train --per-class`)
     real_seed: int = 0  # the subset's seed: the training run's train.seed
 
@@ -105,7 +114,16 @@ class EvalOptions:
         if not 0 < self.holdout < 1:
             raise ConfigError(f"holdout share must be in (0, 1), got {self.holdout}")
         self.classifier.validate()
+        self.gain_options().validate()
         return self
+
+    def gain_options(self) -> GainOptions:
+        return GainOptions(
+            seeds=self.gain_seeds,
+            ratios=self.gain_ratios,
+            temperatures=self.gain_temperatures,
+            classifier=self.classifier,
+        )
 
 
 def quick_options(**overrides: Any) -> EvalOptions:
@@ -418,6 +436,56 @@ def _memorisation_part(
     return out, arrays
 
 
+def _gain_part(
+    model: Any,
+    real_train: ImageSet,
+    real_test: ImageSet,
+    gen: ImageSet,
+    names: list[str],
+    opts: EvalOptions,
+    log: _Progress,
+) -> dict[str, Any]:
+    """The augmentation-gain arms (gain.py): pools from `gen` (prior samples) and, with a model, curated
+    samples and anchored variations of the real training images."""
+    from vaemsgan.evaluation.curate import probability_scorer
+    from vaemsgan.evaluation.gain import run_gain_study, synthetic_arms
+
+    gopts = opts.gain_options()
+    lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
+
+    def scorer() -> Any:
+        # The curation classifier: the domain classifier of the study's own real training images (cached).
+        dcfg = replace(opts.classifier, steps=opts.domain_steps)
+        ext = build_extractor(
+            "domain",
+            images=real_train.images,
+            labels=real_train.labels,
+            class_names=names,
+            cfg=dcfg,
+            seed=opts.seed,
+            cache_dir=opts.cache_dir,
+        )
+        assert ext.model is not None
+        return probability_scorer(ext.model)
+
+    arms = synthetic_arms(
+        lab(real_train),
+        names,
+        lab(gen),
+        model,
+        gopts,
+        seed=opts.seed,
+        truncation=opts.truncation,
+        scorer=scorer,
+        progress=log,
+    )
+    log(
+        f"augmentation gain: {gopts.seeds} seeds, ratios {', '.join(f'{r:g}' for r in gopts.ratios)}, "
+        f"{len([a for a in arms if a.pool is not None])} synthetic arms against real + {gopts.policy}"
+    )
+    return run_gain_study(lab(real_train), lab(real_test), arms, names, gopts, log)
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -449,7 +517,7 @@ def evaluate(
     Writes out/report.html and out/metrics.json and returns the metrics dict. `options=quick_options()`
     is the demo's small budget.
     """
-    from vaemsgan.evaluation.report import make_figures, render_html, verdict
+    from vaemsgan.evaluation.report import GAIN_PNG, make_figures, render_html, verdict
 
     opts = (options or EvalOptions()).validate()
     if (generated is None) == (checkpoint is None):
@@ -496,6 +564,8 @@ def evaluate(
             most_test = max(real_test.counts())
             need_cls = math.ceil(max(opts.ratios, default=1.0) * most_train) + most_test
             per_class = max(100, most_test, need_cls if "classifier" in opts.parts else 0)
+            if opts.augmentation_gain:  # the prior-samples arm at the largest gain ratio
+                per_class = max(per_class, math.ceil(max(opts.gain_ratios) * most_train))
         from vaemsgan.limits import check_memory
 
         # The images (and, per image, about 1 KiB of features and scores) are held in memory together.
@@ -615,32 +685,8 @@ def evaluate(
         timings["classifier"] = time.perf_counter() - t0
 
     if opts.augmentation_gain and "augmentation gain" not in skipped_parts:
-        from vaemsgan.evaluation.gain import augmentation_gain
-
         t0 = time.perf_counter()
-        sweep = (result.get("classifier") or {}).get("sweep") or []
-        measured = {s["ratio"] for s in sweep if "accuracy" in s}
-        if not {0.0, *opts.gain_ratios} <= measured:  # the classifier part's sweep lacks a ratio: run one
-            log(
-                f"augmentation gain ({opts.seeds} seeds; real only vs + {', '.join(map(str, opts.gain_ratios))}x)"
-            )
-            sweep = run_crossval(
-                LabelledImages(real_train.images, real_train.labels),
-                LabelledImages(real_test.images, real_test.labels),
-                LabelledImages(gen.images, gen.labels),  # the whole pool: no generated test set is needed
-                LabelledImages(gen.images[:0], gen.labels[:0]),
-                names,
-                CrossvalOptions(
-                    seeds=opts.seeds,
-                    classifier=opts.classifier,
-                    ratios=opts.gain_ratios,
-                    experiments=("sweep",),
-                ),
-                log,
-            )["sweep"]
-        result["augmentation_gain"] = augmentation_gain(
-            [s for s in sweep if s["ratio"] in {0.0, *opts.gain_ratios}], names
-        )
+        result["augmentation_gain"] = _gain_part(model, real_train, real_test, gen, names, opts, log)
         for line in result["augmentation_gain"]["verdict_lines"]:
             log(line)
         timings["augmentation_gain"] = time.perf_counter() - t0
@@ -665,10 +711,11 @@ def evaluate(
     result = _clean(result)
     atomic_write_text(out / "report.html", render_html(result, figures))
     atomic_write_json(out / "metrics.json", result)
-    for name in (
-        "report.html",
-        "metrics.json",
-    ):  # temp files are created 0600; a report is meant to be shared
+    written = ["report.html", "metrics.json"]
+    if "gain_png" in figures:
+        atomic_write_bytes(out / GAIN_PNG, figures["gain_png"])
+        written.append(GAIN_PNG)
+    for name in written:  # temp files are created 0600; a report is meant to be shared
         os.chmod(out / name, 0o644)
     log(f"wrote {out / 'report.html'} and {out / 'metrics.json'} ({timings['total']:.0f} s in all)")
     return result

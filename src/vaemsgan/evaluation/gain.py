@@ -1,17 +1,82 @@
-"""Augmentation gain: does adding generated images to the real ones help a classifier on real test images?
+"""Augmentation gain: does adding generated images to the real ones help a classifier on real test images,
+beyond the augmentation a user would apply anyway?
 
-Built on the cross-validation sweep (crossval.py): per seed, a classifier trained on the real training
-images only (with the standard crops/flips) and one trained on real + r x generated images, the same seed,
-budget and test set. The gain is the per-seed *paired* difference in accuracy (points), reported as mean and
-95% Student-t interval over the seeds, overall and per class, with a verdict in plain words.
+Arms (every classifier: same architecture, steps, seed and test set; only the training data differ):
+- `real, no augmentation`: the real training images, no augmentation (reference row);
+- `real + classical`: the real training images with the `classical` policy (crops, flips where allowed,
+  small rotation and scale; classifier.py) - THE baseline every gain is measured against;
+- `prior`: real + r x samples of the model's prior (the images `vaemsgan generate` writes);
+- `curated`: real + r x prior samples kept by the classifier filter (generation/curate.py);
+- `variations T=t`: real + r x encoder-anchored variations of the real training images themselves, at
+  temperature t (generation/variations.py).
+Every synthetic arm is trained with the same policy as the baseline. The ratio r is generated / real per
+class. The gain of an arm at a ratio is the per-seed *paired* difference (same classifier seed) of its
+accuracy and the baseline's, in points, reported as mean and 95% Student-t interval over the seeds,
+overall and per class. An arm that cannot be made (no model, no encoder, too small a pool) is skipped with
+the reason.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import torch
+
+from vaemsgan.errors import ConfigError
+from vaemsgan.evaluation.classifier import ClassifierConfig, augment_policy, predict, train_classifier
+from vaemsgan.evaluation.crossval import LabelledImages, _ci, _per_class_acc, _pick, concat
+from vaemsgan.limits import check_memory
 from vaemsgan.metrics.distances import mean_ci
+
+if TYPE_CHECKING:
+    from vaemsgan.inference import LoadedModel
+
+Scorer = Callable[[torch.Tensor, int], torch.Tensor]  # as evaluation.curate.Scorer
+
+DEFAULT_GAIN_RATIOS = (0.5, 1.0, 2.0)
+DEFAULT_GAIN_TEMPERATURES = (0.5, 1.0)
+DEFAULT_GAIN_SEEDS = 5
+CURATE_KEEP_FRACTION = 0.5  # the curated arm keeps the best half of the candidates (classifier filter)
+
+
+@dataclass
+class GainOptions:
+    seeds: int = DEFAULT_GAIN_SEEDS
+    ratios: Sequence[float] = DEFAULT_GAIN_RATIOS
+    temperatures: Sequence[float] = DEFAULT_GAIN_TEMPERATURES
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    policy: str = "classical"  # the baseline's and every synthetic arm's augmentation policy
+    keep_fraction: float = CURATE_KEEP_FRACTION
+
+    def validate(self) -> GainOptions:
+        if self.seeds < 1:
+            raise ConfigError(f"--gain-seeds must be at least 1, got {self.seeds}")
+        if not self.ratios or any(not (0 < r <= 100) for r in self.ratios):
+            raise ConfigError(f"--gain-ratios must be numbers > 0 and <= 100, got {list(self.ratios)}")
+        if any(not (0 <= t <= 100) for t in self.temperatures):
+            raise ConfigError(
+                f"--gain-temperatures must be numbers from 0 to 100, got {list(self.temperatures)}"
+            )
+        if not 0 < self.keep_fraction <= 1:
+            raise ConfigError(f"keep fraction must be in (0, 1], got {self.keep_fraction}")
+        augment_policy(self.policy, self.classifier.validate())
+        return self
+
+
+@dataclass
+class Arm:
+    """A synthetic arm: its key, its label in the report and its pool of images (None when skipped)."""
+
+    key: str
+    label: str
+    pool: LabelledImages | None = None
+    skipped: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def _interval(diffs: list[float]) -> dict[str, Any]:
@@ -22,11 +87,21 @@ def _interval(diffs: list[float]) -> dict[str, Any]:
     return {"mean": m, "low": lo, "high": hi, "n": len(vals), "values": diffs}
 
 
-def gain_verdict(ratio: float, gain: dict[str, Any]) -> str:
+def paired_difference(arm: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
+    """Accuracies (0-1) of an arm and the baseline, paired by seed -> the difference in points: mean and 95%
+    Student-t interval of the per-seed differences 100 * (arm - baseline); seeds where either is NaN drop."""
+    if len(arm) != len(baseline):
+        raise ConfigError(
+            f"paired difference needs one value per seed on each side ({len(arm)} vs {len(baseline)})"
+        )
+    return _interval([100 * (a - b) for a, b in zip(arm, baseline)])
+
+
+def gain_verdict(ratio: float, gain: dict[str, Any], what: str = "synthetic images") -> str:
     """One sentence from a gain interval in points, e.g. 'adding 1x synthetic images raised accuracy by 2.4
     points (95% CI 1.1 to 3.7)'."""
     m, lo, hi, n = gain["mean"], gain["low"], gain["high"], gain.get("n", 0)
-    what = f"adding {ratio:g}x synthetic images"
+    what = f"adding {ratio:g}x {what}"
     if n == 0 or math.isnan(m):
         return f"{what}: no measurement"
     ci = f"95% CI {lo:.1f} to {hi:.1f}" if n > 1 else "one seed, no interval"
@@ -38,7 +113,9 @@ def gain_verdict(ratio: float, gain: dict[str, Any]) -> str:
 
 
 def augmentation_gain(sweep: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
-    """Gains of every measured sweep ratio over ratio 0, from the sweep's per-seed accuracies."""
+    """Gains of the cross-validation sweep's ratios over its ratio 0 (real only, crops + flips), paired by seed:
+    the issue-7 measure, kept for benchmarks/scarce_study.py. `evaluate --augmentation-gain` uses
+    run_gain_study (against real + classical augmentation)."""
     base = next((s for s in sweep if s["ratio"] == 0.0 and "accuracy" in s), None)
     out: dict[str, Any] = {"baseline": None, "ratios": [], "verdict_lines": []}
     if base is None:
@@ -51,16 +128,15 @@ def augmentation_gain(sweep: list[dict[str, Any]], class_names: list[str]) -> di
             out["ratios"].append({"ratio": item["ratio"], "skipped": item.get("skipped", "not measured")})
             out["verdict_lines"].append(f"adding {item['ratio']:g}x: skipped ({item.get('skipped', '')})")
             continue
-        diffs = [100 * (a - b) for a, b in zip(item["accuracy"]["values"], base["accuracy"]["values"])]
         entry: dict[str, Any] = {
             "ratio": item["ratio"],
             "accuracy": item["accuracy"],
-            "gain_points": _interval(diffs),
+            "gain_points": paired_difference(item["accuracy"]["values"], base["accuracy"]["values"]),
         }
         pcs, pcb = item.get("per_class_values"), base.get("per_class_values")
         if pcs and pcb:
             entry["per_class_gain_points"] = {
-                name: _interval([100 * (s[c] - b[c]) for s, b in zip(pcs, pcb)])
+                name: paired_difference([s[c] for s in pcs], [b[c] for b in pcb])
                 for c, name in enumerate(class_names)
             }
         entry["verdict"] = gain_verdict(item["ratio"], entry["gain_points"])
@@ -72,3 +148,297 @@ def augmentation_gain(sweep: list[dict[str, Any]], class_names: list[str]) -> di
             f"{base['accuracy']['n']} seeds)."
         )
     return out
+
+
+def _stream(*parts: object) -> torch.Generator:
+    """A random stream that depends only on its name: picks do not change when other arms are added."""
+    return torch.Generator().manual_seed(zlib.crc32("/".join(map(str, parts)).encode()))
+
+
+def best_verdict(arms: list[dict[str, Any]], baseline_label: str) -> tuple[dict[str, Any] | None, str]:
+    """The measured (arm, ratio) with the largest mean gain, and a sentence on whether its interval is above 0."""
+    cands = [
+        (a, r)
+        for a in arms
+        for r in a.get("ratios", [])
+        if "difference_points" in r and r["difference_points"]["n"] > 0
+    ]
+    if not cands:
+        return None, f"No synthetic arm could be measured against {baseline_label}."
+    a, r = max(cands, key=lambda ar: ar[1]["difference_points"]["mean"])
+    d = r["difference_points"]
+    head = (
+        f"Best arm: {a['label']} at {r['ratio']:g}x, {d['mean']:+.1f} points over {baseline_label} "
+        f"on the real test set"
+    )
+    if d["n"] < 2:
+        tail = "one seed, no interval: not a measurement of a gain"
+    elif d["low"] > 0:
+        tail = f"95% CI {d['low']:.1f} to {d['high']:.1f}, above zero: a measurable gain"
+    elif d["high"] < 0:
+        tail = f"95% CI {d['low']:.1f} to {d['high']:.1f}, below zero: even the best arm hurt"
+    else:
+        tail = f"95% CI {d['low']:.1f} to {d['high']:.1f} includes zero: no measurable gain"
+    best = {"arm": a["arm"], "label": a["label"], "ratio": r["ratio"], "difference_points": d}
+    return best, f"{head} ({tail})."
+
+
+def run_gain_study(
+    real_train: LabelledImages,
+    real_test: LabelledImages,
+    arms: Sequence[Arm],
+    class_names: list[str],
+    options: GainOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train every arm's classifiers over `options.seeds` seeds; returns a JSON-ready dict (module doc)."""
+    opt = (options or GainOptions()).validate()
+    n_cls = len(class_names)
+    cfg = opt.classifier
+    real_counts = [len(real_train.of_class(c)) for c in range(n_cls)]
+    ratios = sorted(set(float(r) for r in opt.ratios))
+    log = progress or (lambda _m: None)
+    timings: dict[str, float] = {}
+
+    def fit_eval(data: LabelledImages, seed: int, policy: str, what: str) -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        model = train_classifier(data.images, data.labels, n_cls, cfg, seed=seed, augment=policy)
+        timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
+        pred = predict(model, real_test.images)
+        return float((pred == real_test.labels).double().mean()), _per_class_acc(
+            pred, real_test.labels, n_cls
+        )
+
+    # The plan: per arm and ratio, how many images of each class are added, or why not.
+    plans: list[dict[str, Any]] = []
+    for arm in arms:
+        entry: dict[str, Any] = {"arm": arm.key, "label": arm.label, **arm.info}
+        if arm.pool is None:
+            entry["skipped"] = arm.skipped or "no images"
+            plans.append(entry)
+            continue
+        pool_counts = [len(arm.pool.of_class(c)) for c in range(n_cls)]
+        entry["pool_per_class"] = dict(zip(class_names, pool_counts))
+        entry["ratios"] = []
+        for r in ratios:
+            need = [int(round(r * n)) for n in real_counts]
+            item: dict[str, Any] = {"ratio": r, "n_generated": sum(need), "_need": need}
+            short = [c for c in range(n_cls) if need[c] > pool_counts[c]]
+            if short:
+                c = short[0]
+                item["skipped"] = (
+                    f"needs {need[c]} images of '{class_names[c]}', the pool has {pool_counts[c]}"
+                )
+            entry["ratios"].append(item)
+        plans.append(entry)
+
+    acc: dict[str, list[float]] = {}
+    per_class: dict[str, list[list[float]]] = {}
+
+    def put(key: str, value: tuple[float, list[float]]) -> None:
+        acc.setdefault(key, []).append(value[0])
+        per_class.setdefault(key, []).append(value[1])
+
+    for seed in range(opt.seeds):
+        tag = f"seed {seed + 1}/{opt.seeds}"
+        log(f"{tag}: real only, no augmentation (reference)")
+        put("reference", fit_eval(real_train, seed, "none", "reference"))
+        log(f"{tag}: real only, {opt.policy} augmentation (baseline)")
+        put("baseline", fit_eval(real_train, seed, opt.policy, "baseline"))
+        for arm, plan in zip(arms, plans):
+            if arm.pool is None:
+                continue
+            for item in plan["ratios"]:
+                if "skipped" in item:
+                    continue
+                r = item["ratio"]
+                log(f"{tag}: {arm.label}, {r:g}x")
+                extra = _pick(arm.pool, item["_need"], _stream(arm.key, f"{r:g}", seed))
+                put(f"{arm.key}/{r:g}", fit_eval(concat(real_train, extra), seed, opt.policy, arm.key))
+
+    def class_means(key: str) -> dict[str, float]:
+        return {name: _ci([run[c] for run in per_class[key]])["mean"] for c, name in enumerate(class_names)}
+
+    def class_diffs(key: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: paired_difference(
+                [run[c] for run in per_class[key]], [run[c] for run in per_class["baseline"]]
+            )
+            for c, name in enumerate(class_names)
+        }
+
+    baseline_label = f"real + {opt.policy} augmentation"
+    for plan in plans:
+        for item in plan.get("ratios", []):
+            item.pop("_need")
+            if "skipped" in item:
+                continue
+            key = f"{plan['arm']}/{item['ratio']:g}"
+            item["accuracy"] = _ci(acc[key])
+            item["difference_points"] = paired_difference(acc[key], acc["baseline"])
+            item["per_class_difference_points"] = class_diffs(key)
+            item["verdict"] = gain_verdict(
+                item["ratio"], item["difference_points"], plan["label"].removeprefix("real + ")
+            )
+    best, sentence = best_verdict(plans, baseline_label)
+    ref_diff = paired_difference(acc["reference"], acc["baseline"])
+    lines = [
+        sentence,
+        f"Baseline {baseline_label}: {100 * _ci(acc['baseline'])['mean']:.1f}% over {opt.seeds} seeds; "
+        f"real only without augmentation: {100 * _ci(acc['reference'])['mean']:.1f}% "
+        f"({ref_diff['mean']:+.1f} points against the baseline).",
+    ]
+    lines += [f"Arm '{p['label']}' skipped: {p['skipped']}." for p in plans if "skipped" in p]
+    return {
+        "seeds": opt.seeds,
+        "ratios": ratios,
+        "classifier": cfg.to_dict(),
+        "policy": augment_policy(opt.policy, cfg),
+        "reference_policy": augment_policy("none", cfg),
+        "real_train_per_class": dict(zip(class_names, real_counts)),
+        "n_real_test": len(real_test),
+        "reference": {
+            "label": "real only, no augmentation",
+            "accuracy": _ci(acc["reference"]),
+            "per_class": class_means("reference"),
+            "difference_points": ref_diff,
+            "per_class_difference_points": class_diffs("reference"),
+        },
+        "baseline": {
+            "label": baseline_label,
+            "accuracy": _ci(acc["baseline"]),
+            "per_class": class_means("baseline"),
+        },
+        "arms": plans,
+        "best": best,
+        "verdict": sentence,
+        "verdict_lines": lines,
+        "train_seconds": timings,
+    }
+
+
+# ------------------------------------------------------------------------------------------ the pools
+
+
+def _model_classes(model: LoadedModel, names: Sequence[str]) -> list[int]:
+    missing = [n for n in names if n not in model.class_names]
+    if missing:
+        raise ConfigError(f"class {missing[0]!r} is not one of the model's ({', '.join(model.class_names)})")
+    return [model.class_names.index(n) for n in names]
+
+
+@torch.inference_mode()
+def curated_pool(
+    model: LoadedModel,
+    names: Sequence[str],
+    per_class: Sequence[int],
+    scorer: Scorer,
+    keep_fraction: float,
+    seed: int,
+    truncation: float | None = None,
+) -> LabelledImages:
+    """per_class[c] images of each class c: the best of ceil(n / keep_fraction) prior samples by the
+    classifier filter (the first n candidates are the uncurated samples of the same seed)."""
+    from vaemsgan.evaluation.curate import curate_class
+    from vaemsgan.generation.sampler import latents
+    from vaemsgan.utils.images import to_uint8
+
+    device = next(model.generator.parameters()).device
+    imgs, labels = [], []
+    for c, cm in enumerate(_model_classes(model, names)):
+        n = per_class[c]
+        cand = math.ceil(n / keep_fraction - 1e-9)
+        z = latents(seed, cm, cand, model.cfg.model.latent_dim, truncation)
+        x = torch.cat(
+            [
+                to_uint8(model.generator(zz.to(device), model.labels(cm, len(zz), device))).cpu()
+                for zz in z.split(256)
+            ]
+        )
+        kept, _, _ = curate_class(x, c, n, ["classifier"], {"classifier": scorer})
+        imgs.append(x[kept])
+        labels.append(torch.full((len(kept),), c, dtype=torch.long))
+    return LabelledImages(torch.cat(imgs), torch.cat(labels))
+
+
+def variations_pool(
+    model: LoadedModel,
+    real_train: LabelledImages,
+    names: Sequence[str],
+    k: int,
+    temperature: float,
+    seed: int,
+) -> LabelledImages:
+    """k anchored variations of every real training image (labels in the study's class order)."""
+    from vaemsgan.generation.variations import variations
+
+    lookup = torch.tensor(_model_classes(model, names), dtype=torch.long)
+    out, _ = variations(model, real_train.images, lookup[real_train.labels], k, temperature, seed=seed)
+    return LabelledImages(out.reshape(-1, *out.shape[2:]), real_train.labels.repeat_interleave(k))
+
+
+def synthetic_arms(
+    real_train: LabelledImages,
+    names: list[str],
+    prior: LabelledImages,
+    model: LoadedModel | None,
+    options: GainOptions,
+    *,
+    seed: int = 0,
+    truncation: float | None = None,
+    scorer: Callable[[], Scorer] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Arm]:
+    """The synthetic arms: prior samples (`prior`), curated samples and variations at each temperature
+    (these two need `model`; variations need its encoder). `scorer()` builds the curation classifier."""
+    log = progress or (lambda _m: None)
+    arms = [Arm("prior", "real + prior samples", prior)]
+    max_r = max(options.ratios)
+    need = [math.ceil(max_r * len(real_train.of_class(c))) for c in range(len(names))]
+    temps = sorted(set(float(t) for t in options.temperatures))
+    var_keys = [(f"variations-T{t:g}", f"real + anchored variations (T={t:g})", t) for t in temps]
+    if model is None:
+        why = "needs a model (evaluate --checkpoint RUN), not a folder of images"
+        arms.append(Arm("curated", "real + curated prior samples", skipped=why))
+        arms += [Arm(k, lab, skipped=why, info={"temperature": t}) for k, lab, t in var_keys]
+        return arms
+    k = max(1, math.ceil(max_r))
+    # Both pools are held in memory (uint8) next to the prior pool and the real images.
+    pixels = int(real_train.images[0].numel()) if len(real_train) else 0
+    n_var = len(real_train) * k * (len(temps) if model.encoder is not None else 0)
+    check_memory(
+        pixels * (n_var + sum(math.ceil(n / options.keep_fraction) for n in need)),
+        f"the gain's synthetic pools ({n_var} variations, {sum(need)} curated images)",
+        "use smaller --gain-ratios or fewer --gain-temperatures",
+    )
+    if scorer is None:
+        arms.append(Arm("curated", "real + curated prior samples", skipped="no classifier to curate with"))
+    else:
+        log(f"curated pool: best {options.keep_fraction:g} of the prior samples by the classifier filter")
+        pool = curated_pool(model, names, need, scorer(), options.keep_fraction, seed, truncation)
+        arms.append(
+            Arm(
+                "curated", "real + curated prior samples", pool, info={"keep_fraction": options.keep_fraction}
+            )
+        )
+    for key, label, t in var_keys:
+        if model.encoder is None:
+            why = "the model has no encoder (trained without the VAE half): no anchored variations"
+            arms.append(Arm(key, label, skipped=why, info={"temperature": t}))
+            continue
+        log(f"variations pool: {k} per real training image at temperature {t:g}")
+        pool = variations_pool(model, real_train, names, k, t, seed)
+        arms.append(Arm(key, label, pool, info={"temperature": t, "variations_per_image": k}))
+    return arms
+
+
+__all__ = [
+    "Arm",
+    "GainOptions",
+    "augmentation_gain",
+    "best_verdict",
+    "gain_verdict",
+    "paired_difference",
+    "run_gain_study",
+    "synthetic_arms",
+]

@@ -408,6 +408,64 @@ def _fid_figure(feats: dict[str, Any], names: list[str]) -> str:
     return fig_data_uri(fig)
 
 
+GAIN_PNG = "augmentation_gain.png"
+
+
+def gain_figure_png(gain: dict[str, Any]) -> bytes | None:
+    """Accuracy difference to the baseline (points) against the ratio, one line per measured arm, 95% interval
+    error bars; the no-augmentation reference as a dashed line. PNG bytes, or None when nothing was measured."""
+    arms = [a for a in gain.get("arms", []) if any("difference_points" in r for r in a.get("ratios", []))]
+    if not arms:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    n_arms = len(arms)
+    for i, a in enumerate(arms):
+        pts = [
+            r
+            for r in a["ratios"]
+            if "difference_points" in r and r["difference_points"].get("mean") is not None
+        ]
+        # Slight horizontal offsets keep overlapping error bars apart.
+        xs = [r["ratio"] * (1 + 0.04 * (i - (n_arms - 1) / 2)) for r in pts]
+        m = [r["difference_points"]["mean"] for r in pts]
+        lo = [
+            max(
+                0.0,
+                v
+                - (r["difference_points"].get("low") if r["difference_points"].get("low") is not None else v),
+            )
+            for v, r in zip(m, pts)
+        ]
+        hi = [
+            max(
+                0.0,
+                (r["difference_points"].get("high") if r["difference_points"].get("high") is not None else v)
+                - v,
+            )
+            for v, r in zip(m, pts)
+        ]
+        ax.errorbar(xs, m, yerr=[lo, hi], marker="o", capsize=4, label=a["label"])
+    ref = _get(gain, "reference", "difference_points", "mean")
+    if ref is not None:
+        ax.axhline(ref, color="#888", linestyle="--", linewidth=1, label="real only, no augmentation")
+    ax.axhline(0.0, color="black", linewidth=1)
+    ratios = gain.get("ratios") or []
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ratios, [f"{r:g}x" for r in ratios])
+    ax.set_xlabel("synthetic images per real image (per class)")
+    ax.set_ylabel("accuracy difference to the baseline (points)")
+    ax.set_title(
+        f"gain over {_get(gain, 'baseline', 'label') or 'the baseline'} (mean, 95% interval over seeds)",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def make_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
     """Every picture of the report, as data URIs."""
     names = result["classes"]
@@ -420,6 +478,11 @@ def make_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, An
         figs.update(_classifier_figures(result["classifier"], names))
     if "memorisation" in assets:
         figs.update(_memorisation_figures(assets["memorisation"]))
+    if result.get("augmentation_gain"):
+        png = gain_figure_png(result["augmentation_gain"])
+        if png is not None:
+            figs["gain_png"] = png
+            figs["gain"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     return figs
 
 
@@ -601,6 +664,87 @@ def _classifier_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _diff_text(d: dict[str, Any] | None) -> str:
+    """'+2.1 [0.4, 3.8]' points (or 'n = 1')."""
+    return _ci_text(d, "+.1f")
+
+
+def _gain_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
+    g = result["augmentation_gain"]
+    pol = g["policy"]
+    base, ref = g["baseline"], g["reference"]
+    policy_text = (
+        f"random crops of the image padded by {pol['crop_pad']} px"
+        + (", horizontal flips" if pol["flip"] else " (no flips)")
+        + (
+            f", rotation within ±{pol['rotate_degrees']:g}° and scale {pol['scale'][0]:g}-{pol['scale'][1]:g}"
+            if pol["rotate_degrees"] or pol["scale"] != [1.0, 1.0]
+            else ""
+        )
+    )
+    parts = [
+        "<h2>Augmentation gain</h2>",
+        f"<p>Does adding synthetic images help a classifier on the real test images ({g['n_real_test']}) beyond "
+        f"the augmentation one would use anyway? Baseline: <b>{_e(base['label'])}</b> ({_e(pol['name'])} policy: "
+        f"{_e(policy_text)}). Every synthetic arm adds r synthetic images per real training image of each class "
+        f"and is trained with the same policy, the same classifier, steps and seeds ({g['seeds']}), so only the "
+        "data differ. Difference = arm minus baseline in accuracy points, paired by classifier seed: mean "
+        "[95% interval over seeds]. Definitions: docs/EVALUATION.md.</p>",
+        f'<p class="verdict">{_e(g["verdict"])}</p>',
+    ]
+    rows = [
+        [ref["label"], "-", "-", _ci_text(ref["accuracy"]), _diff_text(ref["difference_points"])],
+        [base["label"] + " (baseline)", "-", "-", _ci_text(base["accuracy"]), "0"],
+    ]
+    for a in g["arms"]:
+        if "skipped" in a:
+            rows.append([a["label"], "-", "-", "skipped: " + a["skipped"], "-"])
+            continue
+        for r in a["ratios"]:
+            if "skipped" in r:
+                rows.append(
+                    [a["label"], f"{r['ratio']:g}x", r["n_generated"], "skipped: " + r["skipped"], "-"]
+                )
+            else:
+                rows.append(
+                    [
+                        a["label"],
+                        f"{r['ratio']:g}x",
+                        r["n_generated"],
+                        _ci_text(r["accuracy"]),
+                        _diff_text(r["difference_points"]),
+                    ]
+                )
+    parts.append(_table(["arm", "ratio", "synthetic images", "accuracy", "difference (points)"], rows))
+    parts.append(_img(figs.get("gain", ""), "accuracy difference to the baseline against the ratio"))
+    names = result["classes"]
+    pc_rows = [
+        [
+            "real only, no augmentation",
+            "-",
+            *[_num(_get(ref, "per_class_difference_points", n, "mean"), "+.1f") for n in names],
+        ]
+    ]
+    for a in g["arms"]:
+        for r in a.get("ratios", []):
+            if "per_class_difference_points" in r:
+                pc_rows.append(
+                    [
+                        a["label"],
+                        f"{r['ratio']:g}x",
+                        *[_num(r["per_class_difference_points"][n]["mean"], "+.1f") for n in names],
+                    ]
+                )
+    base_pc = ", ".join(f"{n} {_num(base['per_class'].get(n), '.2f')}" for n in names)
+    parts.append(
+        "<h3>Per class: accuracy difference to the baseline (points, mean over seeds)</h3>"
+        f"<p>Baseline per-class accuracy: {_e(base_pc)}. "
+        "Positive: the arm helps that class; negative: it hurts. Intervals per class are in metrics.json.</p>"
+    )
+    parts.append(_table(["arm", "ratio", *names], pc_rows))
+    return "".join(parts)
+
+
 def _memorisation_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
     m = result["memorisation"]
     rows = [
@@ -710,6 +854,8 @@ def render_html(result: dict[str, Any], figs: dict[str, Any]) -> str:
         body.append(_features_section(result, figs))
     if result.get("classifier"):
         body.append(_classifier_section(result, figs))
+    if result.get("augmentation_gain"):
+        body.append(_gain_section(result, figs))
     if result.get("memorisation"):
         body.append(_memorisation_section(result, figs))
     body.append(

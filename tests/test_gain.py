@@ -1,0 +1,230 @@
+"""Augmentation gain (issue 12): the classical policy, the arms, the paired differences, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaemsgan.evaluation.classifier import (
+    ClassifierConfig,
+    affine_batch,
+    augment_policy,
+    classical_batch,
+    train_classifier,
+)
+from vaemsgan.evaluation.crossval import LabelledImages
+from vaemsgan.evaluation.gain import (
+    Arm,
+    GainOptions,
+    best_verdict,
+    paired_difference,
+    run_gain_study,
+    synthetic_arms,
+)
+
+# ---------------------------------------------------------------- the affine augmentation
+
+
+def test_affine_identity_returns_the_input_exactly() -> None:
+    x = torch.rand(5, 3, 12, 9) * 2 - 1
+    y = affine_batch(x, torch.zeros(5), torch.ones(5), torch.zeros(5, 2), fill=-1.0)
+    assert torch.equal(y, x)
+    # Mixed batch: the identity rows are untouched, the others are not.
+    y = affine_batch(x, torch.tensor([0.0, 3.0, 0.0, 0.0, 0.0]), torch.tensor([1.0, 1.0, 1.1, 1.0, 1.0]))
+    assert (
+        torch.equal(y[[0, 3, 4]], x[[0, 3, 4]])
+        and not torch.equal(y[1], x[1])
+        and not torch.equal(y[2], x[2])
+    )
+
+
+def test_affine_integer_translation_is_a_shift() -> None:
+    x = torch.rand(2, 1, 10, 7) * 2 - 1
+    y = affine_batch(x, torch.zeros(2), torch.ones(2), torch.tensor([[3.0, 2.0], [-1.0, 0.0]]), fill=-1.0)
+    want = torch.full_like(x, -1.0)
+    want[0, :, 2:, 3:] = x[0, :, :-2, :-3]  # 3 right, 2 down
+    want[1, :, :, :-1] = x[1, :, :, 1:]  # 1 left
+    assert torch.allclose(y, want, atol=1e-5)
+
+
+def test_affine_quarter_turn_is_counter_clockwise() -> None:
+    x = torch.rand(1, 1, 8, 8)
+    y = affine_batch(x, torch.tensor([90.0]), torch.ones(1))
+    assert torch.allclose(y, torch.rot90(x, 1, (2, 3)), atol=1e-5)
+
+
+def test_classical_policy_is_seeded_and_small() -> None:
+    x = torch.rand(16, 1, 16, 16) * 2 - 1
+    a = classical_batch(x, 2, True, torch.Generator().manual_seed(3))
+    b = classical_batch(x, 2, True, torch.Generator().manual_seed(3))
+    c = classical_batch(x, 2, True, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= -1 - 1e-5 and a.max() <= 1 + 1e-5
+    cfg = ClassifierConfig(flip=False)
+    pol = augment_policy("classical", cfg)
+    assert pol["flip"] is False and pol["rotate_degrees"] > 0 and pol["scale"] == [0.9, 1.1]
+    assert augment_policy(False, cfg)["name"] == "none" and augment_policy("none", cfg)["crop_pad"] == 0
+
+
+def test_train_classifier_takes_a_policy_name() -> None:
+    imgs = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(12) % 2
+    cfg = ClassifierConfig(steps=3, batch_size=4, width=4, max_width=4, depth=2, feature_dim=8)
+    m1 = train_classifier(imgs, labels, 2, cfg, seed=1, augment="classical")
+    m2 = train_classifier(imgs, labels, 2, cfg, seed=1, augment="classical")
+    assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+    from vaemsgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="augmentation policy 'fancy'"):
+        train_classifier(imgs, labels, 2, cfg, augment="fancy")
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_paired_difference_known_numbers() -> None:
+    # Differences 1, 2, 3 points: mean 2, sd 1, t(0.975, 2) = 4.302653 -> half-width 4.302653 / sqrt(3).
+    d = paired_difference([0.72, 0.74, 0.76], [0.71, 0.72, 0.73])
+    half = 4.302652729911275 / 3**0.5
+    assert d["n"] == 3 and d["values"] == pytest.approx([1.0, 2.0, 3.0])
+    assert d["mean"] == pytest.approx(2.0)
+    assert d["low"] == pytest.approx(2.0 - half) and d["high"] == pytest.approx(2.0 + half)
+    # A seed without a value on one side drops out of the pairing.
+    assert paired_difference([0.5, float("nan")], [0.4, 0.4])["n"] == 1
+
+
+def test_best_verdict_names_the_arm_and_the_sign_of_its_interval() -> None:
+    def arm(key: str, mean: float, low: float, high: float) -> dict:
+        d = {"mean": mean, "low": low, "high": high, "n": 5}
+        return {"arm": key, "label": f"real + {key}", "ratios": [{"ratio": 1.0, "difference_points": d}]}
+
+    best, s = best_verdict([arm("prior", 0.5, -1, 2), arm("curated", 2.0, 0.5, 3.5)], "real + classical")
+    assert best is not None and best["arm"] == "curated"
+    assert s.startswith("Best arm: real + curated at 1x, +2.0 points over real + classical")
+    assert "above zero" in s
+    _, s = best_verdict([arm("prior", 0.5, -1, 2)], "real + classical")
+    assert "includes zero" in s
+    assert best_verdict([{"arm": "x", "label": "x", "skipped": "why"}], "b")[0] is None
+
+
+def _toy(n_per: int, seed: int) -> LabelledImages:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(2).repeat_interleave(n_per)
+    base = torch.where(labels[:, None, None, None] == 0, 60, 190)
+    noise = torch.randint(-40, 40, (2 * n_per, 1, 8, 8), generator=g)
+    return LabelledImages((base + noise).clamp(0, 255).to(torch.uint8), labels)
+
+
+SMALL = ClassifierConfig(steps=4, batch_size=8, width=4, max_width=4, depth=2, feature_dim=8)
+
+
+def test_study_differences_are_against_the_classical_baseline() -> None:
+    real, test, pool = _toy(6, 0), _toy(5, 1), _toy(12, 2)
+    arms = [Arm("prior", "real + prior samples", pool), Arm("none", "real + nothing", skipped="because")]
+    g = run_gain_study(
+        real, test, arms, ["a", "b"], GainOptions(seeds=2, ratios=(0.5, 3.0), classifier=SMALL)
+    )
+    base = g["baseline"]["accuracy"]["values"]
+    assert g["policy"]["name"] == "classical" and g["reference_policy"]["name"] == "none"
+    prior = g["arms"][0]
+    assert [r["ratio"] for r in prior["ratios"]] == [0.5, 3.0]
+    r = prior["ratios"][0]
+    assert r["difference_points"] == paired_difference(r["accuracy"]["values"], base)
+    assert set(r["per_class_difference_points"]) == {"a", "b"}
+    assert "pool has 12" in prior["ratios"][1]["skipped"]  # 3x needs 18 per class
+    assert g["arms"][1]["skipped"] == "because"
+    assert g["reference"]["difference_points"] == paired_difference(
+        g["reference"]["accuracy"]["values"], base
+    )
+    assert any("skipped: because" in line for line in g["verdict_lines"])
+
+
+# ---------------------------------------------------------------- arms from a model
+
+
+def test_arms_without_a_model_or_an_encoder_are_skipped_with_the_reason(tiny_run: Path) -> None:
+    from vaemsgan.generation import load_model
+
+    model = load_model(tiny_run)
+    names = list(model.class_names)
+    real = LabelledImages(torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8), torch.arange(6) % 3)
+    opts = GainOptions(seeds=1, ratios=(1.0,), temperatures=(0.5, 1.0))
+    arms = synthetic_arms(real, names, real, dataclasses.replace(model, encoder=None), opts, scorer=None)
+    by = {a.key: a for a in arms}
+    assert set(by) == {"prior", "curated", "variations-T0.5", "variations-T1"}
+    for k in ("variations-T0.5", "variations-T1"):
+        assert by[k].pool is None and "no encoder" in (by[k].skipped or "")
+    arms = synthetic_arms(real, names, real, None, opts)
+    assert all(a.pool is None and "needs a model" in (a.skipped or "") for a in arms if a.key != "prior")
+    # With the encoder: ceil(max ratio) variations of every real image, labels kept.
+    arms = synthetic_arms(real, names, real, model, dataclasses.replace(opts, ratios=(0.5, 2.0)), scorer=None)
+    pool = next(a for a in arms if a.key == "variations-T1").pool
+    assert pool is not None and len(pool) == 12 and torch.equal(pool.labels, real.labels.repeat_interleave(2))
+
+
+def test_evaluate_gain_cli_writes_every_arm_and_ratio(tiny_run: Path, tmp_path: Path, run_cli) -> None:
+    rep = tmp_path / "rep"
+    argv = ["evaluate", "--real", "fashion-mnist-mini", "--checkpoint", tiny_run, "--out", rep]
+    argv += ["--augmentation-gain", "--gain-seeds", 2, "--classifier-steps", 4, "--domain-steps", 4]
+    argv += ["--real-per-class", 6, "--cache-dir", tmp_path / "cache", "--no-progress", "--threads", 1]
+    assert run_cli(*argv) == 0
+    m = json.loads((rep / "metrics.json").read_text())
+    g = m["augmentation_gain"]
+    assert g["ratios"] == [0.5, 1.0, 2.0] and g["seeds"] == 2
+    assert g["baseline"]["accuracy"]["n"] == 2 and g["reference"]["difference_points"]["n"] == 2
+    arms = {a["arm"]: a for a in g["arms"]}
+    assert set(arms) == {"prior", "curated", "variations-T0.5", "variations-T1"}
+    for a in arms.values():
+        assert [r["ratio"] for r in a["ratios"]] == [0.5, 1.0, 2.0]
+        for r in a["ratios"]:
+            d = r["difference_points"]
+            assert d["n"] == 2 and d["low"] <= d["mean"] <= d["high"]
+            assert set(r["per_class_difference_points"]) == set(m["classes"])
+    assert g["best"]["arm"] in arms and g["verdict"].startswith("Best arm: ")
+    assert g["verdict"] in m["verdict"]["overall"]
+    assert (rep / "augmentation_gain.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (rep / "report.html").read_text()
+    assert "<h2>Augmentation gain</h2>" in html and "anchored variations (T=0.5)" in html
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--gain-seeds", "0"], "argument --gain-seeds: '0' is not an integer from 1 to 1000"),
+        (["--gain-ratios", "0,1"], "argument --gain-ratios: '0' in '0,1' is not a number > 0"),
+        (["--gain-temperatures", "0.5,-1"], "argument --gain-temperatures: '-1' in '0.5,-1' is not a number"),
+        (["--gain-temperatures", "nan"], "argument --gain-temperatures: 'nan' in 'nan' is not a number"),
+    ],
+)
+def test_gain_options_are_range_checked(extra: list[str], needle: str, capsys, tmp_path: Path) -> None:
+    from vaemsgan.cli.main import main
+
+    argv = ["evaluate", "--real", "x", "--generated", str(tmp_path), "--out", str(tmp_path / "o")]
+    rc = main([*argv, "--augmentation-gain", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_every_arm_but_the_reference_trains_with_the_classical_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vaemsgan.evaluation import gain
+
+    calls: list[tuple[int, str, int]] = []
+    real_fit = gain.train_classifier
+
+    def spy(images, labels, n_cls, cfg, *, seed, augment):  # noqa: ANN001, ANN202
+        calls.append((len(images), augment, seed))
+        return real_fit(images, labels, n_cls, cfg, seed=seed, augment=augment)
+
+    monkeypatch.setattr(gain, "train_classifier", spy)
+    real, test, pool = _toy(4, 0), _toy(2, 1), _toy(8, 2)
+    arms = [Arm("prior", "real + prior", pool), Arm("var", "real + var", pool)]
+    run_gain_study(real, test, arms, ["a", "b"], GainOptions(seeds=2, ratios=(1.0, 2.0), classifier=SMALL))
+    assert len(calls) == 2 * (2 + 2 * 2)
+    assert [c for c in calls if c[1] == "none"] == [(8, "none", 0), (8, "none", 1)]  # the reference only
+    assert sorted({n for n, p, _ in calls if p == "classical"}) == [8, 16, 24]  # baseline, 1x, 2x
