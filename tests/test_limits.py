@@ -201,8 +201,8 @@ def test_config_that_is_not_a_file_is_one_line(
 def test_checkpoint_and_idx_files_that_are_not_files(
     short_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from vaemsgan.checkpoint import load_checkpoint, load_latest_valid
     from vaemsgan.data import fashion_mnist as fm
-    from vaemsgan.training.checkpoint import load_checkpoint, load_latest_valid
 
     os.mkfifo(short_dir / "c.pt")
     rc, _, err = cli(
@@ -478,8 +478,8 @@ def test_checkpoint_write_error_names_the_checkpoint(tmp_path: Path, monkeypatch
     """An error creating the temp file (a full or read-only folder) names step-N.pt, not .step-N.pt.xyz.tmp."""
     import errno
 
+    from vaemsgan.checkpoint import save_checkpoint
     from vaemsgan.errors import VaemsganError
-    from vaemsgan.training.checkpoint import save_checkpoint
     from vaemsgan.utils import io as io_mod
 
     def full(*args: object, **kw: object) -> object:

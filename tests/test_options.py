@@ -259,7 +259,7 @@ def boundary_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_boundary_values_are_accepted_and_run(boundary_run: Path, tmp_path: Path, capsys) -> None:
-    from vaemsgan.training.checkpoint import list_checkpoints, load_checkpoint
+    from vaemsgan.checkpoint import list_checkpoints, load_checkpoint
 
     state = load_checkpoint(list_checkpoints(boundary_run)[-1])
     assert state["step"] == 1 and state["config"]["train"]["seed"] == MAX_SEED

@@ -28,14 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vaemsgan
-from vaemsgan.cli import commands
-from vaemsgan.cli.main import main
-from vaemsgan.config import SECTIONS, Config, parse_yaml
-from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError, VaemsganError
-from vaemsgan.generation import sampler
-from vaemsgan.generation.sampler import generate_folder, load_model
-from vaemsgan.training import checkpoint as ckpt_mod
-from vaemsgan.training.checkpoint import (
+from vaemsgan import checkpoint as ckpt_mod
+from vaemsgan.checkpoint import (
     FORMAT,
     list_checkpoints,
     load_checkpoint,
@@ -43,6 +37,12 @@ from vaemsgan.training.checkpoint import (
     non_finite_tensors,
     save_checkpoint,
 )
+from vaemsgan.cli import commands
+from vaemsgan.cli.main import main
+from vaemsgan.config import SECTIONS, Config, parse_yaml
+from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError, VaemsganError
+from vaemsgan.generation import sampler
+from vaemsgan.generation.sampler import generate_folder, load_model
 from vaemsgan.training.trainer import NonFiniteLossError, Trainer
 from vaemsgan.utils import io as io_mod
 from vaemsgan.utils.io import atomic_write, safe_name, safe_names, trim_jsonl

@@ -161,7 +161,7 @@ def test_reproduce_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_trainer_deadline_stops_at_a_step_boundary(tiny_config, tiny_images, tmp_path: Path) -> None:
-    from vaemsgan.training.checkpoint import list_checkpoints
+    from vaemsgan.checkpoint import list_checkpoints
     from vaemsgan.training.trainer import Trainer
 
     ticks = iter(range(10**6))

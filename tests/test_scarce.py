@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY_OVERRIDES
-from vaemsgan.training.checkpoint import load_checkpoint
+from vaemsgan.checkpoint import load_checkpoint
 from vaemsgan.training.trainer import Trainer
 
 
@@ -20,8 +20,8 @@ def _cache(tmp_path, monkeypatch) -> None:
 
 
 def _short_monitor(mp: pytest.MonkeyPatch, folder: Path) -> None:
+    from vaemsgan.evaluation import monitor
     from vaemsgan.evaluation.classifier import ClassifierConfig
-    from vaemsgan.training import monitor
 
     mp.setenv("XDG_CACHE_HOME", str(folder / "cache"))
     mp.setattr(monitor, "MONITOR_CLASSIFIER", ClassifierConfig(steps=20, batch_size=16, width=8))
@@ -48,7 +48,10 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Trainer]:
     data = load_from_config(cfg.data, "train", seed=cfg.train.seed)
     with pytest.MonkeyPatch.context() as mp:
         _short_monitor(mp, root)
-        tr = Trainer(cfg, data, root / "run", progress=False, log=lambda s: None)
+        from vaemsgan.evaluation.monitor import Monitor
+
+        monitor = Monitor(cfg, data, root / "run")
+        tr = Trainer(cfg, data, root / "run", progress=False, log=lambda s: None, monitor=monitor)
         tr.train(20)
     return root / "run", tr
 
@@ -77,7 +80,7 @@ def test_monitor_logs_values_plots_and_keeps_best(tiny_run) -> None:
 
 
 def test_monitor_warns_in_words_on_collapse_and_copies(tiny_run) -> None:
-    from vaemsgan.training.monitor import Monitor
+    from vaemsgan.evaluation.monitor import Monitor
 
     m = Monitor.__new__(Monitor)
     base = {"kid": 0.1, "coverage": 0.5, "diversity_min": 0.8}
@@ -110,8 +113,8 @@ def _midgrey_blocks(images: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def test_augmentations_do_not_leak_into_samples(tiny_run, tmp_path, monkeypatch) -> None:
+    from vaemsgan.evaluation.curate import generate_curated
     from vaemsgan.generation import generate_folder, load_model
-    from vaemsgan.generation.curate import generate_curated
     from vaemsgan.training import augment, trainer
     from vaemsgan.utils.images import to_uint8
 
@@ -142,7 +145,7 @@ def test_augmentations_do_not_leak_into_samples(tiny_run, tmp_path, monkeypatch)
 
 
 def test_curation_keeps_n_and_drops_the_worst() -> None:
-    from vaemsgan.generation.curate import curate_class, stage_counts
+    from vaemsgan.evaluation.curate import curate_class, stage_counts
 
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (10, 1, 8, 8), generator=g, dtype=torch.uint8)

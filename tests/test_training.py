@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vaemsgan.training.checkpoint import list_checkpoints, load_checkpoint
+from vaemsgan.checkpoint import list_checkpoints, load_checkpoint
 from vaemsgan.training.trainer import NonFiniteLossError, Trainer
 from vaemsgan.utils.images import to_float
 
@@ -162,7 +162,7 @@ def test_snapshots_at_cpu_minute_marks_and_cpu_clock_survives_resume(
 ) -> None:
     """Each mark is passed once: the snapshot holds the state at the first step past it, and a resumed run
     continues the training CPU clock (so a CPU budget and later marks stay where they were)."""
-    from vaemsgan.training.checkpoint import snapshot_path
+    from vaemsgan.checkpoint import snapshot_path
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # CPU time per step is then independent of other load on the machine
@@ -191,12 +191,12 @@ def test_snapshots_at_cpu_minute_marks_and_cpu_clock_survives_resume(
 
 def _scripted_monitor(tr: Trainer, kids: list[float]):
     """The real Monitor's bookkeeping (best.pt, history, collapse verdict) with scripted KID values."""
-    from vaemsgan.training.monitor import Monitor
+    from vaemsgan.evaluation.monitor import Monitor
 
-    mon = object.__new__(Monitor)
-    mon.trainer, mon.history, mon.judge_from, mon.best = tr, [], 0, None
+    mon = Monitor(tr.cfg, tr.data, tr.run_dir)
+    mon.ready = True  # no domain classifier: the values are scripted
     values = iter(kids)
-    mon.measure = lambda: {  # type: ignore[method-assign]
+    mon.measure = lambda sample: {  # type: ignore[method-assign]
         "kid": next(values),
         "coverage": 0.5,
         "diversity": 1.0,
@@ -208,7 +208,7 @@ def _scripted_monitor(tr: Trainer, kids: list[float]):
 
 
 def test_collapse_verdict_needs_two_checks_far_above_the_best() -> None:
-    from vaemsgan.training.monitor import Monitor
+    from vaemsgan.evaluation.monitor import Monitor
 
     mon = object.__new__(Monitor)
     mon.judge_from = 0
@@ -226,7 +226,7 @@ def test_collapse_rolls_back_to_best_with_halved_learning_rates(tmp_path, tiny_c
     cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "nan_rollbacks": 1})
     tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)
     # Checks at steps 5, 10, 15, 20: best at 10, then twice 10x worse -> roll back to step 10.
-    tr._monitor = _scripted_monitor(tr, [2.0, 1.0, 10.0, 10.0, 1.5, 1.4, 1.3, 20.0, 20.0, 1.0])
+    tr.monitor = _scripted_monitor(tr, [2.0, 1.0, 10.0, 10.0, 1.5, 1.4, 1.3, 20.0, 20.0, 1.0])
     lr0 = tr.opt_g.param_groups[0]["lr"]
     tr.train(20)
     assert tr.state.collapse_rollbacks == 1
@@ -236,7 +236,7 @@ def test_collapse_rolls_back_to_best_with_halved_learning_rates(tmp_path, tiny_c
     assert load_checkpoint(tmp_path / "run" / "best.pt")["step"] == 10
     # A second collapse with no rollbacks left stops the run (best.pt is still the state of step 10).
     tr.train(60)
-    assert tr._stop_requested and tr.state.step < 60
+    assert tr.stop_requested and tr.state.step < 60
 
 
 def test_collapse_action_stop_and_warn(tmp_path, tiny_config, tiny_images) -> None:
@@ -244,7 +244,7 @@ def test_collapse_action_stop_and_warn(tmp_path, tiny_config, tiny_images) -> No
         cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "collapse_action": action})
         lines: list[str] = []
         tr = Trainer(cfg, tiny_images, tmp_path / action, progress=False, log=lines.append)
-        tr._monitor = _scripted_monitor(tr, [1.0, 5.0, 5.0, 5.0])
+        tr.monitor = _scripted_monitor(tr, [1.0, 5.0, 5.0, 5.0])
         tr.train(20)
         assert (tr.state.step < 20) == stops and tr.state.collapse_rollbacks == 0
         assert any("collapsed" in line for line in lines)

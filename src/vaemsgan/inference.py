@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vaemsgan.checkpoint import config_of, load_checkpoint, mismatch_reason, resolve_checkpoint
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError
 from vaemsgan.models import Encoder, Generator, build_networks
 from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
-from vaemsgan.training.checkpoint import config_of, load_checkpoint, mismatch_reason, resolve_checkpoint
 from vaemsgan.utils.images import to_float, to_uint8
 from vaemsgan.utils.io import file_sha256
 

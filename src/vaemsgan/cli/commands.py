@@ -237,9 +237,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, device: torch.device) -> int:
     import os
 
+    from vaemsgan.checkpoint import list_checkpoints, load_latest_valid
     from vaemsgan.data import load_from_config
+    from vaemsgan.evaluation.monitor import Monitor
     from vaemsgan.training import distributed as ddp
-    from vaemsgan.training.checkpoint import list_checkpoints, load_latest_valid
     from vaemsgan.training.trainer import Trainer, set_threads
     from vaemsgan.utils.io import ensure_writable_dir
 
@@ -292,7 +293,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         (out / "metrics.jsonl").unlink(missing_ok=True)
         (out / "best.pt").unlink(missing_ok=True)  # picked by the old run's monitor
     ddp.barrier()
-    trainer = Trainer(cfg, data, out, device=device, progress=not args.no_progress)
+    trainer = Trainer(
+        cfg, data, out, device=device, progress=not args.no_progress, monitor=Monitor(cfg, data, out)
+    )
     if args.resume:
         trainer.load_state_dict(state)
         print(f"resumed from {state['_path']} at step {trainer.state.step}")
@@ -437,7 +440,7 @@ def _checkpoint_note(path: Path) -> str:
     """Why this checkpoint: best.pt is the training monitor's pick (say its step and value)."""
     if Path(path).name != "best.pt":
         return ": the run's newest checkpoint"
-    from vaemsgan.training.checkpoint import load_checkpoint
+    from vaemsgan.checkpoint import load_checkpoint
 
     mon = load_checkpoint(path).get("monitor", {})
     kid = mon.get("kid")
@@ -463,7 +466,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     classes = args.classes
     filters: list[str] = []
     if args.filter:
-        from vaemsgan.generation.curate import parse_filters
+        from vaemsgan.evaluation.curate import parse_filters
 
         filters = list(parse_filters(args.filter))
     # Refused before the output folder exists, so that nothing blocks the next (smaller) run.
@@ -478,7 +481,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ConfigError("--resume is not supported with --filter (curation scores the whole class)")
     try:
         if args.filter:
-            from vaemsgan.generation.curate import generate_curated
+            from vaemsgan.evaluation.curate import generate_curated
 
             manifest = generate_curated(
                 model.loaded,
@@ -750,6 +753,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import shutil
 
     from vaemsgan.data import load_images
+    from vaemsgan.evaluation.monitor import Monitor
     from vaemsgan.generation import generate_folder, load_model
     from vaemsgan.training.trainer import Trainer, set_threads
     from vaemsgan.utils.io import prepare_output_dir
@@ -771,7 +775,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _report_data(data)
     if run.exists():
         shutil.rmtree(run)
-    trainer = Trainer(cfg, data, run, progress=not args.no_progress)
+    trainer = Trainer(cfg, data, run, progress=not args.no_progress, monitor=Monitor(cfg, data, run))
     print(f"training preset 'default' for up to {args.steps} steps or {args.minutes:g} minutes")
     trainer.train(cfg.train.steps, deadline=time.perf_counter() + 60.0 * args.minutes)
     t_train = time.perf_counter() - t0

@@ -6,11 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vaemsgan import __version__, limits
+from vaemsgan import limits
 from vaemsgan.cli import commands
 from vaemsgan.cli.options import add_range_to_help
 from vaemsgan.cli.paths import missing_dirs, refuse_nested, remove_empty
 from vaemsgan.errors import VaemsganError
+from vaemsgan.version import __version__
 
 
 class Parser(argparse.ArgumentParser):

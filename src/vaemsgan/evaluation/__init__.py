@@ -1,4 +1,5 @@
-"""Evaluation of generated images: classifier cross-validation, feature extractors, memorisation, the report."""
+"""Evaluation of generated images: classifier cross-validation, feature extractors, memorisation, the report,
+the training monitor (a callback given to the Trainer) and curation of generated images."""
 
 from vaemsgan.evaluation.classifier import (
     ClassifierConfig,

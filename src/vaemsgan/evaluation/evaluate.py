@@ -447,8 +447,8 @@ def _gain_part(
 ) -> dict[str, Any]:
     """The augmentation-gain arms (gain.py): pools from `gen` (prior samples) and, with a model, curated
     samples and anchored variations of the real training images."""
+    from vaemsgan.evaluation.curate import probability_scorer
     from vaemsgan.evaluation.gain import run_gain_study, synthetic_arms
-    from vaemsgan.generation.curate import probability_scorer
 
     gopts = opts.gain_options()
     lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731

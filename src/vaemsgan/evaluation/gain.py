@@ -36,7 +36,7 @@ from vaemsgan.metrics.distances import mean_ci
 if TYPE_CHECKING:
     from vaemsgan.inference import LoadedModel
 
-Scorer = Callable[[torch.Tensor, int], torch.Tensor]  # as generation.curate.Scorer
+Scorer = Callable[[torch.Tensor, int], torch.Tensor]  # as evaluation.curate.Scorer
 
 DEFAULT_GAIN_RATIOS = (0.5, 1.0, 2.0)
 DEFAULT_GAIN_TEMPERATURES = (0.5, 1.0)
@@ -339,7 +339,7 @@ def curated_pool(
 ) -> LabelledImages:
     """per_class[c] images of each class c: the best of ceil(n / keep_fraction) prior samples by the
     classifier filter (the first n candidates are the uncurated samples of the same seed)."""
-    from vaemsgan.generation.curate import curate_class
+    from vaemsgan.evaluation.curate import curate_class
     from vaemsgan.generation.sampler import latents
     from vaemsgan.utils.images import to_uint8
 

@@ -87,7 +87,8 @@ def marks_for_seed(marks: list[float], seed: int) -> list[float]:
 # ---------------------------------------------------------------------------------------------- training
 def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[str, Any]:
     """Train `plan` to its last mark on the training-CPU clock, resuming a run already in its folder."""
-    from vaemsgan.training.checkpoint import load_latest_valid
+    from vaemsgan.checkpoint import load_latest_valid
+    from vaemsgan.evaluation.monitor import Monitor
     from vaemsgan.training.trainer import Trainer, set_threads
 
     folder = plan.folder / "train"
@@ -115,7 +116,8 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
         shutil.rmtree(folder)  # --force, or a run killed before its first checkpoint
     real = ctx.real(cfg.data.classes)
     set_threads(cfg.train.threads)
-    trainer = Trainer(cfg, real.train, folder, progress=opts.progress, log=ctx.log)
+    monitor = Monitor(cfg, real.train, folder)
+    trainer = Trainer(cfg, real.train, folder, progress=opts.progress, log=ctx.log, monitor=monitor)
     if state is not None:
         trainer.load_state_dict(state)
         ctx.log(
@@ -124,7 +126,7 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
     ctx.log(f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) to {max(marks):g} CPU-minutes")
     w0 = time.perf_counter()
     trainer.train(cfg.train.steps, deadline=60.0 * max(marks), clock=trainer.cpu_clock)
-    if trainer._stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
+    if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
         raise KeyboardInterrupt
     info = {
         "run": plan.name,
@@ -234,9 +236,9 @@ def evaluate_snapshot(
     plan: Any, minutes: float, ctx: Any, opts: Any, ref: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
+    from vaemsgan.checkpoint import load_checkpoint, snapshot_path
     from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
     from vaemsgan.metrics import bootstrap_ci, density_coverage, fid, image_statistics, kid, precision_recall
-    from vaemsgan.training.checkpoint import load_checkpoint, snapshot_path
 
     path = snapshot_path(plan.folder / "train", minutes)
     out_path = plan.folder / "curve" / f"cpu-{minutes:g}min.json"
@@ -473,7 +475,7 @@ def grids_image(plans: list[Any], marks: list[float], path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from vaemsgan.training.checkpoint import snapshot_path
+    from vaemsgan.checkpoint import snapshot_path
     from vaemsgan.utils.io import atomic_write
 
     rows = []

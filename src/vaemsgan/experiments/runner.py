@@ -269,6 +269,7 @@ def eval_key(part: str, opts: ReproduceOptions) -> str:
 
 def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
     """Train under the budget (or load the finished training); returns TRAINED.json's content."""
+    from vaemsgan.evaluation.monitor import Monitor
     from vaemsgan.training.trainer import Trainer, set_threads
 
     marker = plan.folder / "TRAINED.json"
@@ -289,11 +290,13 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
     ctx.log(
         f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) for {opts.budget_minutes:g} min ({opts.clock})"
     )
-    trainer = Trainer(plan.cfg, real.train, plan.folder / "train", progress=opts.progress, log=ctx.log)
+    folder = plan.folder / "train"
+    monitor = Monitor(plan.cfg, real.train, folder)
+    trainer = Trainer(plan.cfg, real.train, folder, progress=opts.progress, log=ctx.log, monitor=monitor)
     clock = time.process_time if opts.clock == "cpu" else time.perf_counter
     w0, c0 = time.perf_counter(), time.process_time()
     trainer.train(plan.cfg.train.steps, deadline=clock() + 60.0 * opts.budget_minutes, clock=clock)
-    if trainer._stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
+    if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
         raise KeyboardInterrupt
     rates = sorted(r["images_per_s"] for r in trainer.state.history if "images_per_s" in r)
     info = {

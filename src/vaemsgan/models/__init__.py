@@ -12,7 +12,15 @@ from vaemsgan.models.discriminator import MultiScaleCritic
 from vaemsgan.models.encoder import Encoder, reparameterize
 from vaemsgan.models.generator import Generator
 
-__all__ = ["Encoder", "Generator", "MultiScaleCritic", "Networks", "build_networks", "reparameterize"]
+__all__ = [
+    "Encoder",
+    "Generator",
+    "MultiScaleCritic",
+    "Networks",
+    "build_networks",
+    "is_conditional",
+    "reparameterize",
+]
 
 
 @dataclass
@@ -33,11 +41,16 @@ class Networks:
         return self
 
 
+def is_conditional(cfg: Config, num_classes: int) -> bool:
+    """Is the model of `cfg` class-conditional on data with `num_classes` classes (it needs two)?"""
+    return cfg.model.conditional and num_classes > 1
+
+
 def build_networks(cfg: Config, num_classes: int) -> Networks:
     # A config finished with `apply_overrides` (which checks single keys only) is checked as a whole here.
     validate(cfg)
     m, d = cfg.model, cfg.data
-    conditional = m.conditional and num_classes > 1
+    conditional = is_conditional(cfg, num_classes)
     gen = Generator(
         d.resolution,
         d.channels,

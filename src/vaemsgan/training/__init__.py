@@ -1,1 +1,1 @@
-"""Training: the loop, checkpoints, EMA and differentiable augmentation."""
+"""Training: the loop (trainer.py), the objective (loss.py), EMA, differentiable augmentation, data parallelism."""

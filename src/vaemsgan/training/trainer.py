@@ -22,13 +22,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from vaemsgan import losses
+from vaemsgan.checkpoint import (
+    checkpoint_dir,
+    load_checkpoint,
+    load_latest_valid,
+    non_finite_tensors,
+    save_best,
+    save_checkpoint,
+    save_state,
+    snapshot_path,
+)
 from vaemsgan.config import Config
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import CheckpointError, VaemsganError
@@ -36,22 +44,39 @@ from vaemsgan.models import Networks, build_networks, reparameterize
 from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
 from vaemsgan.training import distributed as ddp
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
-from vaemsgan.training.checkpoint import (
-    checkpoint_dir,
-    load_latest_valid,
-    non_finite_tensors,
-    save_checkpoint,
-    save_state,
-    snapshot_path,
-)
 from vaemsgan.training.ema import EMA
-from vaemsgan.utils.images import make_grid, to_float
+from vaemsgan.training.loss import TrainingLoss, VaeGanLoss
+from vaemsgan.utils.images import make_grid, to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
 from vaemsgan.utils.progress import progress_bar
 
 
 class NonFiniteLossError(VaemsganError):
     """Training diverged (NaN/Inf) and could not recover."""
+
+
+# (latents [N, latent_dim], labels [N] or None) -> uint8 images [N, C, H, W] on the CPU, from the sampling
+# (EMA) generator as the sample grid draws them.
+SampleFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclass
+class MonitorCheck:
+    """What one monitor check tells the trainer."""
+
+    record: dict[str, Any]  # logged to metrics.jsonl (with "step")
+    best: dict[str, Any] | None  # when this is the best state so far: stored in RUN/best.pt as "monitor"
+    collapse: str | None = None  # a collapse verdict in words; the trainer acts on train.collapse_action
+
+
+class TrainingMonitor(Protocol):
+    """A callback the Trainer is given (evaluation/monitor.py has the real one): called every
+    `train.monitor_every` steps, and at the end of a run that long, on rank 0."""
+
+    def __call__(self, sample: SampleFn, step: int, log: Callable[[str], None]) -> MonitorCheck: ...
+
+    def rolled_back(self) -> None:
+        """The trainer rolled back to best.pt after a collapse."""
 
 
 def _cpu_copy(obj: Any) -> Any:
@@ -92,8 +117,11 @@ class Trainer:
         device: str | torch.device = "cpu",
         progress: bool = True,
         log: Callable[[str], None] = print,
+        monitor: TrainingMonitor | None = None,
     ) -> None:
+        """`monitor`: checked every `train.monitor_every` steps (none: no monitoring)."""
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.monitor = monitor
         self.device = torch.device(device)
         self.progress, self.log = progress, log
         self.num_classes = len(data.class_names)
@@ -145,6 +173,7 @@ class Trainer:
             else None
         )
         self.ada = AdaptiveAugment(target=t.ada_target) if t.augment and t.ada_target > 0 else None
+        self.loss: TrainingLoss = VaeGanLoss(cfg, self)  # the objective; this class runs the algorithm
         self.images = data.images.to(self.device)  # uint8 on the device; converted per batch
         self.labels = data.labels.to(self.device)
         self.state = TrainState()
@@ -156,7 +185,6 @@ class Trainer:
         self._stop_requested = False
         self._step_skipped = False  # set by _finite when an update of this training step was skipped
         self._good_state: dict[str, Any] | None = None  # CPU copy of the last finite state, for rollback
-        self._monitor: Any = None  # training/monitor.Monitor, built on first use
 
     # ------------------------------------------------------------------ data
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,47 +259,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def critic_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        c, l = self.cfg, self.cfg.loss
-        with torch.no_grad():
-            fake, y_fake, _, _ = self.fakes(x, y, with_recon=l.rec_as_fake)
-        x_aug, fake_aug = self.augment(x), self.augment(fake)
-        if c.model.d_norm == "batch":  # BatchNorm: real and fake batches normalised apart, as in DCGAN
-            real_s, _, real_logits = self.critic_scores(x_aug, y)
-            fake_s, _, _ = self.critic_scores(fake_aug, y_fake)
-        else:  # one forward over both is cheaper and exact for per-sample normalisations
-            s, _, logits = self.critic_scores(torch.cat([x_aug, fake_aug]), torch.cat([y, y_fake]))
-            real_s, fake_s = s[: x.shape[0]], s[x.shape[0] :]
-            real_logits = logits[: x.shape[0]] if logits is not None else None
-        loss = losses.critic_loss(l.adversarial, real_s, fake_s)
-        out = {"d_loss": loss.detach(), "d_real": real_s.mean().detach(), "d_fake": fake_s.mean().detach()}
-        if real_logits is not None:
-            # The class head learns from real images only (fakes of a wrong class would teach it wrong labels).
-            cls = F.cross_entropy(real_logits, y)
-            loss = loss + l.class_weight * cls
-            out["d_class"] = cls.detach()
-        if l.drift > 0:
-            loss = loss + l.drift * real_s.pow(2).mean()
-        if self.ada is not None:
-            # A WGAN critic's score has no fixed zero (it drifts as a whole; scores of -10 on reals are
-            # common), so sign(D(real)) is taken relative to the batch's mean fake score there.
-            offset = fake_s.detach().mean() if l.adversarial == "wgan-gp" else 0.0
-            self.ada.update(real_s.detach() - offset)
-        n_crit = self.state.batches_drawn
-        if n_crit % l.gp_every == 0:
-
-            def critic_fn(imgs: torch.Tensor) -> torch.Tensor:
-                # fp32 even under AMP: the double backward of the penalty is fragile in half precision.
-                return self.critic_scores(self.augment(imgs), y, full_precision=True)[0]
-
-            if l.adversarial == "wgan-gp" and l.gp_weight > 0:
-                # Interpolate toward the prior samples (the last B fakes), which share the real labels.
-                gp = losses.gradient_penalty(critic_fn, x, fake[-x.shape[0] :])
-                loss = loss + l.gp_weight * l.gp_every * gp
-                out["gp"] = gp.detach()
-            elif l.r1_gamma > 0:
-                r1 = losses.r1_penalty(critic_fn, x)
-                loss = loss + 0.5 * l.r1_gamma * l.gp_every * r1
-                out["r1"] = r1.detach()
+        loss, out = self.loss.critic_loss(x, y, self.state.batches_drawn)
         self.opt_d.zero_grad(set_to_none=True)
         self._scaled(loss, self.scaler_d).backward()
         if self.scaler_d is not None:
@@ -285,66 +273,23 @@ class Trainer:
         return out
 
     def generator_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        l = self.cfg.loss
-        adversarial = l.adversarial != "none"
-        use_recon = self.nets.encoder is not None
         self.nets.critic.requires_grad_(False)  # no critic gradients are needed here
-        fake, y_fake, mu, logvar = self.fakes(x, y, with_recon=use_recon)
-        b = x.shape[0]
-        n = fake.shape[0] - b  # reconstructions come first
-        out: dict[str, torch.Tensor] = {}
-        adv = fake.new_zeros(())
-        rec = fake.new_zeros(())
-        kl = fake.new_zeros(())
-        if use_recon:
-            assert mu is not None and logvar is not None
-            x_rec, x_orig = fake[:n], x[:n]
-            kl = losses.kl_divergence(mu, logvar)
-            out["kl"] = kl.detach()
-        if adversarial:
-            # With rec_as_fake the reconstructions are judged too; their features double as Dis_l(x~).
-            judged, y_judged = (fake, y_fake) if (use_recon and l.rec_as_fake) else (fake[-b:], y)
-            need_feats = use_recon and l.feature_recon_weight > 0
-            reuse = need_feats and l.rec_as_fake and not self.cfg.train.augment
-            scores, feats, logits = self.critic_scores(self.augment(judged), y_judged, features=reuse)
-            adv = losses.generator_loss(l.adversarial, scores)
-            out["g_adv"] = adv.detach()
-            if logits is not None:  # fakes must be recognisable as their class
-                cls = F.cross_entropy(logits, y_judged)
-                adv = adv + l.class_weight * cls
-                out["g_class"] = cls.detach()
-            if need_feats:
-                layer = self.cfg.model.feature_layer
-                with torch.no_grad():
-                    f_real = self.critic_features(x_orig, layer)
-                f_rec = feats[layer][:n] if reuse else self.critic_features(x_rec, layer)
-                fr = losses.feature_reconstruction(f_rec, f_real)
-                rec = rec + l.feature_recon_weight * fr
-                out["feat_rec"] = fr.detach()
-        if use_recon and l.pixel_recon_weight > 0:
-            px = losses.pixel_reconstruction(l.pixel_loss, x_rec, x_orig)
-            rec = rec + l.pixel_recon_weight * px
-            out["pix_rec"] = px.detach()
-        gen_loss = l.gamma * rec + adv
+        lg, out = self.loss.generator_loss(x, y)
+        gen_loss, kl = lg.generator, lg.kl
         self.opt_g.zero_grad(set_to_none=True)
         if self.opt_e is not None:
             self.opt_e.zero_grad(set_to_none=True)
-        if self.opt_e is not None:
-            enc_loss = l.kl_weight * kl + rec
+        if self.opt_e is not None and lg.encoder is not None:
+            # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
+            # so its gradient comes from its own loss (a second pass through the graph).
             enc_params = list(self.nets.encoder.parameters())
-            if adversarial and l.rec_as_fake or l.gamma != 1.0:
-                # Larsen's rule: the encoder follows KL + reconstruction only, not the GAN term,
-                # so its gradient comes from its own loss (a second pass through the graph).
-                sg = self.scaler_g
-                enc_grads = torch.autograd.grad(self._scaled(enc_loss, sg), enc_params, retain_graph=True)
-                self._scaled(gen_loss, sg).backward()
-                for p, g in zip(enc_params, enc_grads):
-                    p.grad = g
-            else:
-                # gamma = 1 and no adversarial path through x~: one backward gives both exactly.
-                self._scaled(gen_loss + l.kl_weight * kl, self.scaler_g).backward()
+            sg = self.scaler_g
+            enc_grads = torch.autograd.grad(self._scaled(lg.encoder, sg), enc_params, retain_graph=True)
+            self._scaled(gen_loss, sg).backward()
+            for p, g in zip(enc_params, enc_grads):
+                p.grad = g
         else:
-            self._scaled(gen_loss, self.scaler_g).backward()
+            self._scaled(lg.total, self.scaler_g).backward()
         if self.scaler_g is not None:
             self.scaler_g.unscale_(self.opt_g)
             if self.opt_e is not None:
@@ -362,7 +307,6 @@ class Trainer:
         if self.world > 1:  # BatchNorm running statistics: averaged, so every rank (and EMA) stays equal
             for m in self.nets.modules().values():
                 ddp.all_reduce_buffers(m)
-        out["g_loss"] = gen_loss.detach()
         return out
 
     def _finite(self, losses: list[torch.Tensor], *opts: torch.optim.Optimizer | None) -> bool:
@@ -512,11 +456,12 @@ class Trainer:
                 # it only reads the weights and writes the run folder).
                 if (
                     t.monitor_every
+                    and self.monitor is not None
                     and self.is_main
                     and (step % t.monitor_every == 0 or (step == total and step >= t.monitor_every))
                 ):
-                    self.run_monitor()
-                    if self._after_collapse_check():
+                    check = self.run_monitor()
+                    if self._after_collapse_check(check.collapse):
                         bar.reset(total)
                         bar.update(self.state.step)
                         sums, count, t_log = {}, 0, time.perf_counter()
@@ -533,6 +478,11 @@ class Trainer:
             bar.close()
             self._restore_signal_handlers(old_handlers)
         return self.state
+
+    @property
+    def stop_requested(self) -> bool:
+        """Did the last `train` stop early (Ctrl-C, SIGTERM, a spent time budget or a collapse)?"""
+        return self._stop_requested
 
     def cpu_clock(self) -> float:
         """Training CPU seconds of this run so far (resumes included): a clock for time budgets."""
@@ -600,18 +550,20 @@ class Trainer:
             signal.signal(sig, h)
 
     # ------------------------------------------------------------------ outputs
-    def run_monitor(self) -> dict[str, Any]:
-        """KID / coverage / diversity / near-copies on the fixed subset; keeps RUN/best.pt (monitor.py)."""
-        if self._monitor is None:
-            from vaemsgan.training.monitor import Monitor  # imports the evaluation stack: only when used
+    def run_monitor(self) -> MonitorCheck:
+        """One check of the monitor: log its record, keep RUN/best.pt when it is the best state so far."""
+        assert self.monitor is not None
+        check = self.monitor(self.sample_images, self.state.step, self.log)
+        if check.best is not None:
+            state = self.state_dict()
+            state["monitor"] = check.best
+            save_best(self.run_dir, state)
+        self._log_record(check.record)
+        return check
 
-            self._monitor = Monitor(self, seed=self.cfg.train.seed)
-        return self._monitor()
-
-    def _after_collapse_check(self) -> bool:
+    def _after_collapse_check(self, reason: str | None) -> bool:
         """Act on the monitor's collapse verdict (train.collapse_action); True when it rolled back."""
         t = self.cfg.train
-        reason = self._monitor.collapsed() if self._monitor is not None else None
         if reason is None or t.collapse_action == "warn" or self.world > 1:
             if reason is not None:
                 self.log(f"warning: {reason}; best.pt keeps the best state")
@@ -628,8 +580,6 @@ class Trainer:
                 f"the best state; to go on, resume with lower learning rates or --set loss.r1_gamma=1"
             )
             return False
-        from vaemsgan.training.checkpoint import load_checkpoint
-
         state = load_checkpoint(best)
         spent, failed_at = self.state.cpu_seconds, self.state.step
         rollbacks = self.state.collapse_rollbacks + 1
@@ -638,7 +588,8 @@ class Trainer:
         for o in self._optimizers().values():
             for g in o.param_groups:
                 g["lr"] *= 0.5
-        self._monitor.judge_from = len(self._monitor.history)  # judge the continued run afresh
+        if self.monitor is not None:
+            self.monitor.rolled_back()  # judge the continued run afresh
         self.log(
             f"warning: step {failed_at}: {reason}. Rolled back to best.pt (step {self.state.step}) with the "
             f"learning rates halved (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
@@ -648,6 +599,20 @@ class Trainer:
 
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
+
+    @torch.no_grad()
+    def sample_images(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """uint8 CPU images of latents `z` (labels `y`), drawn as `save_samples` draws: the monitor's `SampleFn`."""
+        gen = copy.deepcopy(self.sampling_generator())
+        recalibrate_batchnorm(
+            gen, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional, self.device)
+        )
+        gen.eval()
+        outs = []
+        for s in range(0, len(z), 256):
+            ys = y[s : s + 256].to(self.device) if y is not None else None
+            outs.append(to_uint8(gen(z[s : s + 256].to(self.device), ys)).cpu())
+        return torch.cat(outs)
 
     def save_snapshot(self, minutes: float) -> Path:
         """RUN/snapshots/cpu-<M>min.pt (+ .png grid): the run as it was after M training CPU-minutes."""

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from vaemsgan import __version__
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError
 from vaemsgan.utils.io import atomic_torch_save, check_regular
+from vaemsgan.version import __version__
 
 FORMAT = "vaemsgan-checkpoint"
 FORMAT_VERSION = 1

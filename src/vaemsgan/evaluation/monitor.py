@@ -8,30 +8,31 @@ On fixed real images and fixed latents (so values are comparable across steps) i
   averaged over classes (1 = as varied as the data; a collapsing class falls toward 0);
 - `monitor/near_copy`: share of generated images closer in pixels to a training image than 99% of the
   training images are to their nearest *other* training image (leave-one-out: there is no test set here).
-Values go to metrics.jsonl and RUN/monitor.png; RUN/best.pt is kept when `train.best_metric` improves,
-and collapse or memorisation is reported in words.
+Values go to metrics.jsonl (through the trainer) and RUN/monitor.png; when `train.best_metric` improves the
+trainer keeps RUN/best.pt, and collapse or memorisation is reported in words.
+
+The Trainer does not import this module: a higher layer (the CLI, the experiments) builds a `Monitor` and
+hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from vaemsgan.config import Config
+from vaemsgan.data import ImageSet
 from vaemsgan.evaluation.classifier import ClassifierConfig
-from vaemsgan.evaluation.extractors import domain_extractor
+from vaemsgan.evaluation.extractors import Extractor, domain_extractor
 from vaemsgan.evaluation.memorisation import mean_pairwise_distance, near_copy_threshold, pixel_nn
 from vaemsgan.metrics import density_coverage, kid
-from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
-from vaemsgan.training.checkpoint import save_best
-from vaemsgan.utils.images import to_uint8
-
-if TYPE_CHECKING:
-    from vaemsgan.training.trainer import Trainer
+from vaemsgan.models import is_conditional
+from vaemsgan.training.trainer import MonitorCheck, SampleFn
 
 # Small on purpose: the monitor runs inside training; ~10 s of classifier training on 1,000 images.
 MONITOR_CLASSIFIER = ClassifierConfig(steps=150, batch_size=64)
@@ -54,68 +55,68 @@ def leave_one_out_nn(images: torch.Tensor) -> torch.Tensor:
 
 
 class Monitor:
-    """Measures the trainer's generator on a fixed subset; see the module docstring."""
+    """Measures a training run's generator on a fixed subset; see the module docstring.
 
-    def __init__(self, trainer: Trainer, per_class: int = 50, seed: int = 0) -> None:
+    Cheap to build: the subset, the reference distances and the domain classifier are prepared at the
+    first check (a run shorter than `train.monitor_every` never pays for them).
+    """
+
+    def __init__(self, cfg: Config, data: ImageSet, run_dir: str | Path, per_class: int = 50) -> None:
+        self.cfg, self.data, self.run_dir, self.per_class = cfg, data, Path(run_dir), per_class
+        self.history: list[dict[str, float]] = []
+        self.judge_from = 0  # collapse is judged on history[judge_from:] (reset after a rollback)
+        self.best: float | None = None
+        self.ready = False
+
+    def setup(self, log: Callable[[str], None]) -> None:
         t0 = time.perf_counter()
-        self.trainer = trainer
-        data = trainer.data
-        images, labels = data.images.cpu(), data.labels.cpu()
+        seed = self.cfg.train.seed
+        images, labels = self.data.images.cpu(), self.data.labels.cpu()
         g = torch.Generator().manual_seed(seed + 4242)
-        self.num_classes = len(data.class_names)
-        self.class_names = list(data.class_names)
+        self.num_classes = len(self.data.class_names)
+        self.class_names = list(self.data.class_names)
         sub = torch.randperm(len(images), generator=g)[:REAL_SUBSET].sort().values
         self.real, self.real_labels = images[sub], labels[sub]
         ref = torch.randperm(len(images), generator=g)[:NN_REFERENCE].sort().values
         self.nn_ref = images[ref]
         self.threshold = near_copy_threshold(leave_one_out_nn(self.nn_ref))
-        self.extractor = domain_extractor(images, labels, self.class_names, MONITOR_CLASSIFIER, seed=seed)
+        self.extractor: Extractor = domain_extractor(
+            images, labels, self.class_names, MONITOR_CLASSIFIER, seed=seed
+        )
         self.real_feats = self.extractor(self.real)
         self.real_div = [
             mean_pairwise_distance(self.real_feats[self.real_labels == c]) for c in range(self.num_classes)
         ]
-        conditional = trainer.conditional
-        n = per_class * (self.num_classes if conditional else 1)
-        self.z = torch.randn(n, trainer.cfg.model.latent_dim, generator=g)
-        self.y = torch.arange(self.num_classes).repeat_interleave(per_class) if conditional else None
-        self.history: list[dict[str, float]] = []
-        self.judge_from = 0  # collapse is judged on history[judge_from:] (reset after a rollback)
-        self.best: float | None = self._previous_best()
+        conditional = is_conditional(self.cfg, self.num_classes)
+        n = self.per_class * (self.num_classes if conditional else 1)
+        self.z = torch.randn(n, self.cfg.model.latent_dim, generator=g)
+        self.y = torch.arange(self.num_classes).repeat_interleave(self.per_class) if conditional else None
+        self.best = self._previous_best()
+        self.ready = True
         self.setup_s = time.perf_counter() - t0
         hit = "loaded from cache" if self.extractor.info["cache_hit"] else "trained"
-        trainer.log(f"monitor: domain classifier {hit}; ready in {self.setup_s:.1f} s")
+        log(f"monitor: domain classifier {hit}; ready in {self.setup_s:.1f} s")
 
     def _previous_best(self) -> float | None:
         """A resumed run keeps improving on the best.pt it already has."""
-        path = self.trainer.run_dir / "best.pt"
+        path = self.run_dir / "best.pt"
         if not path.is_file():
             return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            value = state.get("monitor", {}).get(self.trainer.cfg.train.best_metric)
+            value = state.get("monitor", {}).get(self.cfg.train.best_metric)
             return float(value) if value is not None else None
         except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced by the next best
             return None
 
-    @torch.no_grad()
-    def samples(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images of the fixed latents from the sampling (EMA) generator, as `save_samples` draws."""
-        tr = self.trainer
-        gen = copy.deepcopy(tr.sampling_generator())
-        recalibrate_batchnorm(
-            gen, prior_batches(tr.cfg.model.latent_dim, self.num_classes, tr.conditional, tr.device)
-        )
-        gen.eval()
-        outs = []
-        for s in range(0, len(self.z), 256):
-            y = self.y[s : s + 256].to(tr.device) if self.y is not None else None
-            outs.append(to_uint8(gen(self.z[s : s + 256].to(tr.device), y)).cpu())
+    def samples(self, sample: SampleFn) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images of the fixed latents from the trainer's sampling (EMA) generator."""
         labels = self.y if self.y is not None else torch.zeros(len(self.z), dtype=torch.long)
-        return torch.cat(outs), labels
+        return sample(self.z, self.y), labels
 
-    def measure(self) -> dict[str, float]:
+    def measure(self, sample: SampleFn) -> dict[str, float]:
         """The four monitor values for the generator as it is now."""
-        imgs, labels = self.samples()
+        imgs, labels = self.samples(sample)
         feats = self.extractor(imgs)
         kid_mean, _ = kid(self.real_feats, feats, subsets=20, subset_size=min(500, len(feats)), seed=0)
         _, coverage = density_coverage(self.real_feats, feats, k=5)
@@ -134,29 +135,29 @@ class Monitor:
             "near_copy": float((gen_nn <= self.threshold).double().mean()),
         }
 
-    def __call__(self) -> dict[str, Any]:
-        """Measure, log, plot, keep best.pt, warn. Returns the logged record."""
-        tr = self.trainer
+    def __call__(self, sample: SampleFn, step: int, log: Callable[[str], None]) -> MonitorCheck:
+        """Measure, warn, plot; the check says what to log, whether this is the best state, and any collapse."""
+        if not self.ready:
+            self.setup(log)
         t0 = time.perf_counter()
-        values = self.measure()
-        step = tr.state.step
-        metric = tr.cfg.train.best_metric
+        values = self.measure(sample)
+        metric = self.cfg.train.best_metric
         value = values[metric]
         improved = not math.isnan(value) and (self.best is None or (value - self.best) * BETTER[metric] > 0)
         if improved:
             self.best = value
-            state = tr.state_dict()
-            state["monitor"] = {**values, "step": step}
-            save_best(tr.run_dir, state)
         record: dict[str, Any] = {"step": step, **{f"monitor/{k}": v for k, v in values.items()}}
         record["monitor/best"] = float(improved)
         record["monitor/seconds"] = time.perf_counter() - t0
         self.history.append({"step": step, **values})
-        tr._log_record(record)
         for line in self.warnings():
-            tr.log(f"warning: {line}")
-        self.plot(tr.run_dir / "monitor.png")
-        return record
+            log(f"warning: {line}")
+        self.plot(self.run_dir / "monitor.png")
+        return MonitorCheck(record, {**values, "step": step} if improved else None, self.collapsed())
+
+    def rolled_back(self) -> None:
+        """The trainer went back to best.pt: judge the continued run afresh."""
+        self.judge_from = len(self.history)
 
     def collapsed(self, factor: float = 3.0, patience: int = 2) -> str | None:
         """A collapse verdict, or None: KID above `factor` x the best KID so far at the last `patience`
