@@ -204,23 +204,6 @@ def _mean_ci(values: list[float]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- snapshot
-@torch.inference_mode()
-def sample_checkpoint(path: Path, per_class: int, seed: int = 0) -> ImageSet:
-    """`per_class` images of each class from a checkpoint file, with `vaemsgan generate`'s latents."""
-    from vaemsgan.generation.sampler import latents, load_model
-    from vaemsgan.utils.images import to_uint8
-
-    model = load_model(path, "cpu", prefer_best=False)
-    imgs, labels = [], []
-    for cls in range(len(model.class_names)):
-        z_all = latents(seed, cls, per_class, model.cfg.model.latent_dim, None)
-        for s in range(0, per_class, 256):
-            z = z_all[s : s + 256]
-            imgs.append(to_uint8(model.generator(z, model.labels(cls, len(z), z.device))).cpu())
-            labels.append(torch.full((len(z),), cls, dtype=torch.long))
-    return ImageSet(torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{path} (generated)")
-
-
 def snapshot_eval_key(opts: Any) -> dict[str, Any]:
     return {
         "generated": opts.per_class_generated,
@@ -238,6 +221,7 @@ def evaluate_snapshot(
     """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
     from vaemsgan.checkpoint import load_checkpoint, snapshot_path
     from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
+    from vaemsgan.experiments.runner import sample_checkpoint
     from vaemsgan.metrics import bootstrap_ci, density_coverage, fid, image_statistics, kid, precision_recall
 
     path = snapshot_path(plan.folder / "train", minutes)
@@ -252,7 +236,7 @@ def evaluate_snapshot(
     snap = load_checkpoint(path).get("snapshot", {})
     real = ctx.real(None)
     n_cls = len(real.train.class_names)
-    gen = sample_checkpoint(path, opts.per_class_generated)
+    gen = sample_checkpoint(path, opts.per_class_generated, name=f"{plan.name} at {minutes:g} CPU-minutes")
     ext = ctx.extractor(real)
     fr = real.test_features
     fg = ext(gen.images)

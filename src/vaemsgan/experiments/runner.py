@@ -319,12 +319,13 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
 
 
 @torch.inference_mode()
-def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
-    """`per_class` images of each class from the run's final checkpoint, with `vaemsgan generate`'s latents."""
+def sample_checkpoint(path: str | Path, per_class: int, seed: int = 0, name: str | None = None) -> ImageSet:
+    """`per_class` images of each class from a checkpoint file or a run folder's newest checkpoint, with
+    `vaemsgan generate`'s latents."""
     from vaemsgan.generation.sampler import latents, load_model
     from vaemsgan.utils.images import to_uint8
 
-    model = load_model(plan.folder / "train", "cpu", prefer_best=False)
+    model = load_model(path, "cpu", prefer_best=False)
     imgs, labels = [], []
     for cls in range(len(model.class_names)):
         z_all = latents(seed, cls, per_class, model.cfg.model.latent_dim, None)
@@ -332,7 +333,14 @@ def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
             z = z_all[s : s + 256]
             imgs.append(to_uint8(model.generator(z, model.labels(cls, len(z), z.device))).cpu())
             labels.append(torch.full((len(z),), cls, dtype=torch.long))
-    return ImageSet(torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{plan.name} (generated)")
+    return ImageSet(
+        torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{name or path} (generated)"
+    )
+
+
+def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
+    """`per_class` images of each class from the run's final checkpoint."""
+    return sample_checkpoint(plan.folder / "train", per_class, seed, name=plan.name)
 
 
 def _matched(s: ImageSet, counts: list[int], seed: int = 0) -> ImageSet:
