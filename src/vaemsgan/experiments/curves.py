@@ -321,6 +321,7 @@ def summarise(points: list[dict[str, Any]], ref: dict[str, Any]) -> list[dict[st
             "training_seeds": len(ps),
             "steps": sum(p["step"] for p in ps) / len(ps),
             "images_per_s": _avg([p["images_per_s"] for p in ps]),
+            "images_per_cpu_s": _avg([p.get("images_per_cpu_s") for p in ps]),
             "fid": _mean_ci([p["fid"] for p in ps])
             if len(ps) > 1
             else {"mean": ps[0]["fid"], "low": ps[0]["fid_ci"][0], "high": ps[0]["fid_ci"][1], "n": 1},
@@ -367,7 +368,7 @@ def write_curves(
         f"[{100 * trtr_all['low']:.1f}, {100 * trtr_all['high']:.1f}] "
         f"({ref['key']['seeds']} classifier seeds, {ref['key']['steps']} steps each).",
         "",
-        "| model | CPU-min | seeds | steps | img/s | domain FID [95%] | KID x1e3 | TSTR % [95%] | TSTR/TRTR | "
+        "| model | CPU-min | seeds | steps | img per CPU-s | domain FID [95%] | KID | TSTR % [95%] | TSTR/TRTR | "
         "TRTS % | precision | recall | coverage | Laplacian gap % |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -375,8 +376,8 @@ def write_curves(
         f, t = r["fid"], r["tstr"]
         lines.append(
             f"| {r['model']} | {r['minutes']:g} | {r['training_seeds']} | {r['steps']:.0f} | "
-            f"{_f(r['images_per_s'], '.0f')} | {f['mean']:.1f} [{f['low']:.1f}, {f['high']:.1f}] | "
-            f"{_f(1e3 * r['kid'] if r['kid'] is not None else None, '.1f')} | "
+            f"{_f(r['images_per_cpu_s'], '.0f')} | {f['mean']:.1f} [{f['low']:.1f}, {f['high']:.1f}] | "
+            f"{_f(r['kid'], '.3g')} | "
             f"{100 * t['mean']:.1f} [{100 * t['low']:.1f}, {100 * t['high']:.1f}] | {r['tstr_over_trtr']:.2f} | "
             f"{_f(100 * r['trts'])} | {_f(r['precision'], '.2f')} | {_f(r['recall'], '.2f')} | "
             f"{_f(r['coverage'], '.2f')} | {_f(r['laplacian_gap_pct'], '+.0f')} |"
@@ -426,9 +427,11 @@ def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
 
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8), constrained_layout=True)
+    axes[0].set_yscale("log")  # FID and KID fall by orders of magnitude
+    axes[1].set_yscale("log")
     panels = (
         ("domain FID (lower is better)", lambda r: r["fid"]),
-        ("KID x1e3 (lower is better)", lambda r: {"mean": 1e3 * (r["kid"] or float("nan"))}),
+        ("KID, domain features (lower is better)", lambda r: {"mean": r["kid"] or float("nan")}),
         ("TSTR / TRTR", lambda r: {k: v / trtr for k, v in r["tstr"].items() if k != "n"}),
         ("coverage", lambda r: {"mean": r["coverage"]}),
     )
@@ -497,7 +500,9 @@ def run_curves(
             log(f"evaluate {plan.name} at {m:g} CPU-minutes")
             res = evaluate_snapshot(plan, m, ctx, opts, ref)
             if res is not None:
-                points.append({**res, "model": plan.spec.name})
+                t = plan.cfg.train  # training images per CPU-second: the rate that a CPU budget buys
+                rate = res["step"] * t.batch_size * max(t.n_critic, 1) / max(res["cpu_seconds"], 1e-9)
+                points.append({**res, "model": plan.spec.name, "images_per_cpu_s": rate})
     rows = summarise(points, ref)
     grids_image([p for p in plans if p.seed == 0], marks, out / "curves-grids.png")
     return write_curves(rows, ref, out, {**meta, "class_names": list(real.train.class_names), "marks": marks})
