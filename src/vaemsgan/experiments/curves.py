@@ -449,6 +449,9 @@ def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
             for target in (0.8, 0.95):
                 ax.axhline(target, color="grey", lw=0.7, ls="--")
         ax.set_xscale("log")
+        marks = sorted({r["minutes"] for r in rows})
+        ax.set_xticks(marks, [f"{m:g}" for m in marks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training CPU-minutes")
         ax.grid(alpha=0.3, which="both")
