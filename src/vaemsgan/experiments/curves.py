@@ -37,6 +37,7 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
+from vaemsgan.experiments.runner import _clean, _read_json, sample_checkpoint
 from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 # Config keys that do not change what a run learns: a run may be resumed with other values of these.
@@ -69,14 +70,6 @@ def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
         for k in keys:
             out.get(section, {}).pop(k, None)
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return d if isinstance(d, dict) else None
 
 
 def marks_for_seed(marks: list[float], seed: int) -> list[float]:
@@ -221,7 +214,6 @@ def evaluate_snapshot(
     """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
     from vaemsgan.checkpoint import load_checkpoint, snapshot_path
     from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
-    from vaemsgan.experiments.runner import sample_checkpoint
     from vaemsgan.metrics import bootstrap_ci, density_coverage, fid, image_statistics, kid, precision_recall
 
     path = snapshot_path(plan.folder / "train", minutes)
@@ -401,19 +393,9 @@ def write_curves(
         "reference": {k: v for k, v in ref.items() if k != "models"},
         **meta,
     }
-    atomic_write_json(out / "curves.json", _jsonable(table))
+    atomic_write_json(out / "curves.json", _clean(table))
     plot_curves(rows, trtr["mean"], out / "curves.png")
     return table
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
