@@ -224,3 +224,30 @@ def test_curves_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert "train default" not in err and "reference: real-data" not in err
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/curve/*.json")} == evaluated
+    # The screening experiment shares the `default` run (same name, same config): nothing is retrained.
+    assert main(["reproduce", "screen", "--out", str(out), *QUICK, "--runs", "default"]) == 0
+    assert "train default" not in capsys.readouterr().err
+    assert "`default`: ours" in (out / "screen.md").read_text()
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/curve/*.json")} == evaluated
+
+
+def test_screen_runs_change_one_thing_each() -> None:
+    """Every screening run is `default` with exactly its own overrides changed, and no two runs are equal."""
+    from vaemsgan.experiments.curves import learning_config
+    from vaemsgan.experiments.registry import SCREEN_RUNS
+    from vaemsgan.presets import build_config
+
+    base = learning_config(build_config("default").to_dict())
+    seen = []
+    for spec in SCREEN_RUNS:
+        cfg = learning_config(spec.config().to_dict())
+        changed = {
+            f"{sec}.{k}"
+            for sec, vals in cfg.items()
+            if isinstance(vals, dict)
+            for k in vals
+            if vals[k] != base[sec][k]
+        }
+        assert changed == set(spec.overrides), spec.name
+        assert cfg not in seen, spec.name
+        seen.append(cfg)

@@ -21,7 +21,8 @@ is not evaluated again):
     OUT/runs/<run>/TRAINED.json    written when the run reached its last mark
     OUT/runs/<run>/curve/cpu-<M>min.json   one evaluated snapshot
     OUT/reference/trtr.json, trtr-*.pt     the real-data classifiers
-    OUT/curves.md / .json / .png   table and plot; OUT/curves-grids.png the snapshots' sample grids
+    OUT/<experiment>.md / .json / .png   table and plot (`curves` or `screen`); OUT/<experiment>-grids.png
+                                   the snapshots' sample grids
 """
 
 from __future__ import annotations
@@ -345,14 +346,19 @@ def _f(v: Any, fmt: str = ".1f") -> str:
 
 
 def write_curves(
-    rows: list[dict[str, Any]], ref: dict[str, Any], out: Path, meta: dict[str, Any]
+    rows: list[dict[str, Any]],
+    ref: dict[str, Any],
+    out: Path,
+    meta: dict[str, Any],
+    name: str = "curves",
+    title: str = "Learning curves: quality against training CPU-minutes",
 ) -> dict[str, Any]:
-    """OUT/curves.md (table), curves.json (every number), curves.png (plot, log x)."""
+    """OUT/<name>.md (table), <name>.json (every number), <name>.png (plot, log x)."""
     trtr = _mean_ci(ref["trtr"])
     trtr_all = _mean_ci(ref["trtr_all"])
     names = meta.get("class_names", [])
     lines = [
-        "# Learning curves: quality against training CPU-minutes",
+        f"# {title}",
         "",
         f"TRTR (same classifier, {ref['key']['per_class']} real images per class): "
         f"{100 * trtr['mean']:.1f}% [{100 * trtr['low']:.1f}, {100 * trtr['high']:.1f}]; "
@@ -385,7 +391,10 @@ def write_curves(
                 + " |"
             )
     lines += ["", f"Machine: {meta.get('machine', {})}", ""]
-    atomic_write_text(out / "curves.md", "\n".join(lines))
+    labels = meta.get("labels", {})
+    if labels:
+        lines[-2:-2] = ["Runs:", "", *[f"- `{k}`: {v}" for k, v in labels.items()], ""]
+    atomic_write_text(out / f"{name}.md", "\n".join(lines))
     table = {
         "rows": rows,
         "trtr": trtr,
@@ -393,8 +402,8 @@ def write_curves(
         "reference": {k: v for k, v in ref.items() if k != "models"},
         **meta,
     }
-    atomic_write_json(out / "curves.json", _clean(table))
-    plot_curves(rows, trtr["mean"], out / "curves.png")
+    atomic_write_json(out / f"{name}.json", _clean(table))
+    plot_curves(rows, trtr["mean"], out / f"{name}.png")
     return table
 
 
@@ -470,7 +479,13 @@ def grids_image(plans: list[Any], marks: list[float], path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- main
 def run_curves(
-    plans: list[Any], out: Path, ctx: Any, opts: Any, meta: dict[str, Any], log: Callable[[str], None]
+    plans: list[Any],
+    out: Path,
+    ctx: Any,
+    opts: Any,
+    meta: dict[str, Any],
+    log: Callable[[str], None],
+    exp: Any = None,
 ) -> dict[str, Any]:
     """Train every plan to its marks (resuming), evaluate every snapshot, write the table and the plot."""
     marks = sorted(opts.marks)
@@ -489,5 +504,10 @@ def run_curves(
                 rate = res["step"] * t.batch_size * max(t.n_critic, 1) / max(res["cpu_seconds"], 1e-9)
                 points.append({**res, "model": plan.spec.name, "images_per_cpu_s": rate})
     rows = summarise(points, ref)
-    grids_image([p for p in plans if p.seed == 0], marks, out / "curves-grids.png")
-    return write_curves(rows, ref, out, {**meta, "class_names": list(real.train.class_names), "marks": marks})
+    name = exp.name if exp is not None else "curves"
+    grids_image([p for p in plans if p.seed == 0], marks, out / f"{name}-grids.png")
+    labels = {p.spec.name: p.spec.label for p in plans if p.seed == 0 and p.spec.label}
+    meta = {**meta, "class_names": list(real.train.class_names), "marks": marks, "labels": labels}
+    if exp is None:
+        return write_curves(rows, ref, out, meta)
+    return write_curves(rows, ref, out, meta, exp.name, exp.title)

@@ -111,6 +111,28 @@ CURVE_RUNS = (
     RunSpec("paper", "paper", label="VAE-MSGAN (preset paper)"),
 )
 
+# One change at a time against `default` (issue 11), on the same curves as `curves` (screening budget 15
+# CPU-minutes; the winners are confirmed at 60). `default` is the same run as in `curves`.
+SCREEN_RUNS = (
+    RunSpec("default", "default", label="ours (preset default)"),
+    RunSpec(
+        "lr-x2",
+        "default",
+        {"train.lr_g": 4e-4, "train.lr_d": 4e-4, "train.lr_e": 4e-4},
+        "learning rates x2 (4e-4)",
+    ),
+    RunSpec("ttur", "default", {"train.lr_g": 1e-4, "train.lr_d": 4e-4}, "TTUR: critic 4e-4, generator 1e-4"),
+    RunSpec(
+        "no-encoder", "default", {"model.use_encoder": False}, "- encoder (a plain GAN, same G and critic)"
+    ),
+    RunSpec("one-scale", "default", {"model.scales": 1}, "- 1/2-scale critic (one scale)"),
+    RunSpec("hinge", "default", {"loss.adversarial": "hinge"}, "hinge loss instead of non-saturating"),
+    RunSpec("projection-only", "default", {"loss.class_weight": 0.0}, "- class head (projection only)"),
+    RunSpec("g-wide", "default", {"model.g_width": 32}, "generator twice as wide"),
+    RunSpec("batch-64", "default", {"train.batch_size": 64}, "batch 64 instead of 32"),
+    RunSpec("translation", "default", {"train.augment": "translation"}, "DiffAugment translation"),
+)
+
 TABLE2_CLASSES = ["bag", "sneaker", "shirt"]
 
 EXPERIMENTS: dict[str, ExperimentSpec] = {
@@ -173,6 +195,13 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         CURVE_RUNS,
         ("curve",),
         "(not in the paper) quality improves or plateaus with more compute; the paper's model trains",
+    ),
+    "screen": ExperimentSpec(
+        "screen",
+        "Screening: one change at a time against `default`, quality against training CPU-minutes",
+        SCREEN_RUNS,
+        ("curve",),
+        "(not in the paper) which single change makes `default` better per CPU-minute",
     ),
 }
 

@@ -561,11 +561,11 @@ def reproduce(
     for exp in exps:
         t0 = time.perf_counter()
         log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
-        if exp.name == "curves":  # one long run per model, evaluated at its snapshots
+        if "curve" in exp.parts:  # one long run per model, evaluated at its snapshots
             from vaemsgan.experiments.curves import run_curves
 
             meta = {"command_options": _clean(asdict(opts)), "machine": machine_info()}
-            tables[exp.name] = run_curves(plans[exp.name], out, ctx, opts, meta, log)
+            tables[exp.name] = run_curves(plans[exp.name], out, ctx, opts, meta, log, exp)
             log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
             continue
         results = [run_one(p, exp.parts, ctx, opts) for p in plans[exp.name]]
