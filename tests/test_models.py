@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from vaemsgan.config import apply_overrides
 from vaemsgan.models import build_networks, count_parameters
@@ -13,6 +14,8 @@ from vaemsgan.presets import PRESETS, build_config
 
 def _check(cfg, num_classes: int = 3, batch: int = 2) -> dict[str, int]:
     nets = build_networks(cfg, num_classes)
+    if cfg.model.d_norm == "spectral":  # a training forward runs a power iteration: the weights move a bit
+        nets.critic.eval()
     res, ch = cfg.data.resolution, cfg.data.channels
     z = torch.randn(batch, cfg.model.latent_dim)
     y = torch.randint(0, num_classes, (batch,))
@@ -53,7 +56,7 @@ def test_resolutions_and_channels(res: int, channels: int) -> None:
     _check(cfg)
 
 
-@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "none"])
+@pytest.mark.parametrize("norm", ["batch", "layer", "instance", "none", "spectral"])
 @pytest.mark.parametrize("pooling", ["none", "avg", "max"])
 def test_norms_and_pooling(norm: str, pooling: str) -> None:
     _check(build_config("default", {"model": {"d_norm": norm, "pooling": pooling}}))
@@ -128,3 +131,20 @@ def test_recalibrate_batchnorm_sets_exact_average_statistics() -> None:
     assert torch.allclose(net.bn.running_mean, torch.tensor([3.0, 4.0]))
     assert torch.allclose(net.bn.running_var, torch.tensor([2.0, 2.0]))
     assert not net.training and net.bn.momentum == 0.1
+
+
+def test_spectral_norm_holds_every_critic_weight_near_unit_norm() -> None:
+    """d_norm=spectral: no normalisation layers, and after some power iterations the largest singular value of
+    every convolution / linear weight (reshaped to out x rest, as SNGAN does) is 1."""
+    cfg = build_config("default", {"model.d_norm": "spectral"})
+    critic = build_networks(cfg, 3).critic.train()
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.GroupNorm) for m in critic.modules())
+    x, y = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 0])
+    for _ in range(30):  # each training forward is one power iteration
+        critic(x, y)
+    layers = [m for m in critic.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert layers
+    for m in layers:
+        w = m.weight.detach()
+        sigma = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2)
+        assert abs(float(sigma) - 1.0) < 0.05, (m, float(sigma))

@@ -63,7 +63,11 @@ class ModelConfig:
     d_width: int = _opt(16, lo=4, hi=1024, help="critic channels at full resolution")
     d_max_width: int = _opt(512, lo=8, hi=4096)
     d_kernels: list[int] = _opt([3, 5, 7], help="kernel sizes of the parallel branches in each critic block")
-    d_norm: str = _opt("layer", choices=("batch", "layer", "instance", "none"))
+    d_norm: str = _opt(
+        "layer",
+        choices=("batch", "layer", "instance", "none", "spectral"),
+        help="critic normalisation per branch; spectral = spectral normalisation of every critic weight",
+    )
     pooling: str = _opt(
         "none",
         choices=("none", "avg", "max"),

@@ -6,6 +6,8 @@
 - Block: parallel convolution branches with kernel sizes `kernels` (the paper's 3x3/5x5/7x7), a
   normalisation per branch, fused by concatenation + 1x1 convolution (or a sum), plus a 1x1 skip path
   so features are re-used; downsampling by strided branches ("none": all-convolutional) or avg/max pooling.
+- Normalisation per branch: BatchNorm (the paper's), layer / instance norm, none, or spectral
+  normalisation of every critic weight instead of a normalisation layer (SNGAN).
 - Class conditioning by projection (Miyato & Koyama 2018): score += <embed(y), mean_hw phi(x)>, and
   optionally an auxiliary classifier head on the same pooled features (AC-GAN, Odena et al. 2017), which
   teaches the generator its classes in far fewer steps than the projection alone.
@@ -43,7 +45,9 @@ class MultiKernelBlock(nn.Module):
         branch_c = c_out if fusion == "sum" else max(1, c_out // len(kernels))
         self.branches = nn.ModuleList(
             nn.Sequential(
-                nn.Conv2d(c_in, branch_c, k, stride=stride, padding=k // 2, bias=norm == "none"),
+                nn.Conv2d(
+                    c_in, branch_c, k, stride=stride, padding=k // 2, bias=norm in ("none", "spectral")
+                ),
                 norm_2d(norm, branch_c),
                 nn.LeakyReLU(0.2, inplace=True),
             )
@@ -165,6 +169,10 @@ class MultiScaleCritic(nn.Module):
             )
             for s in range(scales)
         )
+        if norm == "spectral":  # Miyato et al. 2018: every weight's largest singular value held near 1
+            for mod in self.modules():
+                if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(mod)
 
     @property
     def num_feature_layers(self) -> int:

@@ -10,14 +10,15 @@ from torch import nn
 
 def norm_2d(kind: str, channels: int) -> nn.Module:
     """Per-branch normalisation of the critic. 'layer' normalises each sample over (C, H, W), so it
-    keeps the per-sample gradient penalty valid; 'batch' (the paper's) mixes samples in a batch."""
+    keeps the per-sample gradient penalty valid; 'batch' (the paper's) mixes samples in a batch;
+    'spectral' has no normalisation layer: the critic's weights are spectrally normalised instead."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "layer":
         return nn.GroupNorm(1, channels)
     if kind == "instance":
         return nn.GroupNorm(channels, channels)
-    if kind == "none":
+    if kind in ("none", "spectral"):
         return nn.Identity()
     raise ValueError(f"unknown normalisation {kind!r}")
 
