@@ -19,7 +19,9 @@ import torch
 from vaemsgan.errors import ConfigError
 
 # Blocks of the distance matrix hold at most this many entries (bounded memory on large sets).
-_BLOCK = 1 << 22
+_BLOCK = 1 << 24
+# Candidates per query whose distances are recomputed exactly (float64, from differences).
+_RERANK = 8
 NEAR_COPY_PERCENTILE = 1.0
 
 
@@ -30,22 +32,34 @@ def _flat_pixels(images: torch.Tensor) -> torch.Tensor:
 
 
 def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distance, index) of each query row's nearest row of `ref` (Euclidean), computed block-wise."""
+    """(distance, index) of each query row's nearest row of `ref` (Euclidean), in blocks of matrix products.
+
+    The search runs in float32 on data centred on the reference mean (`|q - r|^2 = |q|^2 + |r|^2 - 2 q.r`,
+    the |q|^2 term dropped: it does not change the order); the `_RERANK` best candidates of each query are
+    then compared exactly, from differences in float64, so an exact copy comes out at distance 0 and round-off
+    can only matter when more than `_RERANK` references are within float32 error of the nearest one.
+    Ties go to the lowest reference index.
+    """
     if len(ref) == 0:
         raise ConfigError("nearest neighbours need a non-empty reference set")
-    q, r = query.double(), ref.double()
-    dist = torch.empty(len(q), dtype=torch.float64)
-    idx = torch.empty(len(q), dtype=torch.int64)
+    r = ref.float()
+    centre = r.double().mean(0)
+    rc = (r.double() - centre).float()
+    qc_all = (query.double() - centre).float()
+    r2 = (rc.double() ** 2).sum(1).float()
+    k = min(_RERANK, len(r))
+    dist = torch.empty(len(query), dtype=torch.float64)
+    idx = torch.empty(len(query), dtype=torch.int64)
     step = max(1, _BLOCK // max(1, len(r)))
-    r2 = (r * r).sum(1)
-    for s in range(0, len(q), step):
-        qb = q[s : s + step]
-        # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, in float64 so that exact copies come out as 0 (clamped round-off).
-        d2 = ((qb * qb).sum(1, keepdim=True) + r2[None, :] - 2.0 * qb @ r.T).clamp_min(0.0)
-        best = d2.argmin(dim=1)
-        # The distance to the chosen neighbour recomputed from differences: exact (0 for a copy).
-        dist[s : s + step] = (qb - r[best]).pow(2).sum(1).sqrt()
-        idx[s : s + step] = best
+    for s in range(0, len(query), step):
+        qc = qc_all[s : s + step]
+        score = torch.addmm(r2[None, :], qc, rc.T, alpha=-2.0)  # |r|^2 - 2 q.r
+        cand = score.topk(k, dim=1, largest=False).indices.sort(dim=1).values
+        exact = (query[s : s + step, None, :].double() - r[cand].double()).pow(2).sum(2)
+        best = exact.argmin(dim=1)  # the first of equal distances: the lowest index
+        rows = torch.arange(len(cand))
+        dist[s : s + step] = exact[rows, best].sqrt()
+        idx[s : s + step] = cand[rows, best]
     return dist, idx
 
 
