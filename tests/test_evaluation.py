@@ -14,6 +14,7 @@ import torch
 from vaemsgan.errors import ConfigError, OutputExistsError, VaemsganError
 from vaemsgan.evaluation import classifier as clf_mod
 from vaemsgan.evaluation import extractors as ext_mod
+from vaemsgan.evaluation import memorisation as mem_mod
 from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, features, train_classifier
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.evaluate import EvalOptions, evaluate, match_classes
@@ -140,6 +141,22 @@ def test_nearest_neighbours_match_brute_force() -> None:
     f, fr = torch.randn(40, 16, generator=g), torch.randn(500, 16, generator=g)
     d, idx = nearest_neighbours(f, fr)
     assert torch.equal(idx, torch.cdist(f.double(), fr.double()).argmin(1))
+
+
+def test_pruned_nearest_neighbours_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lower-bound search on a small scale: 8 principal directions of 16x16 images, 6 candidates.
+    monkeypatch.setattr(mem_mod, "_PROJ_DIMS", 8)
+    monkeypatch.setattr(mem_mod, "_PROJ_CANDIDATES", 6)
+    monkeypatch.setattr(mem_mod, "_PRUNE_MIN_PAIRS", 0)
+    ref, _ = stripes(400, 0)
+    query = torch.cat([stripes(60, 1)[0], ref[[5, 17]]])
+    q, r = query.reshape(len(query), -1).float(), ref.reshape(len(ref), -1).float()
+    d2, idx, todo = mem_mod._pruned_search(q, r)
+    assert 0 < int(todo.sum()) < len(q)  # most rows settled by the bound, some left to the full search
+    d, idx = pixel_nn(query, ref)
+    full = torch.cdist(q.double(), r.double()) / 16.0
+    assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-9)
+    assert torch.equal(idx, full.argmin(1)) and d[-2:].tolist() == [0.0, 0.0]
 
 
 def test_pixel_distance_is_rms_grey_levels() -> None:
