@@ -162,7 +162,9 @@ def run_crossval(
     alive: list[SmallVGG] = []
     cache_hits: list[str] = []
     preds: dict[tuple[int, str], torch.Tensor] = {}
-    test_sets = {"real": real_test, "gen": gen_test}
+    # The mixed experiment reads the generated test images of its class only: predict just those.
+    gen_test_mc = gen_test.take(gen_test.of_class(mc))
+    test_sets = {"real": real_test, "gen": gen_test, "gen_mixed_class": gen_test_mc}
     real_test_digest: list[str] = []
 
     def pred(model: SmallVGG, which: str) -> torch.Tensor:
@@ -239,9 +241,9 @@ def run_crossval(
                 concat(real_train.take(keep_mask.nonzero().flatten()), gen_train.take(added)), seed, "mixed"
             )
             for prefix, model in (("baseline", full_model), ("mixed", m_mix)):
-                pr, pg = pred(model, "real"), pred(model, "gen")
+                pr, pg = pred(model, "real"), pred(model, "gen_mixed_class")
                 put(f"{prefix}/real_test_class", _acc(pr, real_test.labels, real_test.labels == mc))
-                put(f"{prefix}/gen_test_class", _acc(pg, gen_test.labels, gen_test.labels == mc))
+                put(f"{prefix}/gen_test_class", _acc(pg, gen_test_mc.labels))
                 put(f"{prefix}/real_test_others", _acc(pr, real_test.labels, real_test.labels != mc))
         if "sweep" in opt.experiments and full_model is not None:
             for item in sweep_plan:
