@@ -1,5 +1,8 @@
 """`make bench`: every benchmark, tables printed, JSON in benchmarks/results/ (see docs/BENCHMARKS.md).
 
+Benchmarks: train (throughput), generate (throughput), eval (metrics on 10k images), evaluate (`vaemsgan
+evaluate` end to end, first and cached run), efficiency (one training step against the matmul peak).
+
 Usage: python benchmarks/run_all.py [--quick] [--src DIR] [--out-dir DIR]
   --src DIR      benchmark the vaemsgan source tree DIR instead (e.g. a `git worktree` of an older commit)
   --out-dir DIR  where the JSON goes (default benchmarks/results)
@@ -23,7 +26,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="32x32 only (a smoke run)")
     ap.add_argument("--src", help="source tree to benchmark (its src/ folder)")
     ap.add_argument("--out-dir", type=Path)
-    ap.add_argument("--only", help="comma-separated subset: train,generate,eval,efficiency")
+    ap.add_argument("--only", help="comma-separated subset: train,generate,eval,evaluate,efficiency")
     ap.add_argument(
         "--threads", type=int, default=0, help="intra-op threads of every run (default: physical cores)"
     )
@@ -35,10 +38,17 @@ def main() -> int:
     import _common as C
     import efficiency
     import eval_speed
+    import evaluate_speed
     import generate_speed
     import train_speed
 
-    benches = {"train": train_speed, "generate": generate_speed, "eval": eval_speed, "efficiency": efficiency}
+    benches = {
+        "train": train_speed,
+        "generate": generate_speed,
+        "eval": eval_speed,
+        "evaluate": evaluate_speed,
+        "efficiency": efficiency,
+    }
     chosen = args.only.split(",") if args.only else list(benches)
     t0 = time.perf_counter()
     print(f"machine: {C.machine()}")

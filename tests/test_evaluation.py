@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from vaemsgan.errors import ConfigError, OutputExistsError, VaemsganError
+from vaemsgan.evaluation import classifier as clf_mod
 from vaemsgan.evaluation import extractors as ext_mod
+from vaemsgan.evaluation import memorisation as mem_mod
 from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, features, train_classifier
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.evaluate import EvalOptions, evaluate, match_classes
@@ -21,6 +23,7 @@ from vaemsgan.evaluation.memorisation import (
     closest_pairs,
     mean_pairwise_distance,
     memorisation_summary,
+    nearest_neighbours,
     pixel_nn,
 )
 from vaemsgan.utils.io import save_png
@@ -125,6 +128,37 @@ def test_copies_are_near_copies_at_distance_zero() -> None:
     assert closest_pairs(d, idx, k=2)[0][2] == 0.0
 
 
+def test_nearest_neighbours_match_brute_force() -> None:
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8, generator=g)
+    ref[10] = ref[20]  # a duplicate: the tie goes to the lower index
+    query = torch.cat([ref[[20, 5]], torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8, generator=g)])
+    d, idx = pixel_nn(query, ref)
+    full = torch.cdist(query.reshape(len(query), -1).double(), ref.reshape(len(ref), -1).double()) / 8.0
+    assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-9)
+    assert idx[0] == 10 and idx[1] == 5 and d[0] == 0.0 and d[1] == 0.0
+    assert torch.equal(idx[2:], full[2:].argmin(1))
+    f, fr = torch.randn(40, 16, generator=g), torch.randn(500, 16, generator=g)
+    d, idx = nearest_neighbours(f, fr)
+    assert torch.equal(idx, torch.cdist(f.double(), fr.double()).argmin(1))
+
+
+def test_pruned_nearest_neighbours_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lower-bound search on a small scale: 8 principal directions of 16x16 images, 6 candidates.
+    monkeypatch.setattr(mem_mod, "_PROJ_DIMS", 8)
+    monkeypatch.setattr(mem_mod, "_PROJ_CANDIDATES", 6)
+    monkeypatch.setattr(mem_mod, "_PRUNE_MIN_PAIRS", 0)
+    ref, _ = stripes(400, 0)
+    query = torch.cat([stripes(60, 1)[0], ref[[5, 17]]])
+    q, r = query.reshape(len(query), -1).float(), ref.reshape(len(ref), -1).float()
+    d2, idx, todo = mem_mod._pruned_search(q, r)
+    assert 0 < int(todo.sum()) < len(q)  # most rows settled by the bound, some left to the full search
+    d, idx = pixel_nn(query, ref)
+    full = torch.cdist(q.double(), r.double()) / 16.0
+    assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-9)
+    assert torch.equal(idx, full.argmin(1)) and d[-2:].tolist() == [0.0, 0.0]
+
+
 def test_pixel_distance_is_rms_grey_levels() -> None:
     a = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
     b = torch.full((1, 1, 4, 4), 10, dtype=torch.uint8)
@@ -157,7 +191,7 @@ def test_domain_extractor_cache_hit(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def no_training(*a: object, **k: object) -> None:
         raise AssertionError("retrained despite a cache file")
 
-    monkeypatch.setattr(ext_mod, "train_classifier", no_training)
+    monkeypatch.setattr(clf_mod, "train_classifier", no_training)
     e2 = ext_mod.domain_extractor(x, y, ["h", "v"], TINY_CLF, cache_dir=tmp_path)
     assert e2.info["cache_hit"] and cache_file.stat().st_mtime_ns == mtime
     assert torch.allclose(e1(x[:4]), e2(x[:4]))

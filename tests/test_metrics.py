@@ -1,4 +1,4 @@
-"""Known-answer tests for vaemsgan.metrics (image statistics, feature metrics, distances, registry)."""
+"""Known-answer tests for vaemsgan.metrics (image statistics, feature metrics, distances)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from scipy import linalg
 from vaemsgan.errors import ConfigError
 from vaemsgan.metrics import (
     STATISTICS,
-    MetricInputs,
     bootstrap_ci,
     class_table,
-    compute_metrics,
     density_coverage,
     fid,
     fid_sample_warning,
@@ -27,6 +25,7 @@ from vaemsgan.metrics import (
     ks_statistic,
     mean_ci,
     precision_recall,
+    precision_recall_density_coverage,
     statistics_by_class,
     wasserstein1,
 )
@@ -239,6 +238,18 @@ def test_kid_same_and_shifted() -> None:
     assert shifted > 0.05 and shifted > 20 * abs(mean)
 
 
+def test_kid_of_whole_sets_is_one_value() -> None:
+    # Subsets as large as both sets are both sets (in another order): one value, no spread.
+    g = torch.Generator().manual_seed(9)
+    a = torch.randn(60, 4, generator=g, dtype=torch.float64)
+    b = torch.randn(60, 4, generator=g, dtype=torch.float64) + 0.3
+    mean, std = kid(a, b, subsets=7, subset_size=1000)
+    kern = lambda x, y: (x @ y.T / 4 + 1) ** 3  # noqa: E731 - the default kernel, gamma = 1 / D
+    off = lambda k: (k.sum() - k.diagonal().sum()) / (60 * 59)  # noqa: E731
+    expected = float(off(kern(a, a)) + off(kern(b, b)) - 2 * kern(a, b).mean())
+    assert std == 0.0 and mean == pytest.approx(expected, rel=1e-12) and mean > 0
+
+
 def test_kid_subset_size_capped_and_seeded() -> None:
     g = torch.Generator().manual_seed(6)
     a, b = torch.randn(50, 4, generator=g), torch.randn(40, 4, generator=g)
@@ -253,6 +264,18 @@ def test_precision_recall_identical_and_far() -> None:
     assert precision_recall(x, x, k=3) == (1.0, 1.0)
     p, r = precision_recall(x, x + 100.0, k=3)
     assert p == 0.0 and r == 0.0
+
+
+def test_prdc_in_one_pass_matches_the_separate_metrics() -> None:
+    g = torch.Generator().manual_seed(11)
+    real, fake = torch.randn(700, 6, generator=g), torch.randn(500, 6, generator=g) * 1.3 + 0.2
+    both = precision_recall_density_coverage(real, fake, k_pr=3, k_dc=5)
+    p, r = precision_recall(real, fake, k=3)
+    d, c = density_coverage(real, fake, k=5)
+    assert both == pytest.approx({"precision": p, "recall": r, "density": d, "coverage": c}, abs=2e-3)
+    assert both["precision"] < 1 and both["recall"] < 1 and both["coverage"] < 1
+    with pytest.raises(ConfigError):
+        precision_recall_density_coverage(real[:5], fake, k_pr=3, k_dc=5)
 
 
 def test_density_coverage_identical() -> None:
@@ -290,31 +313,3 @@ def test_mean_ci() -> None:
     m, lo, hi = mean_ci([1.0, 2.0, 3.0])
     half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(n) with s = 1
     assert (m, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-
-
-# ------------------------------------------------------------------------------------ registry
-
-
-def test_registry_compute_all() -> None:
-    g = torch.Generator().manual_seed(10)
-    inputs = MetricInputs(
-        real_feats=torch.randn(100, 4, generator=g),
-        fake_feats=torch.randn(100, 4, generator=g),
-        real_images=torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g),
-        fake_images=torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8, generator=g),
-        real_labels=torch.tensor([0, 0, 0, 1, 1, 1]),
-        options={"kid": {"subsets": 5, "subset_size": 50}},
-    )
-    out = compute_metrics(["fid", "kid", "pr", "dc", "stats"], inputs)
-    for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage"):
-        assert isinstance(out[key], float), key
-    for s in STATISTICS:
-        assert f"real_{s}" in out and f"fake_{s}" in out and f"gap_pct_{s}" in out
-    assert "real_mean/class_1" in out and "fake_mean/class_1" not in out
-
-
-def test_registry_errors() -> None:
-    with pytest.raises(ConfigError, match="known metrics: dc, fid, kid, pr, stats"):
-        compute_metrics(["fid", "nope"], MetricInputs())
-    with pytest.raises(ConfigError, match="needs real and generated features"):
-        compute_metrics(["fid"], MetricInputs())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaemsgan.errors import ConfigError
+from vaemsgan.evaluation import cache
 from vaemsgan.utils.images import to_float
 
 
@@ -243,6 +245,45 @@ def train_classifier(
             progress(step + 1, cfg.steps)
     model.eval()
     return model
+
+
+def cached_classifier(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    cfg: ClassifierConfig | None = None,
+    *,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[SmallVGG, dict[str, Any]]:
+    """`train_classifier` (standard augmentation) on real images, or the same network from the evaluation
+    cache (evaluation/cache.py): the key hashes the images, labels, class names, settings and seed, so a
+    cached file is exactly what training would give. Returns (model in eval mode, info for the report)."""
+    cfg = (cfg or ClassifierConfig()).validate()
+    key = cache.data_hash(images, labels, class_names, {"classifier": cfg.to_dict(), "seed": seed})
+    path = cache.cache_folder(cache_dir) / f"{key}.pt"
+    model: SmallVGG | None = None
+    state = cache.load(path)
+    if state is not None:
+        try:
+            model = SmallVGG(images.shape[1], len(class_names), images.shape[2], cfg)
+            model.load_state_dict(state["state_dict"])
+        except Exception:  # noqa: BLE001 - a stale file (other architecture) is retrained
+            model = None
+    cached = model is not None
+    if model is None:
+        model = train_classifier(images, labels, len(class_names), cfg, seed=seed, progress=progress)
+        cache.save(path, {"state_dict": model.state_dict(), "classifier": cfg.to_dict(), "key": key})
+    model.eval().requires_grad_(False)
+    info = {
+        "cache_file": str(path),
+        "cache_hit": cached,
+        "classifier": cfg.to_dict(),
+        "seed": seed,
+        "key": key,
+    }
+    return model, info
 
 
 @torch.inference_mode()

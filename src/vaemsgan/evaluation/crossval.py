@@ -21,12 +21,20 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from vaemsgan.errors import ConfigError
-from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, predict, train_classifier
+from vaemsgan.evaluation import cache
+from vaemsgan.evaluation.classifier import (
+    ClassifierConfig,
+    SmallVGG,
+    cached_classifier,
+    predict,
+    train_classifier,
+)
 from vaemsgan.metrics.distances import mean_ci
 
 DEFAULT_RATIOS = (0.5, 1.0, 2.0, 4.0)
@@ -61,6 +69,11 @@ class CrossvalOptions:
     mixed_class: str | None = None  # default: the first class
     mixed_share: float = 0.5
     experiments: Sequence[str] = ("crossval", "mixed", "sweep")
+    # Real-data classifiers (TRTR and the real-only baseline) and their predictions on the real test
+    # images from the evaluation cache (evaluation/cache.py) when `cache` is set: they depend on the real
+    # data, the settings and the seed alone, so a second evaluation of the same real data reuses them.
+    cache: bool = False
+    cache_dir: str | Path | None = None
 
 
 def _ci(values: list[float]) -> dict[str, Any]:
@@ -129,11 +142,47 @@ def run_crossval(
 
     timings: dict[str, float] = {}
 
-    def fit(data: LabelledImages, seed: int, what: str) -> SmallVGG:
+    real_keys: dict[int, str] = {}  # id(model) -> cache key, for the real-data classifiers
+
+    def fit(data: LabelledImages, seed: int, what: str, real: bool = False) -> SmallVGG:
         t0 = time.perf_counter()
-        model = train_classifier(data.images, data.labels, n_cls, opt.classifier, seed=seed)
+        if real and opt.cache:
+            model, info = cached_classifier(
+                data.images, data.labels, class_names, opt.classifier, seed=seed, cache_dir=opt.cache_dir
+            )
+            real_keys[id(model)] = info["key"]
+            if info["cache_hit"]:
+                cache_hits.append(what)
+        else:
+            model = train_classifier(data.images, data.labels, n_cls, opt.classifier, seed=seed)
         timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
+        alive.append(model)  # ids stay unique while the memos below are keyed by them
         return model
+
+    alive: list[SmallVGG] = []
+    cache_hits: list[str] = []
+    preds: dict[tuple[int, str], torch.Tensor] = {}
+    # The mixed experiment reads the generated test images of its class only: predict just those.
+    gen_test_mc = gen_test.take(gen_test.of_class(mc))
+    test_sets = {"real": real_test, "gen": gen_test, "gen_mixed_class": gen_test_mc}
+    real_test_digest: list[str] = []
+
+    def pred(model: SmallVGG, which: str) -> torch.Tensor:
+        """Predictions of `model` on the real or generated test set, computed once per model (a cached
+        real-data classifier's predictions on the real test images come from the cache too)."""
+        memo = (id(model), which)
+        if memo not in preds:
+            t0 = time.perf_counter()
+            key = real_keys.get(id(model)) if which == "real" else None
+            if key is not None:
+                if not real_test_digest:
+                    real_test_digest.append(cache.digest({"kind": "test images"}, real_test.images))
+                path = cache.cache_folder(opt.cache_dir) / f"pred-{key[:32]}-{real_test_digest[0][:32]}.pt"
+                preds[memo], _ = cache.cached(path, lambda: predict(model, real_test.images))
+            else:
+                preds[memo] = predict(model, test_sets[which].images)
+            timings["predict"] = timings.get("predict", 0.0) + time.perf_counter() - t0
+        return preds[memo]
 
     raw: dict[str, list[float]] = {}
     per_class: dict[str, list[list[float]]] = {}
@@ -160,13 +209,13 @@ def run_crossval(
         if "crossval" in opt.experiments:
             log(f"seed {seed + 1}/{n_seeds}: train on real (TRTR/TRTS)")
             real_k = real_train if k == real_counts else _pick(real_train, k, g)
-            m_real = fit(real_k, seed, "real")
+            m_real = fit(real_k, seed, "real", real=True)
             if k == real_counts:
                 full_model = m_real
             log(f"seed {seed + 1}/{n_seeds}: train on generated (TSTR/TSTS)")
             m_gen = fit(_pick(gen_train, k, g), seed, "generated")
-            p_rr, p_rg = predict(m_real, real_test.images), predict(m_real, gen_test.images)
-            p_gr, p_gg = predict(m_gen, real_test.images), predict(m_gen, gen_test.images)
+            p_rr, p_rg = pred(m_real, "real"), pred(m_real, "gen")
+            p_gr, p_gg = pred(m_gen, "real"), pred(m_gen, "gen")
             put("TRTR", _acc(p_rr, real_test.labels))
             put("TRTS", _acc(p_rg, gen_test.labels))
             put("TSTR", _acc(p_gr, real_test.labels))
@@ -180,7 +229,7 @@ def run_crossval(
                 per_class.setdefault(key, []).append(_per_class_acc(p, lab, n_cls))
         if full_model is None and ("mixed" in opt.experiments or "sweep" in opt.experiments):
             log(f"seed {seed + 1}/{n_seeds}: train on all real images (baseline)")
-            full_model = fit(real_train, seed, "real_all")
+            full_model = fit(real_train, seed, "real_all", real=True)
         if "mixed" in opt.experiments and full_model is not None:
             log(f"seed {seed + 1}/{n_seeds}: mixed experiment (class '{mixed_name}')")
             keep_mask = torch.ones(len(real_train), dtype=torch.bool)
@@ -192,9 +241,9 @@ def run_crossval(
                 concat(real_train.take(keep_mask.nonzero().flatten()), gen_train.take(added)), seed, "mixed"
             )
             for prefix, model in (("baseline", full_model), ("mixed", m_mix)):
-                pr, pg = predict(model, real_test.images), predict(model, gen_test.images)
+                pr, pg = pred(model, "real"), pred(model, "gen_mixed_class")
                 put(f"{prefix}/real_test_class", _acc(pr, real_test.labels, real_test.labels == mc))
-                put(f"{prefix}/gen_test_class", _acc(pg, gen_test.labels, gen_test.labels == mc))
+                put(f"{prefix}/gen_test_class", _acc(pg, gen_test_mc.labels))
                 put(f"{prefix}/real_test_others", _acc(pr, real_test.labels, real_test.labels != mc))
         if "sweep" in opt.experiments and full_model is not None:
             for item in sweep_plan:
@@ -207,10 +256,10 @@ def run_crossval(
                     log(f"seed {seed + 1}/{n_seeds}: real + {r:g}x generated")
                     extra = _pick(gen_train, [int(round(r * n)) for n in real_counts], g)
                     model = fit(concat(real_train, extra), seed, f"sweep_{r:g}")
-                pred = predict(model, real_test.images)
-                put(f"sweep/{r:g}", _acc(pred, real_test.labels))
+                p = pred(model, "real")
+                put(f"sweep/{r:g}", _acc(p, real_test.labels))
                 # Per-seed, per-class accuracies: the augmentation gain (gain.py) pairs them by seed.
-                per_class.setdefault(f"sweep/{r:g}", []).append(_per_class_acc(pred, real_test.labels, n_cls))
+                per_class.setdefault(f"sweep/{r:g}", []).append(_per_class_acc(p, real_test.labels, n_cls))
 
     out: dict[str, Any] = {
         "seeds": n_seeds,
@@ -222,6 +271,8 @@ def run_crossval(
         "n_gen_test": len(gen_test),
         "train_seconds": timings,
     }
+    if opt.cache:
+        out["real_classifiers_from_cache"] = cache_hits
     if "crossval" in opt.experiments:
         out["table"] = {key: _ci(raw[key]) for key in ("TRTR", "TRTS", "TSTR", "TSTS")}
         out["per_class"] = {

@@ -11,20 +11,21 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from vaemsgan.data import BUILTIN_SOURCES, ImageSet, load_images
 from vaemsgan.data.imagefolder import split_layout
 from vaemsgan.errors import ConfigError, DataError, OutputExistsError
-from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
-from vaemsgan.evaluation.crossval import DEFAULT_RATIOS, CrossvalOptions, LabelledImages, run_crossval
+from vaemsgan.evaluation import core
+from vaemsgan.evaluation.classifier import ClassifierConfig
+from vaemsgan.evaluation.core import split_generated
+from vaemsgan.evaluation.crossval import DEFAULT_RATIOS, CrossvalOptions
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
 from vaemsgan.evaluation.gain import (
     DEFAULT_GAIN_RATIOS,
@@ -32,28 +33,11 @@ from vaemsgan.evaluation.gain import (
     DEFAULT_GAIN_TEMPERATURES,
     GainOptions,
 )
-from vaemsgan.evaluation.memorisation import (
-    closest_pairs,
-    mean_pairwise_distance,
-    memorisation_summary,
-    nearest_neighbours,
-    pixel_nn,
-)
-from vaemsgan.metrics import (
-    STATISTICS,
-    bootstrap_ci,
-    class_table,
-    density_coverage,
-    fid,
-    fid_sample_warning,
-    image_statistics,
-    kid,
-    precision_recall,
-)
 from vaemsgan.utils.io import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    json_safe,
     open_regular,
     prepare_output_dir,
     read_bounded,
@@ -62,6 +46,16 @@ from vaemsgan.utils.io import (
 
 PARTS = ("stats", "features", "classifier", "memorisation")
 MANIFEST = "manifest.json"
+
+__all__ = [
+    "PARTS",
+    "EvalOptions",
+    "evaluate",
+    "evaluate_sets",
+    "match_classes",
+    "quick_options",
+    "split_generated",
+]
 
 
 @dataclass
@@ -263,31 +257,6 @@ def generate_in_memory(model: Any, per_class: int, opts: EvalOptions, log: _Prog
     )
 
 
-def split_generated(
-    gen: ImageSet, real_test_counts: list[int], seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per class: min(real test count, half the generated images) as a generated test set, the rest a pool."""
-    g = torch.Generator().manual_seed(seed + 7)
-    test, pool = [], []
-    for c, n_test_real in enumerate(real_test_counts):
-        idx = (gen.labels == c).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n = min(n_test_real, len(idx) // 2)
-        test.append(idx[:n])
-        pool.append(idx[n:])
-    return torch.cat(test).sort().values, torch.cat(pool).sort().values
-
-
-def _matched_subset(gen: ImageSet, counts: list[int], seed: int) -> torch.Tensor:
-    """Indices of up to counts[c] generated images of each class (seeded), for equal-size comparisons."""
-    g = torch.Generator().manual_seed(seed + 3)
-    out = []
-    for c, n in enumerate(counts):
-        idx = (gen.labels == c).nonzero().flatten()
-        out.append(idx[torch.randperm(len(idx), generator=g)[:n]])
-    return torch.cat(out).sort().values
-
-
 # ------------------------------------------------------------------------------------------ parts
 
 # Images each class needs in each set for a part to give numbers rather than NaN: FID, KID, diversity
@@ -311,197 +280,103 @@ def too_few_images(part: str, names: Sequence[str], counts: dict[str, list[int]]
     return None
 
 
-def _stats_part(real: ImageSet, gen: ImageSet, names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    rs, gs = image_statistics(real.images), image_statistics(gen.images)
-    by = lambda st, lab: {  # noqa: E731 - a two-line helper
-        c: {s: v[lab == c] for s, v in st.items()} for c in range(len(names)) if bool((lab == c).any())
-    }
-    rows = class_table(by(rs, real.labels), by(gs, gen.labels))
-    for r in rows:
-        r["class"] = names[int(r["class"])]  # type: ignore[call-overload]
-    overall = class_table({0: rs}, {0: gs})
-    for r in overall:
-        r["class"] = "all"
-    arrays = {"real": {s: rs[s].numpy() for s in STATISTICS}, "gen": {s: gs[s].numpy() for s in STATISTICS}}
-    return {"table": rows, "overall": overall, "n_real": len(real), "n_gen": len(gen)}, arrays
-
-
-def _feature_metrics(fr: torch.Tensor, fg: torch.Tensor, opts: EvalOptions, boot: bool) -> dict[str, Any]:
-    n = min(len(fr), len(fg))
-    out: dict[str, Any] = {"n_real": len(fr), "n_gen": len(fg)}
-    if n < 2:
-        out["error"] = f"too few images ({len(fr)} real, {len(fg)} generated)"
-        return out
-    out["fid"] = fid(fr, fg)
-    if boot:
-        lo, hi = bootstrap_ci(fid, fr, fg, n_boot=opts.n_boot, seed=opts.seed)
-        out["fid_ci"] = [lo, hi]
-    km, ks = kid(fr, fg, subsets=opts.kid_subsets, subset_size=min(1000, n), seed=opts.seed)
-    out["kid_mean"], out["kid_std"] = km, ks
-    if n >= 4:
-        out["precision"], out["recall"] = precision_recall(fr, fg, k=3)
-    if n >= 6:
-        out["density"], out["coverage"] = density_coverage(fr, fg, k=5)
-    out["warning"] = fid_sample_warning(len(fr), len(fg))
-    return out
-
-
-def _features_part(
-    ext: Extractor,
+def evaluate_sets(
     real_train: ImageSet,
     real_test: ImageSet,
     gen: ImageSet,
-    names: list[str],
     opts: EvalOptions,
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    # Real test images vs generated ones: neither was seen by the domain extractor in training.
-    counts = [int((real_test.labels == c).sum()) for c in range(len(names))]
-    sel = _matched_subset(gen, counts, opts.seed)
-    fr, fg_all = ext(real_test.images), ext(gen.images)
-    fg = fg_all[sel]
-    gl = gen.labels[sel]
-    overall = _feature_metrics(fr, fg, opts, boot=True)
-    # Reference: real training vs real test images at the same per-class sizes: what a generator that
-    # reproduces the real distribution exactly would get here (finite-sample floor).
-    ref_sel = _matched_subset(real_train, counts, opts.seed)
-    ftr_all = ext(real_train.images)
-    ref = _feature_metrics(fr, ftr_all[ref_sel], opts, boot=False)
-    per_class = {}
-    for c, name in enumerate(names):
-        a, b = fr[real_test.labels == c], fg[gl == c]
-        per_class[name] = _feature_metrics(a, b, opts, boot=True)
-        per_class[name]["reference_fid"] = (
-            fid(a, ftr_all[ref_sel][real_train.labels[ref_sel] == c]) if len(a) >= 2 else float("nan")
+    *,
+    model: Any = None,
+    skipped: Sequence[str] = (),
+    log: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """The parts of an evaluation (evaluation/core.py) on image sets that share one class index space.
+
+    Returns (results by part, arrays the report's figures need, seconds per part). `skipped` parts are
+    not run (too few images); `model` (a loaded generator) feeds the augmentation-gain arms."""
+    log = log or (lambda msg: None)
+    parts = [p for p in opts.parts if p not in skipped]
+    real = core.RealSide(real_train, real_test, opts.cache_dir, log=log)
+    result: dict[str, Any] = {}
+    assets: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+    if "stats" in parts:
+        t0 = time.perf_counter()
+        log("image statistics (Table 2)")
+        result["stats"], assets["stats"] = core.stats_part(real, gen)
+        timings["stats"] = time.perf_counter() - t0
+
+    ext: Extractor | None = None
+    gen_features: torch.Tensor | None = None
+    if "features" in parts or "memorisation" in parts:
+        t0 = time.perf_counter()
+        if opts.extractor == "domain":
+            dcfg = replace(opts.classifier, steps=opts.domain_steps)
+            log(f"domain feature extractor ({dcfg.steps} steps, cached)")
+            ext = real.domain_extractor(
+                dcfg,
+                opts.seed,
+                progress=lambda s, n: log(f"  domain classifier step {s}/{n}") if s % 100 == 0 else None,
+            )
+            log(
+                f"  extractor {'loaded from cache' if ext.info['cache_hit'] else 'trained'}: {ext.info['cache_file']}"
+            )
+        else:
+            ext = build_extractor(opts.extractor, weights=opts.inception_weights)
+        timings["extractor"] = time.perf_counter() - t0
+
+    if "features" in parts:
+        assert ext is not None
+        t0 = time.perf_counter()
+        log("feature metrics (FID, KID, precision/recall, density/coverage; overall and per class)")
+        result["features"], feats = core.features_part(
+            ext, real, gen, n_boot=opts.n_boot, kid_subsets=opts.kid_subsets, seed=opts.seed
         )
-    result = {
-        "extractor": ext.name,
-        "extractor_info": ext.info,
-        "overall": overall,
-        "reference_real_vs_real": ref,
-        "per_class": per_class,
-    }
-    if isinstance(ext.model, SmallVGG):
-        # The classifier's head on the features already computed: no second pass over the images.
-        with torch.inference_mode():
-            for key, f_, lab in (("real_test", fr, real_test.labels), ("gen", fg_all, gen.labels)):
-                pred = ext.model.head(f_).argmax(1)
-                result[f"extractor_{key}_accuracy"] = float((pred == lab).double().mean())
-    return result, {"real_test": fr, "gen": fg_all, "real_train": ftr_all}
+        gen_features = feats["gen"]
+        timings["features"] = time.perf_counter() - t0
 
-
-def _memorisation_part(
-    real_train: ImageSet,
-    real_test: ImageSet,
-    gen: ImageSet,
-    feats: dict[str, torch.Tensor],
-    names: list[str],
-    opts: EvalOptions,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    g_pix, g_pix_i = pixel_nn(gen.images, real_train.images)
-    r_pix, _ = pixel_nn(real_test.images, real_train.images)
-    g_feat, g_feat_i = nearest_neighbours(feats["gen"], feats["real_train"])
-    r_feat, _ = nearest_neighbours(feats["real_test"], feats["real_train"])
-    out: dict[str, Any] = {
-        "pixels": memorisation_summary(g_pix, r_pix),
-        "features": memorisation_summary(g_feat, r_feat),
-        "n_gen": len(gen),
-        "n_train": len(real_train),
-        "n_reference": len(real_test),
-    }
-    pairs = closest_pairs(g_pix, g_pix_i, k=12)
-    out["closest_pairs"] = [
-        {"generated": i, "train": j, "pixel_rms": d, "class": names[int(gen.labels[i])]} for i, j, d in pairs
-    ]
-    diversity = {}
-    counts = [int((real_test.labels == c).sum()) for c in range(len(names))]
-    sel = _matched_subset(gen, counts, opts.seed)
-    for c, name in enumerate(names):
-        fr = feats["real_test"][real_test.labels == c]
-        fg = feats["gen"][sel][gen.labels[sel] == c]
-        dr, dg = mean_pairwise_distance(fr, seed=opts.seed), mean_pairwise_distance(fg, seed=opts.seed)
-        diversity[name] = {
-            "real": dr,
-            "gen": dg,
-            "ratio": dg / dr if dr > 0 else float("nan"),
-            "n_gen": len(fg),
-        }
-    out["diversity"] = diversity
-    arrays = {
-        "gen_pix": g_pix.numpy(),
-        "real_pix": r_pix.numpy(),
-        "gen_feat": g_feat.numpy(),
-        "real_feat": r_feat.numpy(),
-        "pairs": [(gen.images[i], real_train.images[j]) for i, j, _ in pairs],
-    }
-    return out, arrays
-
-
-def _gain_part(
-    model: Any,
-    real_train: ImageSet,
-    real_test: ImageSet,
-    gen: ImageSet,
-    names: list[str],
-    opts: EvalOptions,
-    log: _Progress,
-) -> dict[str, Any]:
-    """The augmentation-gain arms (gain.py): pools from `gen` (prior samples) and, with a model, curated
-    samples and anchored variations of the real training images."""
-    from vaemsgan.evaluation.curate import probability_scorer
-    from vaemsgan.evaluation.gain import run_gain_study, synthetic_arms
-
-    gopts = opts.gain_options()
-    lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
-
-    def scorer() -> Any:
-        # The curation classifier: the domain classifier of the study's own real training images (cached).
-        dcfg = replace(opts.classifier, steps=opts.domain_steps)
-        ext = build_extractor(
-            "domain",
-            images=real_train.images,
-            labels=real_train.labels,
-            class_names=names,
-            cfg=dcfg,
-            seed=opts.seed,
+    if "classifier" in parts:
+        t0 = time.perf_counter()
+        log(f"classifier cross-validation ({opts.seeds} seeds, {opts.classifier.steps} steps per classifier)")
+        cv = CrossvalOptions(
+            seeds=opts.seeds,
+            classifier=opts.classifier,
+            ratios=opts.ratios,
+            mixed_class=opts.mixed_class,
+            cache=True,
             cache_dir=opts.cache_dir,
         )
-        assert ext.model is not None
-        return probability_scorer(ext.model)
+        result["classifier"] = core.crossval_part(real, gen, cv, opts.seed, log)
+        timings["classifier"] = time.perf_counter() - t0
 
-    arms = synthetic_arms(
-        lab(real_train),
-        names,
-        lab(gen),
-        model,
-        gopts,
-        seed=opts.seed,
-        truncation=opts.truncation,
-        scorer=scorer,
-        progress=log,
-    )
-    log(
-        f"augmentation gain: {gopts.seeds} seeds, ratios {', '.join(f'{r:g}' for r in gopts.ratios)}, "
-        f"{len([a for a in arms if a.pool is not None])} synthetic arms against real + {gopts.policy}"
-    )
-    return run_gain_study(lab(real_train), lab(real_test), arms, names, gopts, log)
+    if opts.augmentation_gain and "augmentation gain" not in skipped:
+        t0 = time.perf_counter()
+        result["augmentation_gain"] = core.gain_part(
+            model,
+            real,
+            gen,
+            opts.gain_options(),
+            domain_cfg=replace(opts.classifier, steps=opts.domain_steps),
+            seed=opts.seed,
+            truncation=opts.truncation,
+            log=log,
+        )
+        for line in result["augmentation_gain"]["verdict_lines"]:
+            log(line)
+        timings["augmentation_gain"] = time.perf_counter() - t0
 
-
-# ------------------------------------------------------------------------------------------ main
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf -> None, tuples -> lists, numpy/torch scalars -> Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        obj = obj.item()
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    if "memorisation" in parts:
+        assert ext is not None
+        t0 = time.perf_counter()
+        log("memorisation and diversity")
+        result["memorisation"], assets["memorisation"] = core.memorisation_part(
+            ext, real, gen, gen_features, opts.seed
+        )
+        timings["memorisation"] = time.perf_counter() - t0
+    if real.hits:
+        log(f"real-data values from the cache: {', '.join(sorted(set(real.hits)))}")
+    return result, assets, timings
 
 
 def evaluate(
@@ -607,7 +482,6 @@ def evaluate(
         if part in PART_NEEDS and (why := too_few_images(part, names, counts_by_set)):
             skipped_parts[part] = why
             log(f"note: {part} part skipped: {why}")
-    parts = tuple(p for p in opts.parts if p not in skipped_parts)
 
     result: dict[str, Any] = {
         "real_source": str(real),
@@ -628,77 +502,12 @@ def evaluate(
         },
         "skipped_parts": skipped_parts,
     }
-    assets: dict[str, Any] = {"real": real_train, "gen": gen}
-
-    if "stats" in parts:
-        t0 = time.perf_counter()
-        log("image statistics (Table 2)")
-        result["stats"], assets["stats"] = _stats_part(real_train, gen, names)
-        timings["stats"] = time.perf_counter() - t0
-
-    feats: dict[str, torch.Tensor] | None = None
-    if "features" in parts or "memorisation" in parts:
-        t0 = time.perf_counter()
-        if opts.extractor == "domain":
-            dcfg = replace(opts.classifier, steps=opts.domain_steps)
-            log(f"domain feature extractor ({dcfg.steps} steps, cached)")
-            ext = build_extractor(
-                "domain",
-                images=real_train.images,
-                labels=real_train.labels,
-                class_names=names,
-                cfg=dcfg,
-                seed=opts.seed,
-                cache_dir=opts.cache_dir,
-                progress=lambda s, n: log(f"  domain classifier step {s}/{n}") if s % 100 == 0 else None,
-            )
-            log(
-                f"  extractor {'loaded from cache' if ext.info['cache_hit'] else 'trained'}: {ext.info['cache_file']}"
-            )
-        else:
-            ext = build_extractor(opts.extractor, weights=opts.inception_weights)
-        timings["extractor"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        log("feature metrics (FID, KID, precision/recall, density/coverage; overall and per class)")
-        feat_result, feats = _features_part(ext, real_train, real_test, gen, names, opts)
-        if "features" in parts:
-            result["features"] = feat_result
-            timings["features"] = time.perf_counter() - t0
-
-    if "classifier" in parts:
-        t0 = time.perf_counter()
-        test_idx, pool_idx = split_generated(gen, real_test.counts(), opts.seed)
-        lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
-        cv_opts = CrossvalOptions(
-            seeds=opts.seeds, classifier=opts.classifier, ratios=opts.ratios, mixed_class=opts.mixed_class
-        )
-        log(f"classifier cross-validation ({opts.seeds} seeds, {opts.classifier.steps} steps per classifier)")
-        result["classifier"] = run_crossval(
-            lab(real_train),
-            lab(real_test),
-            lab(gen.subset(pool_idx)),
-            lab(gen.subset(test_idx)),
-            names,
-            cv_opts,
-            log,
-        )
-        timings["classifier"] = time.perf_counter() - t0
-
-    if opts.augmentation_gain and "augmentation gain" not in skipped_parts:
-        t0 = time.perf_counter()
-        result["augmentation_gain"] = _gain_part(model, real_train, real_test, gen, names, opts, log)
-        for line in result["augmentation_gain"]["verdict_lines"]:
-            log(line)
-        timings["augmentation_gain"] = time.perf_counter() - t0
-
-    if "memorisation" in parts:
-        assert feats is not None
-        t0 = time.perf_counter()
-        log("memorisation and diversity")
-        result["memorisation"], assets["memorisation"] = _memorisation_part(
-            real_train, real_test, gen, feats, names, opts
-        )
-        timings["memorisation"] = time.perf_counter() - t0
+    parts_result, assets, part_timings = evaluate_sets(
+        real_train, real_test, gen, opts, model=model, skipped=list(skipped_parts), log=log
+    )
+    result.update(parts_result)
+    timings.update(part_timings)
+    assets.update({"real": real_train, "gen": gen})
 
     result["verdict"] = verdict(result)
     t0 = time.perf_counter()
@@ -708,7 +517,7 @@ def evaluate(
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     result["timings_s"] = timings
-    result = _clean(result)
+    result = json_safe(result)
     atomic_write_text(out / "report.html", render_html(result, figures))
     atomic_write_json(out / "metrics.json", result)
     written = ["report.html", "metrics.json"]

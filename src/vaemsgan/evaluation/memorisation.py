@@ -19,7 +19,15 @@ import torch
 from vaemsgan.errors import ConfigError
 
 # Blocks of the distance matrix hold at most this many entries (bounded memory on large sets).
-_BLOCK = 1 << 22
+_BLOCK = 1 << 24
+# Candidates per query whose distances are recomputed exactly (float64, from differences).
+_RERANK = 8
+# Pruned search (long vectors, many pairs): a lower bound of every distance from a projection on the
+# reference's `_PROJ_DIMS` principal directions, exact distances for the `_PROJ_CANDIDATES` smallest bounds.
+_PROJ_DIMS = 256
+_PROJ_CANDIDATES = 64
+_PRUNE_MIN_PAIRS = 1 << 26
+_EXACT_F64_MAX_DIM = 512
 NEAR_COPY_PERCENTILE = 1.0
 
 
@@ -29,24 +37,113 @@ def _flat_pixels(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(len(images), -1).float()
 
 
+def _exact_best(
+    query: torch.Tensor, ref: torch.Tensor, cand: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of each query row's candidate references (indices, sorted), the nearest: (squared distance from
+    differences, summed in float64, index); the first of equal distances, i.e. the lowest index.
+
+    Short vectors (features) are differenced in float64; long ones (images) in float32, which is exact for
+    integer-valued data such as pixels (differences and their squares are small integers)."""
+    if query.shape[1] > _EXACT_F64_MAX_DIM:
+        diff = query[:, None, :].float() - ref[cand].float()
+    else:
+        diff = query[:, None, :].double() - ref[cand].double()
+    exact = (diff * diff).sum(2, dtype=torch.float64)
+    best = exact.argmin(dim=1)
+    rows = torch.arange(len(cand))
+    return exact[rows, best], cand[rows, best]
+
+
+def _full_search(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every distance in float32 matrix-product blocks, the `_RERANK` best candidates compared exactly."""
+    r = ref.float()
+    rc = r - r.double().mean(0).float()  # centred: smaller numbers, smaller float32 round-off
+    qc_all = query.float() - r.double().mean(0).float()
+    r2 = (rc * rc).sum(1)
+    k = min(_RERANK, len(r))
+    d2 = torch.empty(len(query), dtype=torch.float64)
+    idx = torch.empty(len(query), dtype=torch.int64)
+    step = max(1, _BLOCK // max(1, len(r)))
+    for s in range(0, len(query), step):
+        score = torch.addmm(r2[None, :], qc_all[s : s + step], rc.T, alpha=-2.0)  # |r|^2 - 2 q.r
+        cand = score.topk(k, dim=1, largest=False).indices.sort(dim=1).values
+        d2[s : s + step], idx[s : s + step] = _exact_best(query[s : s + step], r, cand)
+    return d2, idx
+
+
+def _pruned_search(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest neighbours found from lower bounds; returns (squared distance, index, unresolved rows).
+
+    With P the top `_PROJ_DIMS` principal directions of the reference (orthonormal, from a seeded subset),
+    p(x) = P^T (x - c) and e(x) = |x - c - P p(x)| the norm of the rest,
+    |q - r|^2 = |p(q) - p(r)|^2 + |rest(q) - rest(r)|^2 >= |p(q) - p(r)|^2 + (e(q) - e(r))^2 =: L(q, r).
+    The `_PROJ_CANDIDATES` references with the smallest L get exact distances; when the best of them is no
+    larger than the next smallest L (less a margin that covers float32 round-off in L), no other reference
+    can be nearer and the row is resolved. Unresolved rows are left to the full search.
+    """
+    r = ref.float()
+    c = r.double().mean(0)
+    g = torch.Generator().manual_seed(0)
+    sub = r[torch.randperm(len(r), generator=g)[:4096]].double() - c
+    _, vecs = torch.linalg.eigh(sub.T @ sub)
+    basis = vecs[:, -_PROJ_DIMS:]  # D x k, orthonormal
+
+    basis32, c32 = basis.float(), c.float()
+
+    def project(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(p(x), |p(x)|^2, e(x)): the projection in float32, the squared norms summed in float64."""
+        ps, p2s, es = [], [], []
+        for s in range(0, len(x), 4096):
+            xc = x[s : s + 4096].float() - c32
+            p = xc @ basis32
+            p2 = (p * p).sum(1, dtype=torch.float64)
+            ps.append(p)
+            p2s.append(p2)
+            es.append(((xc * xc).sum(1, dtype=torch.float64) - p2).clamp_min(0.0).sqrt())
+        return torch.cat(ps), torch.cat(p2s), torch.cat(es)
+
+    rp, rp2, re = project(r)
+    qp, qp2, qe = project(query)
+    m = min(_PROJ_CANDIDATES, len(r) - 1)
+    rp2f, ref_scale = rp2.float(), float((rp2 + re * re).max())
+    d2 = torch.empty(len(query), dtype=torch.float64)
+    idx = torch.empty(len(query), dtype=torch.int64)
+    open_rows = torch.zeros(len(query), dtype=torch.bool)
+    step = max(1, min(128, _BLOCK // max(1, len(r))))
+    for s in range(0, len(query), step):
+        sl = slice(s, s + step)
+        lb = torch.addmm(rp2f[None, :], qp[sl], rp.T, alpha=-2.0)
+        lb += qp2[sl, None].float()
+        lb += (qe[sl, None].float() - re[None, :].float()) ** 2
+        vals, cand = lb.topk(m + 1, dim=1, largest=False)
+        d2[sl], idx[sl] = _exact_best(query[sl], r, cand[:, :m].sort(dim=1).values)
+        # Round-off in L (float32 projections and products): far below 1e-4 of the squared norms involved.
+        margin = 1e-4 * (qp2[sl] + qe[sl] ** 2 + ref_scale) + 1.0
+        open_rows[sl] = d2[sl] > vals[:, m].double() - margin
+    return d2, idx, open_rows
+
+
 def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distance, index) of each query row's nearest row of `ref` (Euclidean), computed block-wise."""
+    """(distance, index) of each query row's nearest row of `ref` (Euclidean); ties go to the lowest index.
+
+    Candidates are found in float32 matrix-product blocks and compared exactly (float64, from differences),
+    so an exact copy comes out at distance 0. Long vectors (images) against many references first use
+    lower bounds from a principal-component projection (`_pruned_search`), which settle most rows with a
+    fraction of the arithmetic; the rest, and short vectors (features), search every distance in float32
+    and compare the `_RERANK` best exactly: round-off can only matter when more than `_RERANK` references
+    lie within float32 error of the nearest one.
+    """
     if len(ref) == 0:
         raise ConfigError("nearest neighbours need a non-empty reference set")
-    q, r = query.double(), ref.double()
-    dist = torch.empty(len(q), dtype=torch.float64)
-    idx = torch.empty(len(q), dtype=torch.int64)
-    step = max(1, _BLOCK // max(1, len(r)))
-    r2 = (r * r).sum(1)
-    for s in range(0, len(q), step):
-        qb = q[s : s + step]
-        # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, in float64 so that exact copies come out as 0 (clamped round-off).
-        d2 = ((qb * qb).sum(1, keepdim=True) + r2[None, :] - 2.0 * qb @ r.T).clamp_min(0.0)
-        best = d2.argmin(dim=1)
-        # The distance to the chosen neighbour recomputed from differences: exact (0 for a copy).
-        dist[s : s + step] = (qb - r[best]).pow(2).sum(1).sqrt()
-        idx[s : s + step] = best
-    return dist, idx
+    dim = query.shape[1] if query.dim() == 2 else 0
+    if dim > 2 * _PROJ_DIMS and len(query) * len(ref) >= _PRUNE_MIN_PAIRS and len(ref) > _PROJ_CANDIDATES:
+        d2, idx, todo = _pruned_search(query, ref)
+        if bool(todo.any()):
+            d2[todo], idx[todo] = _full_search(query[todo], ref)
+    else:
+        d2, idx = _full_search(query, ref)
+    return d2.sqrt(), idx
 
 
 def pixel_nn(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

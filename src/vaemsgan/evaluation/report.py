@@ -205,7 +205,7 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
                 else "classify much worse than real ones"
             )
             bits.append(f"generated images {how} (TSTR {r:.2f} of TRTR)")
-        rows = {r["statistic"]: r for r in _get(result, "stats", "table") or [] if r["class"] == name}
+        rows = {r["statistic"]: r for r in _get(result, "stats", "per_class") or [] if r["class"] == name}
         lap = rows.get("laplacian_var")
         if lap and lap.get("gap_pct") is not None:
             g = lap["gap_pct"]
@@ -536,7 +536,7 @@ def _stats_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
             _num(r["w1"], ".3g"),
             _num(r["ks"], ".3f"),
         ]
-        for r in st["overall"] + st["table"]
+        for r in st["overall"] + st["per_class"]
     ]
     return (
         "<h2>3. Image statistics (the paper's Table 2)</h2>"

@@ -38,8 +38,8 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
-from vaemsgan.experiments.runner import _clean, _read_json, sample_checkpoint
-from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from vaemsgan.experiments.runner import _read_json, sample_checkpoint
+from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, json_safe
 
 # Config keys that do not change what a run learns: a run may be resumed with other values of these.
 BOOKKEEPING = {
@@ -215,7 +215,8 @@ def evaluate_snapshot(
     """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
     from vaemsgan.checkpoint import load_checkpoint, snapshot_path
     from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
-    from vaemsgan.metrics import bootstrap_ci, density_coverage, fid, image_statistics, kid, precision_recall
+    from vaemsgan.evaluation.core import feature_metrics
+    from vaemsgan.metrics import image_statistics
 
     path = snapshot_path(plan.folder / "train", minutes)
     out_path = plan.folder / "curve" / f"cpu-{minutes:g}min.json"
@@ -231,12 +232,10 @@ def evaluate_snapshot(
     n_cls = len(real.train.class_names)
     gen = sample_checkpoint(path, opts.per_class_generated, name=f"{plan.name} at {minutes:g} CPU-minutes")
     ext = ctx.extractor(real)
-    fr = real.test_features
-    fg = ext(gen.images)
-    lo, hi = bootstrap_ci(fid, fr, fg, n_boot=opts.n_boot, seed=0)
-    kid_mean, kid_std = kid(fr, fg, subsets=50, subset_size=min(1000, len(fr), len(fg)), seed=0)
-    precision, recall = precision_recall(fr, fg, k=3)
-    density, coverage = density_coverage(fr, fg, k=5)
+    # All generated images against all real test images (not matched per class, unlike `evaluate`).
+    fm = feature_metrics(
+        real.features(ext, "test"), ext(gen.images), n_boot=opts.n_boot, kid_subsets=50, seed=0
+    )
     lap_gen = float(image_statistics(gen.images)["laplacian_var"].mean())
     lap_real = float(image_statistics(real.test.images)["laplacian_var"].mean())
     # TSTR on as many generated images per class as TRTR has real ones (the first k of each class).
@@ -263,14 +262,14 @@ def evaluate_snapshot(
         "step": int(snap.get("step", 0)),
         "cpu_seconds": float(snap.get("cpu_seconds", 60.0 * minutes)),
         "images_per_s": _rate_until(plan.folder / "train" / "metrics.jsonl", int(snap.get("step", 0))),
-        "fid": fid(fr, fg),
-        "fid_ci": [lo, hi],
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        "precision": precision,
-        "recall": recall,
-        "density": density,
-        "coverage": coverage,
+        "fid": fm["fid"],
+        "fid_ci": fm["fid_ci"],
+        "kid": fm["kid_mean"],
+        "kid_std": fm["kid_std"],
+        "precision": fm["precision"],
+        "recall": fm["recall"],
+        "density": fm["density"],
+        "coverage": fm["coverage"],
         "laplacian_gen": lap_gen,
         "laplacian_real": lap_real,
         "laplacian_gap_pct": 100.0 * (lap_gen - lap_real) / lap_real,
@@ -402,7 +401,7 @@ def write_curves(
         "reference": {k: v for k, v in ref.items() if k != "models"},
         **meta,
     }
-    atomic_write_json(out / f"{name}.json", _clean(table))
+    atomic_write_json(out / f"{name}.json", json_safe(table))
     plot_curves(rows, trtr["mean"], out / f"{name}.png")
     return table
 

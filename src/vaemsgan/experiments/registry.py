@@ -14,9 +14,10 @@ from vaemsgan.config import Config, apply_overrides
 from vaemsgan.errors import ConfigError
 from vaemsgan.presets import PAPER_MODES, build_config
 
-# Evaluation parts a run can ask for (runner.evaluate_run):
+# Evaluation parts a run can ask for (runner.evaluate_part, each a part of evaluation/core.py):
 #   stats      the four Table 2 statistics (+ entropy_joint, laplacian_abs), generated vs real, per class
-#   fid        domain FID of generated vs real test images, bootstrap interval, real-vs-real floor
+#   fid        the features part: domain FID [bootstrap], KID, precision/recall, density/coverage of generated
+#              vs real test images, overall and per class, and the real-vs-real reference (the floor)
 #   tstr       TRTR / TRTS / TSTR / TSTS (classifier cross-validation, `--eval-seeds` seeds)
 #   crossval   the paper's classifier table: TSTR etc. plus the 500 real + 500 generated mixed class
 EVAL_PARTS = ("stats", "fid", "tstr", "crossval")

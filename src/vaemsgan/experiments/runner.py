@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import shutil
 import sys
@@ -31,8 +30,12 @@ import torch
 from vaemsgan.config import Config
 from vaemsgan.data import ImageSet, load_images
 from vaemsgan.errors import ConfigError, OutputExistsError
+from vaemsgan.evaluation import core
+from vaemsgan.evaluation.core import RealSide
+from vaemsgan.evaluation.crossval import CrossvalOptions
+from vaemsgan.evaluation.extractors import Extractor
 from vaemsgan.experiments.registry import EVAL_PARTS, EXPERIMENTS, ExperimentSpec, RunSpec, expand
-from vaemsgan.utils.io import atomic_write_json
+from vaemsgan.utils.io import atomic_write_json, json_safe
 
 # Shared by every run of `--quick` (the test suite's smoke runs): narrow networks, a few steps.
 QUICK_OVERRIDES: dict[str, Any] = {
@@ -122,39 +125,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return d if isinstance(d, dict) else None
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, tensors/numpy scalars -> numbers, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # ---------------------------------------------------------------------------------------------- data
-@dataclass
-class RealData:
-    """Real training/test images of one class set, and the domain extractor trained on them (cached)."""
-
-    train: ImageSet
-    test: ImageSet
-    extractor: Any = None
-    test_features: torch.Tensor | None = None
-    floor: dict[str, Any] | None = None
-
-
 class Context:
-    """Loads real data once per class set for all runs of an invocation."""
+    """Loads real data once per class set for all runs of an invocation (evaluation.core.RealSide: the
+    domain extractor, real features and real-data classifiers are cached under --cache-dir)."""
 
     def __init__(self, opts: ReproduceOptions, log: Callable[[str], None]) -> None:
         self.opts, self.log = opts, log
-        self._real: dict[tuple[str, ...] | None, RealData] = {}
+        self._real: dict[tuple[str, ...] | None, RealSide] = {}
+        self._logged: set[int] = set()
 
-    def real(self, classes: list[str] | None) -> RealData:
+    def real(self, classes: list[str] | None) -> RealSide:
         key = tuple(classes) if classes else None
         if key not in self._real:
             o = self.opts
@@ -170,30 +151,22 @@ class Context:
             self.log(
                 f"real data: {len(train)} training / {len(test)} test images, {len(train.class_names)} classes"
             )
-            self._real[key] = RealData(train, test)
+            self._real[key] = RealSide(train, test, o.cache_dir, log=self.log)
         return self._real[key]
 
-    def extractor(self, real: RealData) -> Any:
-        if real.extractor is None:
-            from vaemsgan.evaluation.classifier import ClassifierConfig
-            from vaemsgan.evaluation.extractors import build_extractor
+    def extractor(self, real: RealSide) -> Extractor:
+        """The domain extractor of `real` (seed 0, --domain-steps), trained once and cached."""
+        from vaemsgan.evaluation.classifier import ClassifierConfig
 
-            t0 = time.perf_counter()
-            real.extractor = build_extractor(
-                "domain",
-                images=real.train.images,
-                labels=real.train.labels,
-                class_names=real.train.class_names,
-                cfg=ClassifierConfig(steps=self.opts.domain_steps),
-                seed=0,
-                cache_dir=self.opts.cache_dir,
-            )
-            real.test_features = real.extractor(real.test.images)
+        t0 = time.perf_counter()
+        ext = real.domain_extractor(ClassifierConfig(steps=self.opts.domain_steps), seed=0)
+        if id(real) not in self._logged:
+            self._logged.add(id(real))
             self.log(
-                f"domain extractor {'from cache' if real.extractor.info['cache_hit'] else 'trained'} "
+                f"domain extractor {'from cache' if ext.info['cache_hit'] else 'trained'} "
                 f"in {time.perf_counter() - t0:.0f} s"
             )
-        return real.extractor
+        return ext
 
 
 def _test_split(source: str, train: ImageSet, kw: dict[str, Any]) -> ImageSet:
@@ -259,7 +232,12 @@ def train_key(plan: RunPlan, opts: ReproduceOptions) -> str:
 
 
 def eval_key(part: str, opts: ReproduceOptions) -> str:
-    keys: dict[str, Any] = {"part": part, "generated": opts.per_class_generated, "v": 1}
+    # v2 of `fid`: the evaluation core's features part (overall / per class / real-vs-real reference).
+    keys: dict[str, Any] = {
+        "part": part,
+        "generated": opts.per_class_generated,
+        "v": 2 if part == "fid" else 1,
+    }
     if part in ("fid", "tstr", "crossval"):
         keys.update(domain_steps=opts.domain_steps, n_boot=opts.n_boot)
     if part in ("tstr", "crossval"):
@@ -314,7 +292,7 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
         "train_images": len(real.train),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_json(marker, _clean(info))
+    atomic_write_json(marker, json_safe(info))
     return info
 
 
@@ -343,82 +321,37 @@ def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
     return sample_checkpoint(plan.folder / "train", per_class, seed, name=plan.name)
 
 
-def _matched(s: ImageSet, counts: list[int], seed: int = 0) -> ImageSet:
-    """Up to counts[c] images of class c (seeded): FIDs are only comparable at equal set sizes."""
-    g = torch.Generator().manual_seed(seed + 3)
-    idx = []
-    for c, n in enumerate(counts):
-        i = (s.labels == c).nonzero().flatten()
-        idx.append(i[torch.randperm(len(i), generator=g)[:n]])
-    return s.subset(torch.cat(idx).sort().values)
-
-
-def _stats_part(real: RealData, gen: ImageSet) -> dict[str, Any]:
-    from vaemsgan.metrics import class_table, image_statistics
-
-    names = real.train.class_names
-    rs, gs = image_statistics(real.train.images), image_statistics(gen.images)
-
-    def by(st: dict[str, torch.Tensor], lab: torch.Tensor) -> dict[int, dict[str, torch.Tensor]]:
-        return {
-            c: {k: v[lab == c] for k, v in st.items()} for c in range(len(names)) if bool((lab == c).any())
-        }
-
-    rows = class_table(by(rs, real.train.labels), by(gs, gen.labels))
-    for r in rows:
-        r["class"] = names[int(r["class"])]
-    overall = class_table({0: rs}, {0: gs})
-    for r in overall:
-        r["class"] = "all"
-    return {"per_class": rows, "overall": overall, "n_real": len(real.train), "n_gen": len(gen)}
-
-
-def _fid_part(ctx: Context, real: RealData, gen: ImageSet, opts: ReproduceOptions) -> dict[str, Any]:
-    from vaemsgan.metrics import bootstrap_ci, fid
-
-    ext = ctx.extractor(real)
-    fr = real.test_features
-    counts = real.test.counts()
-    fg = ext(_matched(gen, counts).images)
-    lo, hi = bootstrap_ci(fid, fr, fg, n_boot=opts.n_boot, seed=0)
-    if real.floor is None:  # real training vs real test images at the same sizes: a perfect generator's FID
-        real.floor = {"fid": fid(fr, ext(_matched(real.train, counts).images))}
-    return {
-        "fid": fid(fr, fg),
-        "fid_ci": [lo, hi],
-        "floor_real_vs_real": real.floor["fid"],
-        "n_real": len(fr),
-        "n_gen": len(fg),
-        "extractor": ext.info,
-        "extractor_real_test_accuracy": _extractor_accuracy(ext, real),
-    }
-
-
-def _extractor_accuracy(ext: Any, real: RealData) -> float:
-    from vaemsgan.evaluation.classifier import accuracy
-
-    return float(accuracy(ext.model, real.test.images, real.test.labels))
-
-
-def _crossval_part(
-    real: RealData, gen: ImageSet, opts: ReproduceOptions, mixed: bool, log: Callable[[str], None]
-) -> dict[str, Any]:
+def crossval_options(opts: ReproduceOptions, names: list[str], mixed: bool) -> CrossvalOptions:
+    """The paper's classifier experiment: TRTR/TRTS/TSTR/TSTS and, with `mixed`, 500 real + 500 generated
+    images of `bag` (or the first class); real-data classifiers from the cache."""
     from vaemsgan.evaluation.classifier import ClassifierConfig
-    from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 
-    names = real.train.class_names
-    from vaemsgan.evaluation.evaluate import split_generated
-
-    test_idx, pool_idx = split_generated(gen, real.test.counts(), 0)
-    gen_test, gen_pool = gen.subset(test_idx), gen.subset(pool_idx)
-    lab = lambda s: LabelledImages(s.images, s.labels)  # noqa: E731
-    cv = CrossvalOptions(
+    return CrossvalOptions(
         seeds=opts.eval_seeds,
         classifier=ClassifierConfig(steps=opts.classifier_steps),
         mixed_class="bag" if "bag" in names else names[0],
         experiments=("crossval", "mixed") if mixed else ("crossval",),
+        cache=True,
+        cache_dir=opts.cache_dir,
     )
-    return run_crossval(lab(real.train), lab(real.test), lab(gen_pool), lab(gen_test), names, cv, log)
+
+
+def evaluate_part(
+    part: str, ctx: Context, real: RealSide, gen: ImageSet, opts: ReproduceOptions
+) -> dict[str, Any]:
+    """One evaluation part of a run's generated images (evaluation/core.py does the work)."""
+    if part == "stats":
+        return core.stats_part(real, gen)[0]
+    if part == "fid":
+        ext = ctx.extractor(real)
+        return core.features_part(ext, real, _first_n(gen, opts.per_class_generated), n_boot=opts.n_boot)[0]
+    if part in ("tstr", "crossval"):
+        sub = gen if part == "crossval" else _first_n(gen, opts.per_class_generated)
+        return core.crossval_part(
+            real, sub, crossval_options(opts, real.names, part == "crossval"), 0, ctx.log
+        )
+    # the registry only names known parts
+    raise ConfigError(f"unknown evaluation part {part!r} (known: {', '.join(EVAL_PARTS)})")
 
 
 def evaluate_run(
@@ -453,23 +386,10 @@ def evaluate_run(
     for part in todo:
         ctx.log(f"evaluate {plan.name}: {part}")
         t0 = time.perf_counter()
-        if part == "stats":
-            res = _stats_part(real, gen)
-        elif part == "fid":
-            res = _fid_part(ctx, real, _first_n(gen, opts.per_class_generated), opts)
-        elif part in ("tstr", "crossval"):
-            res = _crossval_part(
-                real,
-                gen if part == "crossval" else _first_n(gen, opts.per_class_generated),
-                opts,
-                part == "crossval",
-                ctx.log,
-            )
-        else:  # the registry only names known parts
-            raise ConfigError(f"unknown evaluation part {part!r} (known: {', '.join(EVAL_PARTS)})")
+        res = evaluate_part(part, ctx, real, gen, opts)
         res = {"eval_key": eval_key(part, opts), "seconds": time.perf_counter() - t0 + t_gen, **res}
-        atomic_write_json(plan.folder / "eval" / f"{part}.json", _clean(res))
-        out[part] = _clean(res)
+        atomic_write_json(plan.folder / "eval" / f"{part}.json", json_safe(res))
+        out[part] = json_safe(res)
     return out
 
 
@@ -508,7 +428,7 @@ def run_one(plan: RunPlan, parts: Sequence[str], ctx: Context, opts: ReproduceOp
         "eval": {**prev.get("eval", {}), **evals},
         "grid": str(plan.folder / "grid.png"),
     }
-    atomic_write_json(plan.folder / "result.json", _clean(result))
+    atomic_write_json(plan.folder / "result.json", json_safe(result))
     marker = _read_json(plan.folder / "DONE.json") or {}
     keys = {**(marker.get("eval_keys", {}) if marker.get("train_key") == tkey else {}), **ekeys}
     atomic_write_json(plan.folder / "DONE.json", {"train_key": tkey, "eval_keys": keys})
@@ -564,13 +484,13 @@ def reproduce(
         if "curve" in exp.parts:  # one long run per model, evaluated at its snapshots
             from vaemsgan.experiments.curves import run_curves
 
-            meta = {"command_options": _clean(asdict(opts)), "machine": machine_info()}
+            meta = {"command_options": json_safe(asdict(opts)), "machine": machine_info()}
             tables[exp.name] = run_curves(plans[exp.name], out, ctx, opts, meta, log, exp)
             log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
             continue
         results = [run_one(p, exp.parts, ctx, opts) for p in plans[exp.name]]
         meta = {
-            "command_options": _clean(asdict(opts)),
+            "command_options": json_safe(asdict(opts)),
             "machine": machine_info(),
             "wall_s": time.perf_counter() - t0,
         }

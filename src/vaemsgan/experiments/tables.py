@@ -65,12 +65,12 @@ def summarise(group: list[dict[str, Any]]) -> dict[str, Any]:
         "train_cpu_s": [r["train"]["cpu_s"] for r in group],
         "eval_s": [sum((p.get("seconds") or 0) for p in r["eval"].values()) for r in group],
     }
-    fids = [r["eval"]["fid"]["fid"] for r in group if "fid" in r["eval"]]
+    fids = [r["eval"]["fid"]["overall"]["fid"] for r in group if "fid" in r["eval"]]
     if fids:
         row["fid"] = _mean_ci(fids)
         row["fid_values"] = fids
-        row["fid_boot_ci"] = first["eval"]["fid"]["fid_ci"]  # first seed's bootstrap interval
-        row["fid_floor"] = first["eval"]["fid"]["floor_real_vs_real"]
+        row["fid_boot_ci"] = first["eval"]["fid"]["overall"]["fid_ci"]  # first seed's bootstrap interval
+        row["fid_floor"] = first["eval"]["fid"]["reference_real_vs_real"]["fid"]
     for part in ("tstr", "crossval"):
         if part in first["eval"]:
             tables = [r["eval"][part]["table"] for r in group]

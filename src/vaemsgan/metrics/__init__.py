@@ -12,6 +12,7 @@ from vaemsgan.metrics.feature_metrics import (
     kid,
     knn_radii,
     precision_recall,
+    precision_recall_density_coverage,
 )
 from vaemsgan.metrics.image_stats import (
     STATISTICS,
@@ -20,16 +21,12 @@ from vaemsgan.metrics.image_stats import (
     image_statistics,
     statistics_by_class,
 )
-from vaemsgan.metrics.registry import METRICS, MetricInputs, compute_metrics, register_metric
 
 __all__ = [
-    "METRICS",
     "MIN_RECOMMENDED_FID_SAMPLES",
     "STATISTICS",
-    "MetricInputs",
     "bootstrap_ci",
     "class_table",
-    "compute_metrics",
     "density_coverage",
     "fid",
     "fid_sample_warning",
@@ -42,7 +39,7 @@ __all__ = [
     "ks_statistic",
     "mean_ci",
     "precision_recall",
-    "register_metric",
+    "precision_recall_density_coverage",
     "statistics_by_class",
     "wasserstein1",
 ]

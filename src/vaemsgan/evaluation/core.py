@@ -1,0 +1,421 @@
+"""The evaluation core: one function per part, shared by `vaemsgan evaluate`, `vaemsgan reproduce` and the
+learning curves, so that every entry point computes the same numbers the same way.
+
+    stats_part          the image statistics (Table 2) of real training vs generated images, per class
+    feature_metrics     FID [bootstrap], KID, precision/recall, density/coverage of two feature sets
+    features_part       feature_metrics overall and per class, the real-vs-real reference, the extractor's
+                        accuracy
+    crossval_part       classifier cross-validation (crossval.py) with the generated images split into a
+                        training pool and a test set
+    memorisation_part   near-copies (pixels and features) and diversity (memorisation.py)
+    gain_part           the augmentation gain (gain.py)
+
+Each takes image sets (and an extractor or options) and returns its JSON-ready results; the parts whose
+report section draws figures also return the arrays the figures need. `RealSide` holds the real images and
+everything computed from them alone: the domain extractor, features, the nearest-neighbour reference, the
+real-vs-real metrics and statistics. Each is computed once per process and cached on disk by a hash of the
+data (cache.py), so a second evaluation against the same real data pays only for the generated side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaemsgan.data import ImageSet
+from vaemsgan.evaluation import cache
+from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
+from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
+from vaemsgan.evaluation.extractors import Extractor, build_extractor
+from vaemsgan.evaluation.memorisation import (
+    closest_pairs,
+    mean_pairwise_distance,
+    memorisation_summary,
+    nearest_neighbours,
+    pixel_nn,
+)
+from vaemsgan.metrics import (
+    STATISTICS,
+    bootstrap_ci,
+    class_table,
+    fid,
+    fid_sample_warning,
+    image_statistics,
+    kid,
+    precision_recall,
+    precision_recall_density_coverage,
+)
+
+DEFAULT_KID_SUBSETS = 50
+KID_SUBSET_SIZE = 1000
+PR_K, DC_K = 3, 5  # neighbours of precision/recall and of density/coverage
+CLOSEST_PAIRS = 12
+
+Log = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def labelled(s: ImageSet) -> LabelledImages:
+    return LabelledImages(s.images, s.labels)
+
+
+# ---------------------------------------------------------------------------------------------- real side
+class RealSide:
+    """The real training and test images of an evaluation and what is computed from them alone.
+
+    `cache=False` keeps values in memory only (nothing is written); otherwise they are read from and
+    written to `cache_dir` (default: the domain extractor's cache folder). `hits` lists what was loaded.
+    """
+
+    def __init__(
+        self,
+        train: ImageSet,
+        test: ImageSet,
+        cache_dir: str | Path | None = None,
+        *,
+        cache: bool = True,
+        log: Log | None = None,
+    ) -> None:
+        self.train, self.test = train, test
+        self.cache_dir, self.cache = cache_dir, cache
+        self.log = log or _quiet
+        self.hits: list[str] = []
+        self._memo: dict[str, Any] = {}
+        self._digests: dict[str, str] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.train.class_names)
+
+    def digest(self, split: str) -> str:
+        """Hash of a split's images, labels and class names (memoised: hashing 60k images takes ~0.1 s)."""
+        if split not in self._digests:
+            s = self.train if split == "train" else self.test
+            self._digests[split] = cache.digest({"classes": s.class_names}, s.images, s.labels)
+        return self._digests[split]
+
+    def _cached(self, kind: str, meta: dict[str, Any], compute: Callable[[], Any]) -> Any:
+        key = cache.digest({"kind": kind, **meta})
+        if key not in self._memo:
+            path = cache.cache_folder(self.cache_dir) / f"{kind}-{key[:40]}.pt" if self.cache else None
+            self._memo[key], hit = cache.cached(path, compute)
+            if hit:
+                self.hits.append(kind)
+        return self._memo[key]
+
+    def domain_extractor(
+        self,
+        cfg: ClassifierConfig,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Extractor:
+        """The `domain` extractor of the real training images (trained once, cached as before)."""
+        memo = cache.digest({"extractor": "domain", "cfg": cfg.to_dict(), "seed": seed})
+        if memo not in self._memo:
+            self._memo[memo] = build_extractor(
+                "domain",
+                images=self.train.images,
+                labels=self.train.labels,
+                class_names=self.names,
+                cfg=cfg,
+                seed=seed,
+                cache_dir=self.cache_dir,
+                progress=progress,
+            )
+        return self._memo[memo]
+
+    def features(self, ext: Extractor, split: str) -> torch.Tensor:
+        """`ext`'s features of the real training or test images."""
+        images = (self.train if split == "train" else self.test).images
+        if "key" not in ext.info:  # an extractor that cannot say what it computes is not cached
+            return ext(images)
+        return self._cached(
+            "features", {"extractor": ext.info["key"], "data": self.digest(split)}, lambda: ext(images)
+        )
+
+    def nn_reference(self, ext: Extractor) -> dict[str, torch.Tensor]:
+        """Nearest-neighbour distances of every real test image to the real training images, in pixels
+        (RMS grey levels) and in `ext`'s features: the memorisation reference."""
+
+        def compute() -> dict[str, torch.Tensor]:
+            pix, _ = pixel_nn(self.test.images, self.train.images)
+            feat, _ = nearest_neighbours(self.features(ext, "test"), self.features(ext, "train"))
+            return {"pixel": pix, "feature": feat}
+
+        meta = {"extractor": ext.info.get("key"), "train": self.digest("train"), "test": self.digest("test")}
+        if meta["extractor"] is None:
+            return compute()
+        return self._cached("nn", meta, compute)
+
+    def statistics(self) -> dict[str, torch.Tensor]:
+        """image_statistics of the real training images."""
+        return self._cached(
+            "stats", {"data": self.digest("train")}, lambda: image_statistics(self.train.images)
+        )
+
+    def reference_metrics(self, ext: Extractor, seed: int, kid_subsets: int) -> dict[str, Any]:
+        """Feature metrics of real training images (as many per class as the test set has, seeded) vs the
+        real test images, overall and per-class FID: what a generator that reproduced the real distribution
+        exactly would score at these set sizes."""
+
+        def compute() -> dict[str, Any]:
+            fr, ftr = self.features(ext, "test"), self.features(ext, "train")
+            sel = matched_subset(self.train, self.test.counts(), seed)
+            ref = feature_metrics(fr, ftr[sel], n_boot=None, kid_subsets=kid_subsets, seed=seed)
+            lab = self.train.labels[sel]
+            ref["per_class_fid"] = [
+                fid(fr[self.test.labels == c], ftr[sel][lab == c])
+                if int((self.test.labels == c).sum()) >= 2 and int((lab == c).sum()) >= 2
+                else float("nan")
+                for c in range(len(self.names))
+            ]
+            return ref
+
+        meta = {
+            "extractor": ext.info.get("key"),
+            "train": self.digest("train"),
+            "test": self.digest("test"),
+            "seed": seed,
+            "kid_subsets": kid_subsets,
+        }
+        if meta["extractor"] is None:
+            return compute()
+        return dict(self._cached("ref", meta, compute))
+
+
+# ---------------------------------------------------------------------------------------------- subsets
+def matched_subset(s: ImageSet, counts: list[int], seed: int = 0) -> torch.Tensor:
+    """Indices of up to counts[c] images of each class c (seeded): FIDs are only comparable at equal sizes."""
+    g = torch.Generator().manual_seed(seed + 3)
+    out = []
+    for c, n in enumerate(counts):
+        idx = (s.labels == c).nonzero().flatten()
+        out.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    return torch.cat(out).sort().values
+
+
+def split_generated(
+    gen: ImageSet, real_test_counts: list[int], seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class: min(real test count, half the generated images) as a generated test set, the rest a pool."""
+    g = torch.Generator().manual_seed(seed + 7)
+    test, pool = [], []
+    for c, n_test_real in enumerate(real_test_counts):
+        idx = (gen.labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n = min(n_test_real, len(idx) // 2)
+        test.append(idx[:n])
+        pool.append(idx[n:])
+    return torch.cat(test).sort().values, torch.cat(pool).sort().values
+
+
+# ---------------------------------------------------------------------------------------------- parts
+def stats_part(real: RealSide, gen: ImageSet) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Table 2: class_table rows of the real training vs the generated images, per class and overall.
+
+    Returns (results, arrays of every statistic for the report's histograms)."""
+    names = real.names
+    rs, gs = real.statistics(), image_statistics(gen.images)
+
+    def by(st: dict[str, torch.Tensor], lab: torch.Tensor) -> dict[int, dict[str, torch.Tensor]]:
+        return {
+            c: {k: v[lab == c] for k, v in st.items()} for c in range(len(names)) if bool((lab == c).any())
+        }
+
+    rows = class_table(by(rs, real.train.labels), by(gs, gen.labels))
+    for r in rows:
+        r["class"] = names[int(r["class"])]  # type: ignore[call-overload]
+    overall = class_table({0: rs}, {0: gs})
+    for r in overall:
+        r["class"] = "all"
+    arrays = {"real": {s: rs[s].numpy() for s in STATISTICS}, "gen": {s: gs[s].numpy() for s in STATISTICS}}
+    return {"per_class": rows, "overall": overall, "n_real": len(real.train), "n_gen": len(gen)}, arrays
+
+
+def feature_metrics(
+    fr: torch.Tensor,
+    fg: torch.Tensor,
+    *,
+    n_boot: int | None,
+    kid_subsets: int = DEFAULT_KID_SUBSETS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """FID (with a percentile bootstrap interval of `n_boot` draws; None: no interval), KID (mean, std over
+    `kid_subsets` subsets of at most 1,000 rows), precision/recall (k = 3) and density/coverage (k = 5)
+    of real features `fr` vs generated features `fg`; metrics that need more rows are left out."""
+    n = min(len(fr), len(fg))
+    out: dict[str, Any] = {"n_real": len(fr), "n_gen": len(fg)}
+    if n < 2:
+        out["error"] = f"too few images ({len(fr)} real, {len(fg)} generated)"
+        return out
+    out["fid"] = fid(fr, fg)
+    if n_boot is not None:
+        lo, hi = bootstrap_ci(fid, fr, fg, n_boot=n_boot, seed=seed)
+        out["fid_ci"] = [lo, hi]
+    km, ks = kid(fr, fg, subsets=kid_subsets, subset_size=min(KID_SUBSET_SIZE, n), seed=seed)
+    out["kid_mean"], out["kid_std"] = km, ks
+    if n >= max(PR_K, DC_K) + 1:
+        out.update(precision_recall_density_coverage(fr, fg, k_pr=PR_K, k_dc=DC_K))
+    elif n >= PR_K + 1:
+        out["precision"], out["recall"] = precision_recall(fr, fg, k=PR_K)
+    out["warning"] = fid_sample_warning(len(fr), len(fg))
+    return out
+
+
+def features_part(
+    ext: Extractor,
+    real: RealSide,
+    gen: ImageSet,
+    *,
+    n_boot: int,
+    kid_subsets: int = DEFAULT_KID_SUBSETS,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Feature metrics of the real test images vs the generated ones (matched to the same number per class,
+    seeded; neither set was seen by the domain extractor in training), overall and per class, next to the
+    real-vs-real reference. Returns (results, {"real_test", "gen", "real_train"} features)."""
+    names = real.names
+    counts = real.test.counts()
+    sel = matched_subset(gen, counts, seed)
+    fr, fg_all = real.features(ext, "test"), ext(gen.images)
+    fg, gl = fg_all[sel], gen.labels[sel]
+    ref = real.reference_metrics(ext, seed, kid_subsets)
+    ref_fid = ref.pop("per_class_fid")
+    per_class = {}
+    for c, name in enumerate(names):
+        a, b = fr[real.test.labels == c], fg[gl == c]
+        per_class[name] = feature_metrics(a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed)
+        per_class[name]["reference_fid"] = ref_fid[c]
+    result = {
+        "extractor": ext.name,
+        "extractor_info": ext.info,
+        "overall": feature_metrics(fr, fg, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed),
+        "reference_real_vs_real": ref,
+        "per_class": per_class,
+    }
+    if isinstance(ext.model, SmallVGG):
+        # The classifier's head on the features already computed: no second pass over the images.
+        with torch.inference_mode():
+            for key, f_, lab in (("real_test", fr, real.test.labels), ("gen", fg_all, gen.labels)):
+                pred = ext.model.head(f_).argmax(1)
+                result[f"extractor_{key}_accuracy"] = float((pred == lab).double().mean())
+    return result, {"real_test": fr, "gen": fg_all}
+
+
+def crossval_part(
+    real: RealSide,
+    gen: ImageSet,
+    options: CrossvalOptions,
+    seed: int = 0,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Classifier cross-validation: the generated images split per class into a test set (as large as the
+    real one, at most half) and a training pool; real-data classifiers come from the cache when
+    `options.cache` is set."""
+    test_idx, pool_idx = split_generated(gen, real.test.counts(), seed)
+    return run_crossval(
+        labelled(real.train),
+        labelled(real.test),
+        labelled(gen.subset(pool_idx)),
+        labelled(gen.subset(test_idx)),
+        real.names,
+        options,
+        log,
+    )
+
+
+def memorisation_part(
+    ext: Extractor,
+    real: RealSide,
+    gen: ImageSet,
+    gen_features: torch.Tensor | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Nearest-neighbour distances of the generated images to the real training images (pixels and
+    features) against the real test images' (the reference), the closest pairs, and per-class diversity.
+    Returns (results, arrays for the report's histograms and pair grid)."""
+    names = real.names
+    fg = ext(gen.images) if gen_features is None else gen_features
+    ref = real.nn_reference(ext)
+    g_pix, g_pix_i = pixel_nn(gen.images, real.train.images)
+    g_feat, _ = nearest_neighbours(fg, real.features(ext, "train"))
+    out: dict[str, Any] = {
+        "pixels": memorisation_summary(g_pix, ref["pixel"]),
+        "features": memorisation_summary(g_feat, ref["feature"]),
+        "n_gen": len(gen),
+        "n_train": len(real.train),
+        "n_reference": len(real.test),
+    }
+    pairs = closest_pairs(g_pix, g_pix_i, k=CLOSEST_PAIRS)
+    out["closest_pairs"] = [
+        {"generated": i, "train": j, "pixel_rms": d, "class": names[int(gen.labels[i])]} for i, j, d in pairs
+    ]
+    diversity = {}
+    sel = matched_subset(gen, real.test.counts(), seed)
+    fr = real.features(ext, "test")
+    for c, name in enumerate(names):
+        a, b = fr[real.test.labels == c], fg[sel][gen.labels[sel] == c]
+        dr, dg = mean_pairwise_distance(a, seed=seed), mean_pairwise_distance(b, seed=seed)
+        diversity[name] = {
+            "real": dr,
+            "gen": dg,
+            "ratio": dg / dr if dr > 0 else float("nan"),
+            "n_gen": len(b),
+        }
+    out["diversity"] = diversity
+    arrays = {
+        "gen_pix": g_pix.numpy(),
+        "real_pix": ref["pixel"].numpy(),
+        "gen_feat": g_feat.numpy(),
+        "real_feat": ref["feature"].numpy(),
+        "pairs": [(gen.images[i], real.train.images[j]) for i, j, _ in pairs],
+    }
+    return out, arrays
+
+
+def gain_part(
+    model: Any,
+    real: RealSide,
+    gen: ImageSet,
+    options: Any,
+    *,
+    domain_cfg: ClassifierConfig,
+    seed: int = 0,
+    truncation: float | None = None,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """The augmentation-gain arms (gain.py, `options` a GainOptions): pools from `gen` (prior samples)
+    and, with a model, curated samples and anchored variations of the real training images."""
+    from vaemsgan.evaluation.curate import probability_scorer
+    from vaemsgan.evaluation.gain import run_gain_study, synthetic_arms
+
+    log = log or _quiet
+
+    def scorer() -> Any:
+        # The curation classifier: the domain classifier of the study's own real training images (cached).
+        ext = real.domain_extractor(domain_cfg, seed)
+        assert ext.model is not None
+        return probability_scorer(ext.model)
+
+    arms = synthetic_arms(
+        labelled(real.train),
+        real.names,
+        labelled(gen),
+        model,
+        options,
+        seed=seed,
+        truncation=truncation,
+        scorer=scorer,
+        progress=log,
+    )
+    log(
+        f"augmentation gain: {options.seeds} seeds, ratios {', '.join(f'{r:g}' for r in options.ratios)}, "
+        f"{len([a for a in arms if a.pool is not None])} synthetic arms against real + {options.policy}"
+    )
+    return run_gain_study(labelled(real.train), labelled(real.test), arms, real.names, options, log)
