@@ -228,3 +228,16 @@ def test_every_arm_but_the_reference_trains_with_the_classical_policy(
     assert len(calls) == 2 * (2 + 2 * 2)
     assert [c for c in calls if c[1] == "none"] == [(8, "none", 0), (8, "none", 1)]  # the reference only
     assert sorted({n for n, p, _ in calls if p == "classical"}) == [8, 16, 24]  # baseline, 1x, 2x
+    # A memo of the real-only arms (a study of several models on the same real images): trained once.
+    memo: dict = {}
+    calls.clear()
+    first = run_gain_study(
+        real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=memo
+    )
+    assert sorted(memo) == [("baseline", 0), ("baseline", 1), ("reference", 0), ("reference", 1)]
+    n_first = len(calls)
+    again = run_gain_study(
+        real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=memo
+    )
+    assert len(calls) == 2 * n_first - 4 and all(c[0] > 8 for c in calls[n_first:])
+    assert again["baseline"]["accuracy"] == first["baseline"]["accuracy"]

@@ -8,7 +8,7 @@ learning curves, so that every entry point computes the same numbers the same wa
     crossval_part       classifier cross-validation (crossval.py) with the generated images split into a
                         training pool and a test set
     memorisation_part   near-copies (pixels and features) and diversity (memorisation.py)
-    gain_part           the augmentation gain (gain.py)
+    gain_arms, gain_part  the augmentation gain's synthetic arms and study (gain.py)
 
 Each takes image sets (and an extractor or options) and returns its JSON-ready results; the parts whose
 report section draws figures also return the arrays the figures need. `RealSide` holds the real images and
@@ -379,6 +379,42 @@ def memorisation_part(
     return out, arrays
 
 
+def gain_arms(
+    model: Any,
+    real: RealSide,
+    gen: ImageSet,
+    options: Any,
+    *,
+    domain_cfg: ClassifierConfig,
+    seed: int = 0,
+    truncation: float | None = None,
+    log: Log | None = None,
+) -> list[Any]:
+    """The synthetic arms of the augmentation gain (gain.synthetic_arms, `options` a GainOptions): prior
+    samples from `gen` and, with a model, curated samples (curated by the domain classifier of the real
+    training images) and anchored variations of the real training images."""
+    from vaemsgan.evaluation.curate import probability_scorer
+    from vaemsgan.evaluation.gain import synthetic_arms
+
+    def scorer() -> Any:
+        # The curation classifier: the domain classifier of the study's own real training images (cached).
+        ext = real.domain_extractor(domain_cfg, seed)
+        assert ext.model is not None
+        return probability_scorer(ext.model)
+
+    return synthetic_arms(
+        labelled(real.train),
+        real.names,
+        labelled(gen),
+        model,
+        options,
+        seed=seed,
+        truncation=truncation,
+        scorer=scorer,
+        progress=log or _quiet,
+    )
+
+
 def gain_part(
     model: Any,
     real: RealSide,
@@ -389,33 +425,22 @@ def gain_part(
     seed: int = 0,
     truncation: float | None = None,
     log: Log | None = None,
+    arms: list[Any] | None = None,
+    real_memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """The augmentation-gain arms (gain.py, `options` a GainOptions): pools from `gen` (prior samples)
-    and, with a model, curated samples and anchored variations of the real training images."""
-    from vaemsgan.evaluation.curate import probability_scorer
-    from vaemsgan.evaluation.gain import run_gain_study, synthetic_arms
+    """The augmentation-gain study (gain.run_gain_study) of the arms of `gain_arms` (or `arms` made by it
+    earlier); `real_memo` as in run_gain_study."""
+    from vaemsgan.evaluation.gain import run_gain_study
 
     log = log or _quiet
-
-    def scorer() -> Any:
-        # The curation classifier: the domain classifier of the study's own real training images (cached).
-        ext = real.domain_extractor(domain_cfg, seed)
-        assert ext.model is not None
-        return probability_scorer(ext.model)
-
-    arms = synthetic_arms(
-        labelled(real.train),
-        real.names,
-        labelled(gen),
-        model,
-        options,
-        seed=seed,
-        truncation=truncation,
-        scorer=scorer,
-        progress=log,
-    )
+    if arms is None:
+        arms = gain_arms(
+            model, real, gen, options, domain_cfg=domain_cfg, seed=seed, truncation=truncation, log=log
+        )
     log(
         f"augmentation gain: {options.seeds} seeds, ratios {', '.join(f'{r:g}' for r in options.ratios)}, "
         f"{len([a for a in arms if a.pool is not None])} synthetic arms against real + {options.policy}"
     )
-    return run_gain_study(labelled(real.train), labelled(real.test), arms, real.names, options, log)
+    return run_gain_study(
+        labelled(real.train), labelled(real.test), arms, real.names, options, log, real_memo=real_memo
+    )

@@ -190,8 +190,13 @@ def run_gain_study(
     class_names: list[str],
     options: GainOptions | None = None,
     progress: Callable[[str], None] | None = None,
+    real_memo: dict[tuple[str, int], tuple[float, list[float]]] | None = None,
 ) -> dict[str, Any]:
-    """Train every arm's classifiers over `options.seeds` seeds; returns a JSON-ready dict (module doc)."""
+    """Train every arm's classifiers over `options.seeds` seeds; returns a JSON-ready dict (module doc).
+
+    `real_memo` holds the two real-only arms' results (accuracy, per-class recall) by (arm, seed): given,
+    they are read from it and written to it, so a study of several models on the same real images and
+    options trains those classifiers once (the caller keeps one memo per real set and options)."""
     opt = (options or GainOptions()).validate()
     n_cls = len(class_names)
     cfg = opt.classifier
@@ -239,12 +244,19 @@ def run_gain_study(
         acc.setdefault(key, []).append(value[0])
         per_class.setdefault(key, []).append(value[1])
 
+    def real_only(what: str, seed: int, policy: str, tag: str) -> tuple[float, list[float]]:
+        if real_memo is not None and (what, seed) in real_memo:
+            return real_memo[(what, seed)]
+        log(f"{tag}: real only, {'no' if policy == 'none' else policy} augmentation ({what})")
+        value = fit_eval(real_train, seed, policy, what)
+        if real_memo is not None:
+            real_memo[(what, seed)] = value
+        return value
+
     for seed in range(opt.seeds):
         tag = f"seed {seed + 1}/{opt.seeds}"
-        log(f"{tag}: real only, no augmentation (reference)")
-        put("reference", fit_eval(real_train, seed, "none", "reference"))
-        log(f"{tag}: real only, {opt.policy} augmentation (baseline)")
-        put("baseline", fit_eval(real_train, seed, opt.policy, "baseline"))
+        put("reference", real_only("reference", seed, "none", tag))
+        put("baseline", real_only("baseline", seed, opt.policy, tag))
         for arm, plan in zip(arms, plans):
             if arm.pool is None:
                 continue

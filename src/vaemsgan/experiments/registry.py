@@ -132,7 +132,12 @@ SCREEN_RUNS = (
     RunSpec("g-wide", "default", {"model.g_width": 32}, "generator twice as wide"),
     RunSpec("batch-64", "default", {"train.batch_size": 64}, "batch 64 instead of 32"),
     RunSpec("translation", "default", {"train.augment": "translation"}, "DiffAugment translation"),
-    RunSpec("spectral-norm", "default", {"model.d_norm": "spectral"}, "spectral norm instead of BatchNorm (critic)"),
+    RunSpec(
+        "spectral-norm",
+        "default",
+        {"model.d_norm": "spectral"},
+        "spectral norm instead of BatchNorm (critic)",
+    ),
 )
 
 TABLE2_CLASSES = ["bag", "sneaker", "shirt"]
