@@ -251,3 +251,42 @@ def test_screen_runs_change_one_thing_each() -> None:
         assert changed == set(spec.overrides), spec.name
         assert cfg not in seen, spec.name
         seen.append(cfg)
+
+
+def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`reproduce gain --quick`: one `scarce` run per size and GAN seed, each evaluated (gain arms, the
+    judge's view of the pools, reconstruction), pooled per size into gain.md/.json/.png; a second call
+    trains and evaluates nothing."""
+    out = tmp_path / "gain"
+    args = ["reproduce", "gain", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *QUICK]
+    assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "1"]) == 0
+    table = json.loads((out / "gain.json").read_text())
+    assert [s["per_class"] for s in table["sizes"]] == [6, 10]
+    for s in table["sizes"]:
+        assert s["gan_seeds"] == 2 and s["classifier_seeds"] == 1 and s["target_points"] == 2.0
+        arms = {a["arm"]: a for a in s["arms"]}
+        assert set(arms) == {"prior", "curated", "variations-T1"}
+        for a in arms.values():
+            assert [r["ratio"] for r in a["ratios"]] == [0.5, 1.0]
+            d = a["ratios"][1]["difference_points"]
+            assert d["n"] == 2 and len(d["values"]) == 2  # 2 GAN seeds x 1 classifier seed, pooled
+            assert 0 <= s["judge"][a["arm"]]["mean_confidence"] <= 1
+        assert s["baseline"]["accuracy"]["n"] == 1 and 0 <= s["baseline"]["accuracy"]["mean"] <= 1
+        assert set(s["best"]["per_class_difference_points"]) == {"trouser", "bag"}
+        assert isinstance(s["target_met"], bool)
+        for rec in s["reconstruction"]:
+            assert rec["images"] > 0 and -1 <= rec["ssim"] <= 1 and rec["psnr"] > 0  # barely trained
+            assert 0 <= rec["classifier_accuracy"] <= 1 and 0 <= rec["classifier_accuracy_real"] <= 1
+    md = (out / "gain.md").read_text()
+    assert "## 6 real images per class" in md and "Reconstruction" in md and "Per-class recall" in md
+    assert (out / "gain.png").stat().st_size > 0
+    runs = sorted(p.name for p in (out / "n6" / "runs").iterdir())
+    assert runs == ["scarce", "scarce-seed1"]
+    kept = [*out.glob("n*/runs/*/*.json"), *out.glob("n*/runs/*/train/checkpoints/*.pt")]
+    before = {p: p.stat().st_mtime_ns for p in kept}
+    assert len([p for p in kept if p.name == "gain.json"]) == 4
+    capsys.readouterr()
+    assert main([*args, "--seeds", "2", "--gain-ratios", "1,0.5", "--gain-temperatures", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "train scarce" not in err and "evaluate scarce" not in err and "evaluated earlier, kept" in err
+    assert {p: p.stat().st_mtime_ns for p in kept} == before

@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_MINUTES, MAX_STEPS, Num, add_limit_options
+from vaemsgan.cli.options import (
+    MAX_GENERATED_PER_CLASS,
+    MAX_MINUTES,
+    MAX_STEPS,
+    Num,
+    NumList,
+    add_limit_options,
+)
 from vaemsgan.errors import ConfigError
 
 STEPS = Num(int, 1, MAX_STEPS)
@@ -23,6 +30,8 @@ def add_reproduce(sub: Any) -> None:
         description="Train every run of EXPERIMENT under a time budget, sample, evaluate (image statistics, "
         "domain FID, classifier cross-validation) and write OUT/<experiment>.md/.json/.png and OUT/runs/. "
         "Rerunning the same command continues where it stopped; finished runs are not redone. "
+        "`gain` trains the `scarce` preset per --gain-per-class size and seed and measures real + synthetic "
+        "images against real + classical augmentation (OUT/gain.md). "
         f"Experiments: {', '.join(names)}.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT", help=f"one of: {', '.join(names)}")
@@ -45,16 +54,18 @@ def add_reproduce(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (also where a rerun resumes)")
     p.add_argument(
         "--budget",
+        "--budget-minutes",
+        dest="budget",
         type=Num(float, 0, MAX_MINUTES, lo_open=True),
-        default=3.0,
         metavar="MINUTES",
-        help="training time per run (3)",
+        help="training time per run (3; gain: 30 CPU-minutes, continued across reruns)",
     )
     p.add_argument(
         "--clock",
         choices=("cpu", "wall"),
         default="cpu",
-        help="what the budget counts: process CPU time (default; fair on a shared machine) or wall time",
+        help="what the budget counts: process CPU time (default; fair on a shared machine) or wall time "
+        "(curves, screen and gain always count the run's own training CPU time, across resumes)",
     )
     p.add_argument("--steps", type=STEPS, help="also stop a run at this many generator steps")
     p.add_argument(
@@ -69,7 +80,7 @@ def add_reproduce(sub: Any) -> None:
         help="comma-separated run names: only these runs (e.g. one per parallel worker; a final call without "
         "--runs then writes the whole table from the finished runs)",
     )
-    p.add_argument("--seeds", type=Num(int, 1, 100), default=1, help="training seeds per run (1)")
+    p.add_argument("--seeds", type=Num(int, 1, 100), help="training seeds per run (1; gain: 3)")
     p.add_argument(
         "--eval-seeds", type=Num(int, 1, 1000), default=3, help="classifier seeds per accuracy (3)"
     )
@@ -89,6 +100,24 @@ def add_reproduce(sub: Any) -> None:
     )
     p.add_argument(
         "--threads", type=Num.key("train.threads"), default=0, help="torch threads (0 = physical cores)"
+    )
+    p.add_argument(
+        "--gain-per-class",
+        type=NumList(Num(int, 2, 10**9), max_items=8),
+        metavar="N,..",
+        help="gain: real training images per class, one GAN per size and seed (100,1000)",
+    )
+    p.add_argument(
+        "--gain-ratios",
+        type=NumList(Num(float, 0, 100, lo_open=True)),
+        metavar="R,..",
+        help="gain: synthetic/real ratios per class of the synthetic arms (0.5,1,2)",
+    )
+    p.add_argument(
+        "--gain-temperatures",
+        type=NumList(Num(float, 0, 100)),
+        metavar="T,..",
+        help="gain: temperatures of the anchored-variations arms (0.5,1)",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config key for every run")
     p.add_argument("--cache-dir", help="domain extractor cache (default ~/.cache/vaemsgan/domain)")
@@ -110,15 +139,21 @@ def options_from_args(args: argparse.Namespace) -> Any:
         if not sep or "." not in k:
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set model.g_width=16")
         overrides[k.strip()] = v.strip()
+    gain = args.experiment == "gain"
+    extra: dict[str, Any] = {}
+    if args.gain_ratios:
+        extra["gain_ratios"] = [float(r) for r in args.gain_ratios]
+    if args.gain_temperatures:
+        extra["gain_temperatures"] = [float(t) for t in args.gain_temperatures]
     opts = ReproduceOptions(
         data=args.data,
         data_dir=args.data_dir,
         per_class=args.per_class,
         resolution=args.resolution,
-        budget_minutes=args.budget,
+        budget_minutes=args.budget if args.budget is not None else (30.0 if gain else 3.0),
         clock=args.clock,
         steps=args.steps,
-        seeds=args.seeds,
+        seeds=args.seeds if args.seeds is not None else (3 if gain else 1),
         eval_seeds=args.eval_seeds,
         per_class_generated=args.per_class_generated,
         classifier_steps=args.classifier_steps,
@@ -131,6 +166,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         force=args.force,
         progress=not args.no_progress,
         marks=_marks(args.marks),
+        gain_per_class=sorted(set(args.gain_per_class)) if args.gain_per_class else None,
+        **extra,
     )
     return quick(opts) if args.quick else opts
 

@@ -411,9 +411,12 @@ def _fid_figure(feats: dict[str, Any], names: list[str]) -> str:
 GAIN_PNG = "augmentation_gain.png"
 
 
-def gain_figure_png(gain: dict[str, Any]) -> bytes | None:
+def gain_figure_png(
+    gain: dict[str, Any], title: str | None = None, target: float | None = None
+) -> bytes | None:
     """Accuracy difference to the baseline (points) against the ratio, one line per measured arm, 95% interval
-    error bars; the no-augmentation reference as a dashed line. PNG bytes, or None when nothing was measured."""
+    error bars; the no-augmentation reference as a dashed line, `target` (points) as a dotted one. PNG
+    bytes, or None when nothing was measured."""
     arms = [a for a in gain.get("arms", []) if any("difference_points" in r for r in a.get("ratios", []))]
     if not arms:
         return None
@@ -449,13 +452,16 @@ def gain_figure_png(gain: dict[str, Any]) -> bytes | None:
     if ref is not None:
         ax.axhline(ref, color="#888", linestyle="--", linewidth=1, label="real only, no augmentation")
     ax.axhline(0.0, color="black", linewidth=1)
+    if target is not None:
+        ax.axhline(target, color="#c33", linestyle=":", linewidth=1.2, label=f"target (+{target:g} points)")
     ratios = gain.get("ratios") or []
     ax.set_xscale("log", base=2)
     ax.set_xticks(ratios, [f"{r:g}x" for r in ratios])
     ax.set_xlabel("synthetic images per real image (per class)")
     ax.set_ylabel("accuracy difference to the baseline (points)")
     ax.set_title(
-        f"gain over {_get(gain, 'baseline', 'label') or 'the baseline'} (mean, 95% interval over seeds)",
+        title
+        or f"gain over {_get(gain, 'baseline', 'label') or 'the baseline'} (mean, 95% interval over seeds)",
         fontsize=10,
     )
     ax.legend(fontsize=8)

@@ -7,6 +7,7 @@ Layout of OUT:
     runs/<run>/grid.png         8 generated images per class, one row per class
     runs/<run>/result.json      everything above merged; DONE.json when the parts asked for are all there
     <experiment>.md / .json / .png   the experiment's table and its grids side by side
+(`curves`/`screen` and `gain` have their own layouts: experiments/curves.py, experiments/gain_study.py.)
 Every file is written atomically. A run whose TRAINED.json matches its settings is not retrained, a part
 whose file matches is not recomputed: an interrupted `reproduce` continues where it stopped.
 """
@@ -50,6 +51,10 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "train.ema_start": 1,
 }
 
+# `reproduce gain` (experiments/gain_study.py): real images per class of the study, and under `--quick`.
+DEFAULT_GAIN_PER_CLASS = (100, 1000)
+QUICK_GAIN_PER_CLASS = (6, 10)
+
 
 @dataclass
 class ReproduceOptions:
@@ -77,6 +82,9 @@ class ReproduceOptions:
     quick: bool = False
     progress: bool = True
     marks: list[float] = field(default_factory=lambda: [2.0, 5.0, 15.0, 30.0, 60.0])  # `curves` snapshots
+    gain_per_class: list[int] | None = None  # `gain`: real images per class (None: DEFAULT_GAIN_PER_CLASS)
+    gain_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # `gain`: synthetic / real
+    gain_temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0])  # `gain`: of the variations
 
     def validate(self) -> ReproduceOptions:
         if not self.budget_minutes > 0:
@@ -96,6 +104,13 @@ class ReproduceOptions:
             raise ConfigError(f"--marks must be positive CPU-minutes, got {self.marks}")
         if self.n_boot < 2:
             raise ConfigError(f"--bootstrap must be at least 2, got {self.n_boot}")
+        if self.gain_per_class is not None and (
+            not self.gain_per_class or any(n < 2 for n in self.gain_per_class)
+        ):
+            raise ConfigError(f"--gain-per-class must be numbers of at least 2, got {self.gain_per_class}")
+        from vaemsgan.evaluation.gain import GainOptions
+
+        GainOptions(ratios=self.gain_ratios, temperatures=self.gain_temperatures).validate()
         return self
 
 
@@ -110,6 +125,7 @@ def quick(opts: ReproduceOptions) -> ReproduceOptions:
     opts.domain_steps = min(opts.domain_steps, 10)
     opts.n_boot = min(opts.n_boot, 4)
     opts.marks = [0.002, 0.004]  # `curves`: two snapshots a fraction of a second of training apart
+    opts.gain_per_class = opts.gain_per_class or list(QUICK_GAIN_PER_CLASS)  # `gain`: tiny real sets
     return opts
 
 
@@ -476,10 +492,26 @@ def reproduce(
     log = log or _logger(True)  # progress lines go to stderr always; --no-progress only hides bars
     ctx = Context(opts, log)
     # Plans first: a bad --set key fails now, not after an hour of training.
-    plans = {exp.name: plan_runs(exp, out, opts) for exp in exps}
+    plans: dict[str, Any] = {}
+    for exp in exps:
+        if "gain" in exp.parts:  # one set of runs per real-set size (experiments/gain_study.py)
+            from vaemsgan.experiments.gain_study import plan_gain
+
+            plans[exp.name] = plan_gain(exp, out, opts)
+        else:
+            plans[exp.name] = plan_runs(exp, out, opts)
     tables = {}
     for exp in exps:
         t0 = time.perf_counter()
+        if "gain" in exp.parts:  # train per size, evaluate each run's augmentation gain, pool per size
+            from vaemsgan.experiments.gain_study import run_gain
+
+            n_runs = sum(len(p) for p in plans[exp.name].values())
+            log(f"experiment {exp.name}: {n_runs} run(s) in {len(plans[exp.name])} real-set size(s)")
+            meta = {"command_options": json_safe(asdict(opts)), "machine": machine_info()}
+            tables[exp.name] = run_gain(exp, plans[exp.name], out, opts, meta, log)
+            log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
+            continue
         log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
         if "curve" in exp.parts:  # one long run per model, evaluated at its snapshots
             from vaemsgan.experiments.curves import run_curves
