@@ -290,3 +290,11 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "train scarce" not in err and "evaluate scarce" not in err and "evaluated earlier, kept" in err
     assert {p: p.stat().st_mtime_ns for p in kept} == before
+    # Killed after its last checkpoint, before TRAINED.json: resumed, found at its budget, kept as it is.
+    (out / "n6" / "runs" / "scarce" / "TRAINED.json").unlink()
+    assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "scarce: resumed at step" in err and "train scarce" not in err and "evaluate scarce" not in err
+    assert {p: p.stat().st_mtime_ns for p in kept if p.name != "TRAINED.json"} == {
+        p: t for p, t in before.items() if p.name != "TRAINED.json"
+    }

@@ -117,11 +117,13 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
         ctx.log(
             f"{plan.name}: resumed at step {trainer.state.step} ({trainer.state.cpu_seconds / 60:.1f} CPU-min)"
         )
-    ctx.log(f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) to {max(marks):g} CPU-minutes")
     w0 = time.perf_counter()
-    trainer.train(cfg.train.steps, deadline=60.0 * max(marks), clock=trainer.cpu_clock)
-    if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
-        raise KeyboardInterrupt
+    if trainer.state.cpu_seconds < 60.0 * max(marks):
+        ctx.log(f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) to {max(marks):g} CPU-minutes")
+        trainer.train(cfg.train.steps, deadline=60.0 * max(marks), clock=trainer.cpu_clock)
+        if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
+            raise KeyboardInterrupt
+    # else: stopped at its budget before TRAINED.json was written; its checkpoint stays as it is
     info = {
         "run": plan.name,
         "preset": plan.spec.preset,
