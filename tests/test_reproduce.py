@@ -158,6 +158,10 @@ def test_reproduce_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "--budget" in capsys.readouterr().err
     assert main(["reproduce", "pooling", "--out", str(tmp_path / "o"), "--set", "model.nope=1"]) == 2
     assert "model.nope" in capsys.readouterr().err
+    for bad in (["--gain-per-class", "1"], ["--gain-ratios", "0"], ["--gain-temperatures", "-1"]):
+        assert main(["reproduce", "gain", "--out", str(tmp_path / "o"), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert bad[0] in err and "\n" not in err
 
 
 def test_trainer_deadline_stops_at_a_step_boundary(tiny_config, tiny_images, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def add_reproduce(sub: Any) -> None:
         "--per-class",
         type=Num(int, 2, 10**9),
         metavar="N",
-        help="seeded subset of N training images per class",
+        help="seeded subset of N training images per class (gain: --gain-per-class)",
     )
     p.add_argument(
         "--resolution",
