@@ -239,6 +239,24 @@ def test_collapse_rolls_back_to_best_with_halved_learning_rates(tmp_path, tiny_c
     assert tr.stop_requested and tr.state.step < 60
 
 
+def test_collapse_rollback_discards_the_abandoned_checkpoints(tmp_path, tiny_config, tiny_images) -> None:
+    """After a rollback to best.pt (step 10), the checkpoints of steps 15 and 20 belong to the collapsed
+    trajectory: they are deleted, so that a resume (highest step) continues the rolled-back run."""
+    from vaemsgan.checkpoint import list_checkpoints, load_latest_valid
+
+    cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 5, "nan_rollbacks": 1, "keep": 10})
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)
+    tr.monitor = _scripted_monitor(tr, [2.0, 1.0, 3.0, 3.0])  # best at 10; no verdict (3x needs > 3)
+    tr.train(20)
+    before = [p.name for p in list_checkpoints(tmp_path / "run")]
+    assert "step-0000020.pt" in before and "step-0000015.pt" in before
+    assert tr._after_collapse_check("scripted collapse")  # what the monitor's verdict triggers
+    assert tr.state.step == 10
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-0000005.pt", "step-0000010.pt"]
+    state = load_latest_valid(tmp_path / "run")
+    assert state is not None and state["step"] == 10
+
+
 def test_collapse_action_stop_and_warn(tmp_path, tiny_config, tiny_images) -> None:
     for action, stops in (("stop", True), ("warn", False)):
         cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "collapse_action": action})

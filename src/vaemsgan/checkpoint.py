@@ -98,6 +98,18 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def discard_checkpoints_after(run_dir: str | Path, step: int) -> list[Path]:
+    """Delete the step checkpoints past `step`: after a rollback to `step` they hold the abandoned
+    trajectory, and a resume (which takes the highest step) must continue the rolled-back run instead."""
+    gone = []
+    for p in list_checkpoints(run_dir):
+        m = _STEP_FILE.match(p.name)
+        if m and int(m.group(1)) > step:
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
 def _first_line(exc: BaseException, limit: int = 160) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[0][:limit] if lines else type(exc).__name__).rstrip(".:")

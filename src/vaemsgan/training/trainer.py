@@ -363,6 +363,7 @@ class Trainer:
             for g in o.param_groups:
                 g["lr"] *= factor
         self.state.rollbacks, self.state.bad_steps = rollbacks, 0
+        self._discard_abandoned()
         self.log(
             f"warning: {reason} at step {failed_at}: rolled back to step {self.state.step} with the "
             f"learning rates x{factor:g} (rollback {rollbacks} of at most {t.nan_rollbacks})"
@@ -588,6 +589,7 @@ class Trainer:
         for o in self._optimizers().values():
             for g in o.param_groups:
                 g["lr"] *= 0.5
+        self._discard_abandoned()
         if self.monitor is not None:
             self.monitor.rolled_back()  # judge the continued run afresh
         self.log(
@@ -596,6 +598,14 @@ class Trainer:
         )
         self._snapshot(self.state_dict())
         return True
+
+    def _discard_abandoned(self) -> None:
+        """After a rollback: checkpoints past the restored step belong to the abandoned trajectory; without
+        this a resume would take the highest step, i.e. the diverged or collapsed state."""
+        if self.is_main:
+            from vaemsgan.checkpoint import discard_checkpoints_after
+
+            discard_checkpoints_after(self.run_dir, self.state.step)
 
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
