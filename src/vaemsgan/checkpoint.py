@@ -89,24 +89,25 @@ def non_finite_tensors(state: Any, prefix: str = "") -> list[str]:
     return []
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Step checkpoints of a run, oldest first."""
+def _step_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of a run's step checkpoints, oldest first."""
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name)))
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Step checkpoints of a run, oldest first."""
+    return [p for _, p in _step_checkpoints(run_dir)]
 
 
 def discard_checkpoints_after(run_dir: str | Path, step: int) -> list[Path]:
     """Delete the step checkpoints past `step`: after a rollback to `step` they hold the abandoned
     trajectory, and a resume (which takes the highest step) must continue the rolled-back run instead."""
-    gone = []
-    for p in list_checkpoints(run_dir):
-        m = _STEP_FILE.match(p.name)
-        if m and int(m.group(1)) > step:
-            p.unlink(missing_ok=True)
-            gone.append(p)
+    gone = [p for s, p in _step_checkpoints(run_dir) if s > step]
+    for p in gone:
+        p.unlink(missing_ok=True)
     return gone
 
 

@@ -486,7 +486,7 @@ def run_curves(
     opts: Any,
     meta: dict[str, Any],
     log: Callable[[str], None],
-    exp: Any = None,
+    exp: Any,
 ) -> dict[str, Any]:
     """Train every plan to its marks (resuming), evaluate every snapshot, write the table and the plot."""
     marks = sorted(opts.marks)
@@ -505,10 +505,7 @@ def run_curves(
                 rate = res["step"] * t.batch_size * max(t.n_critic, 1) / max(res["cpu_seconds"], 1e-9)
                 points.append({**res, "model": plan.spec.name, "images_per_cpu_s": rate})
     rows = summarise(points, ref)
-    name = exp.name if exp is not None else "curves"
-    grids_image([p for p in plans if p.seed == 0], marks, out / f"{name}-grids.png")
+    grids_image([p for p in plans if p.seed == 0], marks, out / f"{exp.name}-grids.png")
     labels = {p.spec.name: p.spec.label for p in plans if p.seed == 0 and p.spec.label}
     meta = {**meta, "class_names": list(real.train.class_names), "marks": marks, "labels": labels}
-    if exp is None:
-        return write_curves(rows, ref, out, meta)
     return write_curves(rows, ref, out, meta, exp.name, exp.title)

@@ -29,6 +29,7 @@ from torch import nn
 
 from vaemsgan.checkpoint import (
     checkpoint_dir,
+    discard_checkpoints_after,
     load_checkpoint,
     load_latest_valid,
     non_finite_tensors,
@@ -603,8 +604,6 @@ class Trainer:
         """After a rollback: checkpoints past the restored step belong to the abandoned trajectory; without
         this a resume would take the highest step, i.e. the diverged or collapsed state."""
         if self.is_main:
-            from vaemsgan.checkpoint import discard_checkpoints_after
-
             discard_checkpoints_after(self.run_dir, self.state.step)
 
     def sampling_generator(self) -> nn.Module:
