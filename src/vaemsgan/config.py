@@ -133,6 +133,12 @@ class TrainConfig:
     lr_g: float = _opt(2e-4, lo=0.0, hi=1.0)
     lr_d: float = _opt(2e-4, lo=0.0, hi=1.0)
     lr_e: float = _opt(2e-4, lo=0.0, hi=1.0)
+    lr_milestones: list[int] = _opt(
+        [],
+        help="generator steps at which every learning rate (G, D, E) is multiplied by lr_gamma, as torch's "
+        "MultiStepLR does (empty = constant rates)",
+    )
+    lr_gamma: float = _opt(0.5, lo=0.0, hi=1.0, help="factor applied at each of lr_milestones")
     beta1: float = _opt(0.0, lo=0.0, hi=0.999)
     beta2: float = _opt(0.9, lo=0.0, hi=0.9999)
     ema_decay: float = _opt(0.999, lo=0.0, hi=1.0, help="EMA of the generator used for sampling (0 = off)")
@@ -349,11 +355,20 @@ def _check_snapshot_minutes(marks: list[float]) -> None:
             )
 
 
+def _check_lr_milestones(steps: list[int]) -> None:
+    for m in steps:
+        if not 1 <= m <= 10**9:
+            raise ConfigError(
+                f"config key 'train.lr_milestones' has {m}: each milestone is a generator step from 1 to 1e9"
+            )
+
+
 # Checks of one key that its metadata (choices, lo, hi) cannot express.
 _KEY_RULES: dict[str, Any] = {
     "data.resolution": _check_resolution,
     "model.d_kernels": _check_d_kernels,
     "train.snapshot_minutes": _check_snapshot_minutes,
+    "train.lr_milestones": _check_lr_milestones,
 }
 
 

@@ -125,6 +125,17 @@ SCREEN_RUNS = (
         {"train.lr_g": 4e-4, "train.lr_d": 4e-4, "train.lr_e": 4e-4},
         "learning rates x2 (4e-4)",
     ),
+    RunSpec(
+        "lr-step",
+        "default",
+        {
+            "train.lr_g": 4e-4,
+            "train.lr_d": 4e-4,
+            "train.lr_e": 4e-4,
+            "train.lr_milestones": [5000, 12000],
+        },
+        "learning rates 4e-4, halved at steps 5,000 and 12,000",
+    ),
     RunSpec("ttur", "default", {"train.lr_g": 1e-4, "train.lr_d": 4e-4}, "TTUR: critic 4e-4, generator 1e-4"),
     RunSpec(
         "no-encoder", "default", {"model.use_encoder": False}, "- encoder (a plain GAN, same G and critic)"

@@ -432,6 +432,8 @@ class Trainer:
                     continue
                 if self.ema is not None:
                     self.ema.update(self.nets.generator, self.state.step)
+                if self.state.step in t.lr_milestones:
+                    self._decay_learning_rates()
                 while pending and self.state.cpu_seconds >= 60.0 * pending[0]:
                     self.save_snapshot(pending.pop(0))
                 bar.update(1)
@@ -599,6 +601,15 @@ class Trainer:
         )
         self._snapshot(self.state_dict())
         return True
+
+    def _decay_learning_rates(self) -> None:
+        """Step schedule: multiply every rate by lr_gamma. Multiplicative on the optimizers' own rates, so it
+        composes with the halving of a rollback, and a rollback to before a milestone passes it again."""
+        gamma = self.cfg.train.lr_gamma
+        for o in self._optimizers().values():
+            for g in o.param_groups:
+                g["lr"] *= gamma
+        self.log(f"step {self.state.step}: learning rates x{gamma:g} (train.lr_milestones)")
 
     def _discard_abandoned(self) -> None:
         """After a rollback: checkpoints past the restored step belong to the abandoned trajectory; without
