@@ -60,7 +60,9 @@ def test_stop_and_resume_gives_identical_weights(tmp_path, tiny_config, tiny_ima
 def test_lr_milestones_multiply_every_rate_and_survive_resume(tmp_path, tiny_config, tiny_images) -> None:
     """MultiStepLR semantics: rates x gamma at each milestone step; a run resumed between the milestones has
     the same rates and weights as an uninterrupted one."""
-    cfg = tiny_config(train={"lr_g": 4e-4, "lr_d": 2e-4, "lr_e": 1e-4, "lr_milestones": [4, 8], "lr_gamma": 0.5})
+    cfg = tiny_config(
+        train={"lr_g": 4e-4, "lr_d": 2e-4, "lr_e": 1e-4, "lr_milestones": [4, 8], "lr_gamma": 0.5}
+    )
 
     def rates(tr: Trainer) -> list[float]:
         return [g["lr"] for o in tr._optimizers().values() for g in o.param_groups]
