@@ -258,6 +258,27 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_quick_budget_runs_fewer_classifiers_and_a_memorisation_subset(tmp_path: Path) -> None:
+    """--quick: TSTR/TRTS and the 1x sweep (no mixed-class experiment), the nearest-neighbour search on a
+    seeded subset of the generated images; the feature metrics are not cut by that subset."""
+    from vaemsgan.evaluation.evaluate import quick_options
+
+    x, y = stripes(80, 0)
+    real = _image_folder(tmp_path / "real", {"h": x[y == 0], "v": x[y == 1]})
+    g, gy = stripes(40, 5)
+    gen = _image_folder(tmp_path / "gen", {"h": g[gy == 0], "v": g[gy == 1]})
+    fast = {k: v for k, v in FAST.items() if k != "ratios"}
+    m = evaluate(
+        str(real), tmp_path / "out", generated=gen, options=quick_options(memorisation_per_class=6, **fast)
+    )
+    cv = m["classifier"]
+    assert "mixed" not in cv and "TSTR" in cv["table"]
+    assert [item["ratio"] for item in cv["sweep"] if item["ratio"] > 0] == [1.0]
+    assert m["memorisation"]["n_gen"] == 12  # 6 per class of the 40 generated
+    overall = m["features"]["overall"]  # matched to the real test images, not cut to 6 per class
+    assert overall["n_gen"] == overall["n_real"] == 16
+
+
 def test_report_files_and_metrics(report: Path) -> None:
     m = json.loads((report / "metrics.json").read_text())
     assert m["classes"] == ["h", "v"]

@@ -72,6 +72,8 @@ class EvalOptions:
     per_class: int | None = None  # images generated per class with a checkpoint (None: what the parts need)
     ratios: Sequence[float] = DEFAULT_RATIOS
     mixed_class: str | None = None
+    crossval_experiments: Sequence[str] = ("crossval", "mixed", "sweep")  # crossval.CrossvalOptions
+    memorisation_per_class: int | None = None  # nearest-neighbour search on a seeded subset (None: all)
     n_boot: int = 50
     kid_subsets: int = 50
     seed: int = 0
@@ -121,17 +123,19 @@ class EvalOptions:
 
 
 def quick_options(**overrides: Any) -> EvalOptions:
-    """A small budget (the demo's): 2 seeds, shorter classifier training, fewer bootstrap draws.
-
-    About 2-4 minutes on 2 CPU cores for the 2,000-image mini set and 10 classes.
-    """
+    """A small budget (the demo's): 2 seeds, shorter classifier training, fewer bootstrap draws, the
+    classifier experiments TSTR/TRTS and the 1x augmentation sweep only (no mixed-class experiment), and
+    the memorisation search on 300 generated images per class. The feature metrics use every image, so
+    their values are those of a full evaluation; the classifier accuracies are 200-step ones (lower)."""
     base = EvalOptions(
         seeds=2,
         classifier=ClassifierConfig(steps=200),
         domain_steps=400,
         n_boot=20,
         kid_subsets=20,
-        ratios=(1.0, 4.0),
+        ratios=(1.0,),
+        crossval_experiments=("crossval", "sweep"),
+        memorisation_per_class=300,
         quick=True,
     )
     return replace(base, **overrides)
@@ -344,6 +348,7 @@ def evaluate_sets(
             classifier=opts.classifier,
             ratios=opts.ratios,
             mixed_class=opts.mixed_class,
+            experiments=opts.crossval_experiments,
             cache=True,
             cache_dir=opts.cache_dir,
         )
@@ -370,8 +375,13 @@ def evaluate_sets(
         assert ext is not None
         t0 = time.perf_counter()
         log("memorisation and diversity")
+        gen_m, feats_m = gen, gen_features
+        if opts.memorisation_per_class is not None:
+            sel = core.matched_subset(gen, [opts.memorisation_per_class] * len(real.names), opts.seed)
+            gen_m = gen.subset(sel)
+            feats_m = None if gen_features is None else gen_features[sel]
         result["memorisation"], assets["memorisation"] = core.memorisation_part(
-            ext, real, gen, gen_features, opts.seed
+            ext, real, gen_m, feats_m, opts.seed
         )
         timings["memorisation"] = time.perf_counter() - t0
     if real.hits:
