@@ -276,6 +276,14 @@ def test_prdc_in_one_pass_matches_the_separate_metrics() -> None:
     assert both["precision"] < 1 and both["recall"] < 1 and both["coverage"] < 1
     with pytest.raises(ConfigError):
         precision_recall_density_coverage(real[:5], fake, k_pr=3, k_dc=5)
+    # The real set's radii given from a cache: the same numbers; radii of another set are refused.
+    from vaemsgan.metrics import knn_radii, knn_radii_pair
+
+    radii = knn_radii_pair(real, 3, 5)
+    assert torch.equal(radii[0], knn_radii(real, 3)) and torch.equal(radii[1], knn_radii(real, 5))
+    assert precision_recall_density_coverage(real, fake, k_pr=3, k_dc=5, real_radii=radii) == both
+    with pytest.raises(ConfigError, match="real_radii"):
+        precision_recall_density_coverage(real, fake, k_pr=3, k_dc=5, real_radii=knn_radii_pair(fake, 3, 5))
 
 
 def test_density_coverage_identical() -> None:

@@ -45,6 +45,7 @@ from vaemsgan.metrics import (
     fid_sample_warning,
     image_statistics,
     kid,
+    knn_radii_pair,
     precision_recall,
     precision_recall_density_coverage,
 )
@@ -153,6 +154,25 @@ class RealSide:
             return compute()
         return self._cached("nn", meta, compute)
 
+    def test_radii(self, ext: Extractor) -> dict[str, Any]:
+        """k-NN radii (k = PR_K, DC_K) of the real test features, over the whole set and within each class:
+        the real-real third of precision/recall/density/coverage, the same for every generated set."""
+
+        def compute() -> dict[str, Any]:
+            fr, labels = self.features(ext, "test"), self.test.labels
+            out: dict[str, Any] = {"overall": None, "per_class": []}
+            if len(fr) > max(PR_K, DC_K):
+                out["overall"] = knn_radii_pair(fr, PR_K, DC_K)
+            for c in range(len(self.names)):
+                fc = fr[labels == c]
+                out["per_class"].append(knn_radii_pair(fc, PR_K, DC_K) if len(fc) > max(PR_K, DC_K) else None)
+            return out
+
+        meta = {"extractor": ext.info.get("key"), "test": self.digest("test"), "k": [PR_K, DC_K]}
+        if meta["extractor"] is None:
+            return compute()
+        return self._cached("radii", meta, compute)
+
     def statistics(self) -> dict[str, torch.Tensor]:
         """image_statistics of the real training images."""
         return self._cached(
@@ -245,10 +265,12 @@ def feature_metrics(
     n_boot: int | None,
     kid_subsets: int = DEFAULT_KID_SUBSETS,
     seed: int = 0,
+    real_radii: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """FID (with a percentile bootstrap interval of `n_boot` draws; None: no interval), KID (mean, std over
     `kid_subsets` subsets of at most 1,000 rows), precision/recall (k = 3) and density/coverage (k = 5)
-    of real features `fr` vs generated features `fg`; metrics that need more rows are left out."""
+    of real features `fr` vs generated features `fg`; metrics that need more rows are left out.
+    `real_radii`: `fr`'s k-NN radii (k = 3, 5) when the caller has them cached."""
     n = min(len(fr), len(fg))
     out: dict[str, Any] = {"n_real": len(fr), "n_gen": len(fg)}
     if n < 2:
@@ -261,7 +283,7 @@ def feature_metrics(
     km, ks = kid(fr, fg, subsets=kid_subsets, subset_size=min(KID_SUBSET_SIZE, n), seed=seed)
     out["kid_mean"], out["kid_std"] = km, ks
     if n >= max(PR_K, DC_K) + 1:
-        out.update(precision_recall_density_coverage(fr, fg, k_pr=PR_K, k_dc=DC_K))
+        out.update(precision_recall_density_coverage(fr, fg, k_pr=PR_K, k_dc=DC_K, real_radii=real_radii))
     elif n >= PR_K + 1:
         out["precision"], out["recall"] = precision_recall(fr, fg, k=PR_K)
     out["warning"] = fid_sample_warning(len(fr), len(fg))
@@ -287,15 +309,20 @@ def features_part(
     fg, gl = fg_all[sel], gen.labels[sel]
     ref = real.reference_metrics(ext, seed, kid_subsets)
     ref_fid = ref.pop("per_class_fid")
+    radii = real.test_radii(ext)
     per_class = {}
     for c, name in enumerate(names):
         a, b = fr[real.test.labels == c], fg[gl == c]
-        per_class[name] = feature_metrics(a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed)
+        per_class[name] = feature_metrics(
+            a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=radii["per_class"][c]
+        )
         per_class[name]["reference_fid"] = ref_fid[c]
     result = {
         "extractor": ext.name,
         "extractor_info": ext.info,
-        "overall": feature_metrics(fr, fg, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed),
+        "overall": feature_metrics(
+            fr, fg, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=radii["overall"]
+        ),
         "reference_real_vs_real": ref,
         "per_class": per_class,
     }

@@ -11,6 +11,7 @@ from vaemsgan.metrics.feature_metrics import (
     gaussian_stats,
     kid,
     knn_radii,
+    knn_radii_pair,
     precision_recall,
     precision_recall_density_coverage,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "image_statistics",
     "kid",
     "knn_radii",
+    "knn_radii_pair",
     "ks_statistic",
     "mean_ci",
     "precision_recall",

@@ -240,23 +240,44 @@ def density_coverage(real: Features, fake: Features, k: int = 5) -> tuple[float,
     return float(density), float(coverage)
 
 
+def knn_radii_pair(feats: Features, k_a: int, k_b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`knn_radii(feats, k_a)` and `knn_radii(feats, k_b)` from one pass over the distance matrix."""
+    r = _as_tensor(feats, "feats")
+    n = r.shape[0]
+    kmax = max(k_a, k_b)
+    if not (min(k_a, k_b) >= 1 and kmax < n):
+        raise ConfigError(f"k must be in [1, {n - 1}] for a set of {n} samples, got {k_a}, {k_b}")
+    r_a, r_b = torch.empty(n, dtype=r.dtype), torch.empty(n, dtype=r.dtype)
+    step = _block_rows(n)
+    for s in range(0, n, step):
+        # The (k+1)-th smallest of each row: the smallest is the point itself at distance 0.
+        v = torch.cdist(r[s : s + step], r).topk(kmax + 1, dim=1, largest=False).values
+        r_a[s : s + step], r_b[s : s + step] = v[:, k_a], v[:, k_b]
+    return r_a, r_b
+
+
 def precision_recall_density_coverage(
-    real: Features, fake: Features, k_pr: int = 3, k_dc: int = 5
+    real: Features,
+    fake: Features,
+    k_pr: int = 3,
+    k_dc: int = 5,
+    real_radii: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """`precision_recall(real, fake, k_pr)` and `density_coverage(real, fake, k_dc)` in one go: the three
     distance matrices (real-real, fake-fake, real-fake) are computed once, block-wise, instead of seven
-    times. Returns {"precision", "recall", "density", "coverage"}."""
+    times; `real_radii` = `knn_radii_pair(real, k_pr, k_dc)` when the caller has them (they depend on the
+    real set alone, so an evaluation cache keeps them). Returns {"precision", "recall", "density", "coverage"}."""
     r, f = _as_tensor(real, "real"), _as_tensor(fake, "fake")
     _check_pair(r, f, max(k_pr, k_dc) + 1)
     f = f.to(r.dtype)
     n_r, n_f = r.shape[0], f.shape[0]
-    kmax = max(k_pr, k_dc)
-    r_pr, r_dc = torch.empty(n_r, dtype=r.dtype), torch.empty(n_r, dtype=r.dtype)
-    step = _block_rows(n_r)
-    for s in range(0, n_r, step):
-        # The (k+1)-th smallest of each row: the smallest is the point itself at distance 0.
-        v = torch.cdist(r[s : s + step], r).topk(kmax + 1, dim=1, largest=False).values
-        r_pr[s : s + step], r_dc[s : s + step] = v[:, k_pr], v[:, k_dc]
+    if real_radii is None:
+        real_radii = knn_radii_pair(r, k_pr, k_dc)
+    r_pr, r_dc = (t.to(r.dtype) for t in real_radii)
+    if r_pr.shape != (n_r,) or r_dc.shape != (n_r,):
+        raise ConfigError(
+            f"real_radii must hold {n_r} radii each, got {tuple(r_pr.shape)}, {tuple(r_dc.shape)}"
+        )
     f_pr = knn_radii(f, k_pr)
     in_real_ball = torch.zeros(n_f, dtype=torch.bool)  # precision: fake j within d_k(real i) of some i
     density_count = torch.zeros(n_f, dtype=torch.long)
