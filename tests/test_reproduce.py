@@ -302,3 +302,23 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     assert {p: p.stat().st_mtime_ns for p in kept if p.name != "TRAINED.json"} == {
         p: t for p, t in before.items() if p.name != "TRAINED.json"
     }
+
+
+def test_curves_plot_accepts_an_fid_interval_above_its_estimate(tmp_path: Path) -> None:
+    """At FID ~1 the percentile bootstrap interval lies wholly above the estimate (resampling raises FID);
+    the plot draws it instead of failing at the end of an hour-long run."""
+    from vaemsgan.experiments.curves import plot_curves
+
+    rows = [
+        {
+            "model": "m",
+            "minutes": mins,
+            "fid": {"mean": fid, "low": fid + 0.1, "high": fid + 1.0},
+            "kid": 0.4,
+            "tstr": {"mean": 0.85, "low": 0.84, "high": 0.86, "n": 3},
+            "coverage": 0.9,
+        }
+        for mins, fid in ((30, 2.6), (60, 1.1))
+    ]
+    plot_curves(rows, 0.88, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000

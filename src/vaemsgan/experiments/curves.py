@@ -435,7 +435,12 @@ def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
             ys = [v["mean"] for v in vals]
             err = None
             if all("low" in v for v in vals):
-                err = [[y - v["low"] for y, v in zip(ys, vals)], [v["high"] - y for y, v in zip(ys, vals)]]
+                # A percentile bootstrap interval of FID need not contain the estimate (resampling duplicates
+                # rows, which raises FID): at FID ~1 it lies wholly above it. Bars start at the point then.
+                err = [
+                    [max(0.0, y - v["low"]) for y, v in zip(ys, vals)],
+                    [max(0.0, v["high"] - y) for y, v in zip(ys, vals)],
+                ]
             ax.errorbar(xs, ys, yerr=err, marker="o", ms=4, capsize=2, label=m)
         if title.startswith("TSTR"):
             for target in (0.8, 0.95):
