@@ -53,6 +53,7 @@ BOOKKEEPING = {
         "keep",
         "monitor_every",
         "best_metric",
+        "channels_last",  # memory layout: the same model either way
     },
 }
 
