@@ -112,6 +112,30 @@ def test_crossval_structure_and_sane_values() -> None:
     assert "skipped" in sweep[4.0] and "accuracy" not in sweep[4.0]
 
 
+def test_crossval_in_parallel_threads_gives_the_sequential_numbers() -> None:
+    """Classifiers trained two at a time (one intra-op thread each) give exactly the numbers of the same
+    classifiers trained one after another on one thread, and the thread count is restored."""
+    x, y = stripes(60, 0)
+    xt, yt = stripes(20, 1)
+    xg, yg = stripes(40, 2)
+    xgt, ygt = stripes(10, 3)
+    sets = (LabelledImages(x, y), LabelledImages(xt, yt), LabelledImages(xg, yg), LabelledImages(xgt, ygt))
+    before = torch.get_num_threads()
+    out = {}
+    for workers in (1, 2):
+        torch.set_num_threads(1)
+        opts = CrossvalOptions(seeds=2, classifier=TINY_CLF, ratios=(0.5,), workers=workers)
+        out[workers] = run_crossval(*sets, ["h", "v"], opts)
+    torch.set_num_threads(before)
+    for key in ("table", "per_class", "mixed"):
+        assert out[1][key] == out[2][key], key
+    assert [s.get("accuracy") for s in out[1]["sweep"]] == [s.get("accuracy") for s in out[2]["sweep"]]
+    torch.set_num_threads(2)
+    run_crossval(*sets, ["h", "v"], CrossvalOptions(seeds=1, classifier=TINY_CLF, ratios=(), workers=2))
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------ memorisation
 
 

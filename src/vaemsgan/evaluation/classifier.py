@@ -15,6 +15,7 @@ SCALE_RANGE, via `affine_grid`/`grid_sample`, seeded).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,6 +92,20 @@ class SmallVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+# Building a network draws its initial weights from torch's global generator: classifiers trained in parallel
+# threads (crossval) build theirs one at a time, each under its own seed, leaving the global state as it was.
+_INIT_LOCK = threading.Lock()
+
+
+def new_classifier(
+    in_channels: int, num_classes: int, resolution: int, cfg: ClassifierConfig, seed: int
+) -> SmallVGG:
+    """A SmallVGG initialised from `seed` alone (thread-safe; torch's global generator is left untouched)."""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SmallVGG(in_channels, num_classes, resolution, cfg)
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -215,9 +230,7 @@ def train_classifier(
     labels = torch.as_tensor(labels, dtype=torch.long)
     _check_data(images, labels, num_classes)
     n, c, h, _ = images.shape
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SmallVGG(c, num_classes, h, cfg).to(memory_format=torch.channels_last)
+    model = new_classifier(c, num_classes, h, cfg, seed).to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup * cfg.steps))
@@ -273,7 +286,7 @@ def cached_classifier(
     state = cache.load(path)
     if state is not None:
         try:
-            model = SmallVGG(images.shape[1], len(class_names), images.shape[2], cfg)
+            model = new_classifier(images.shape[1], len(class_names), images.shape[2], cfg, seed)
             model.load_state_dict(state["state_dict"])
         except Exception:  # noqa: BLE001 - a stale file (other architecture) is retrained
             model = None

@@ -18,8 +18,11 @@ mean and 95% Student-t interval over the seeds (vaemsgan.metrics.mean_ci).
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,22 @@ class CrossvalOptions:
     # data, the settings and the seed alone, so a second evaluation of the same real data reuses them.
     cache: bool = False
     cache_dir: str | Path | None = None
+    # Classifiers trained at once, each on one intra-op thread (0: torch's thread count). Small networks
+    # use two cores far better as two single-thread trainings than as one two-thread training; each
+    # classifier's numbers depend on its seed and data alone, not on which thread trained it.
+    workers: int = 0
+
+
+@contextmanager
+def _single_threaded(on: bool) -> Iterator[None]:
+    """One intra-op thread per calling thread while `on` (parallel classifier trainings), restored after."""
+    before = torch.get_num_threads()
+    if on:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _ci(values: list[float]) -> dict[str, Any]:
@@ -141,23 +160,30 @@ def run_crossval(
             progress(msg)
 
     timings: dict[str, float] = {}
+    lock = threading.Lock()
 
     real_keys: dict[int, str] = {}  # id(model) -> cache key, for the real-data classifiers
 
-    def fit(data: LabelledImages, seed: int, what: str, real: bool = False) -> SmallVGG:
+    def train_one(data: LabelledImages, seed: int, what: str, real: bool) -> SmallVGG:
         t0 = time.perf_counter()
         if real and opt.cache:
             model, info = cached_classifier(
                 data.images, data.labels, class_names, opt.classifier, seed=seed, cache_dir=opt.cache_dir
             )
-            real_keys[id(model)] = info["key"]
-            if info["cache_hit"]:
-                cache_hits.append(what)
+            with lock:
+                real_keys[id(model)] = info["key"]
+                if info["cache_hit"]:
+                    cache_hits.append(what)
         else:
             model = train_classifier(data.images, data.labels, n_cls, opt.classifier, seed=seed)
-        timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
-        alive.append(model)  # ids stay unique while the memos below are keyed by them
+        with lock:
+            timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
+            alive.append(model)  # ids stay unique while the memos below are keyed by them
         return model
+
+    def fit(data: LabelledImages, seed: int, what: str, real: bool = False) -> Future[SmallVGG]:
+        """Start training (or loading) a classifier; its predictions wait for it (`pred`)."""
+        return pool.submit(train_one, data, seed, what, real)
 
     alive: list[SmallVGG] = []
     cache_hits: list[str] = []
@@ -167,9 +193,10 @@ def run_crossval(
     test_sets = {"real": real_test, "gen": gen_test, "gen_mixed_class": gen_test_mc}
     real_test_digest: list[str] = []
 
-    def pred(model: SmallVGG, which: str) -> torch.Tensor:
-        """Predictions of `model` on the real or generated test set, computed once per model (a cached
-        real-data classifier's predictions on the real test images come from the cache too)."""
+    def pred(job: Future[SmallVGG], which: str) -> torch.Tensor:
+        """Predictions of the classifier `job` trains on the real or generated test set, computed once per
+        model (a cached real-data classifier's predictions on the real test images come from the cache too)."""
+        model = job.result()
         memo = (id(model), which)
         if memo not in preds:
             t0 = time.perf_counter()
@@ -203,63 +230,75 @@ def run_crossval(
         sweep_plan.append(item)
 
     n_seeds = opt.seeds
-    for seed in range(n_seeds):
+
+    def submit_seed(seed: int) -> dict[str, Any]:
+        """Draw this seed's training sets (in a fixed order from its generator) and start their classifiers."""
         g = torch.Generator().manual_seed(10_007 * seed + 17)
-        full_model: SmallVGG | None = None
+        jobs: dict[str, Any] = {}
+        full: Future[SmallVGG] | None = None
         if "crossval" in opt.experiments:
-            log(f"seed {seed + 1}/{n_seeds}: train on real (TRTR/TRTS)")
+            log(f"seed {seed + 1}/{n_seeds}: train on real (TRTR/TRTS) and on generated (TSTR/TSTS)")
             real_k = real_train if k == real_counts else _pick(real_train, k, g)
-            m_real = fit(real_k, seed, "real", real=True)
+            jobs["real"] = fit(real_k, seed, "real", real=True)
             if k == real_counts:
-                full_model = m_real
-            log(f"seed {seed + 1}/{n_seeds}: train on generated (TSTR/TSTS)")
-            m_gen = fit(_pick(gen_train, k, g), seed, "generated")
-            p_rr, p_rg = pred(m_real, "real"), pred(m_real, "gen")
-            p_gr, p_gg = pred(m_gen, "real"), pred(m_gen, "gen")
-            put("TRTR", _acc(p_rr, real_test.labels))
-            put("TRTS", _acc(p_rg, gen_test.labels))
-            put("TSTR", _acc(p_gr, real_test.labels))
-            put("TSTS", _acc(p_gg, gen_test.labels))
-            for key, p, lab in (
-                ("TRTR", p_rr, real_test.labels),
-                ("TRTS", p_rg, gen_test.labels),
-                ("TSTR", p_gr, real_test.labels),
-                ("TSTS", p_gg, gen_test.labels),
-            ):
-                per_class.setdefault(key, []).append(_per_class_acc(p, lab, n_cls))
-        if full_model is None and ("mixed" in opt.experiments or "sweep" in opt.experiments):
+                full = jobs["real"]
+            jobs["gen"] = fit(_pick(gen_train, k, g), seed, "generated")
+        if full is None and ("mixed" in opt.experiments or "sweep" in opt.experiments):
             log(f"seed {seed + 1}/{n_seeds}: train on all real images (baseline)")
-            full_model = fit(real_train, seed, "real_all", real=True)
-        if "mixed" in opt.experiments and full_model is not None:
+            full = fit(real_train, seed, "real_all", real=True)
+        jobs["full"] = full
+        if "mixed" in opt.experiments and full is not None:
             log(f"seed {seed + 1}/{n_seeds}: mixed experiment (class '{mixed_name}')")
             keep_mask = torch.ones(len(real_train), dtype=torch.bool)
             mine = real_train.of_class(mc)
             keep_mask[mine[torch.randperm(len(mine), generator=g)[:n_replace]]] = False
             added = gen_train.of_class(mc)
             added = added[torch.randperm(len(added), generator=g)[:n_replace]]
-            m_mix = fit(
-                concat(real_train.take(keep_mask.nonzero().flatten()), gen_train.take(added)), seed, "mixed"
-            )
-            for prefix, model in (("baseline", full_model), ("mixed", m_mix)):
-                pr, pg = pred(model, "real"), pred(model, "gen_mixed_class")
-                put(f"{prefix}/real_test_class", _acc(pr, real_test.labels, real_test.labels == mc))
-                put(f"{prefix}/gen_test_class", _acc(pg, gen_test_mc.labels))
-                put(f"{prefix}/real_test_others", _acc(pr, real_test.labels, real_test.labels != mc))
-        if "sweep" in opt.experiments and full_model is not None:
+            mixed = concat(real_train.take(keep_mask.nonzero().flatten()), gen_train.take(added))
+            jobs["mixed"] = fit(mixed, seed, "mixed")
+        if "sweep" in opt.experiments and full is not None:
             for item in sweep_plan:
                 if "skipped" in item:
                     continue
                 r = item["ratio"]
                 if r == 0.0:
-                    model = full_model
+                    jobs[f"sweep/{r:g}"] = full
                 else:
                     log(f"seed {seed + 1}/{n_seeds}: real + {r:g}x generated")
                     extra = _pick(gen_train, [int(round(r * n)) for n in real_counts], g)
-                    model = fit(concat(real_train, extra), seed, f"sweep_{r:g}")
-                p = pred(model, "real")
-                put(f"sweep/{r:g}", _acc(p, real_test.labels))
-                # Per-seed, per-class accuracies: the augmentation gain (gain.py) pairs them by seed.
-                per_class.setdefault(f"sweep/{r:g}", []).append(_per_class_acc(p, real_test.labels, n_cls))
+                    jobs[f"sweep/{r:g}"] = fit(concat(real_train, extra), seed, f"sweep_{r:g}")
+        return jobs
+
+    def collect_seed(jobs: dict[str, Any]) -> None:
+        """This seed's accuracies, from its classifiers' predictions (waiting for each as needed)."""
+        if "gen" in jobs:
+            p_rr, p_rg = pred(jobs["real"], "real"), pred(jobs["real"], "gen")
+            p_gr, p_gg = pred(jobs["gen"], "real"), pred(jobs["gen"], "gen")
+            for key, p, lab in (
+                ("TRTR", p_rr, real_test.labels),
+                ("TRTS", p_rg, gen_test.labels),
+                ("TSTR", p_gr, real_test.labels),
+                ("TSTS", p_gg, gen_test.labels),
+            ):
+                put(key, _acc(p, lab))
+                per_class.setdefault(key, []).append(_per_class_acc(p, lab, n_cls))
+        if "mixed" in jobs:
+            for prefix, job in (("baseline", jobs["full"]), ("mixed", jobs["mixed"])):
+                pr, pg = pred(job, "real"), pred(job, "gen_mixed_class")
+                put(f"{prefix}/real_test_class", _acc(pr, real_test.labels, real_test.labels == mc))
+                put(f"{prefix}/gen_test_class", _acc(pg, gen_test_mc.labels))
+                put(f"{prefix}/real_test_others", _acc(pr, real_test.labels, real_test.labels != mc))
+        for key in [key for key in jobs if key.startswith("sweep/")]:
+            p = pred(jobs[key], "real")
+            put(key, _acc(p, real_test.labels))
+            # Per-seed, per-class accuracies: the augmentation gain (gain.py) pairs them by seed.
+            per_class.setdefault(key, []).append(_per_class_acc(p, real_test.labels, n_cls))
+
+    workers = max(1, opt.workers or torch.get_num_threads())
+    # Every seed's classifiers are started first (up to `workers` train at once), then read in seed order.
+    with _single_threaded(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
+        for jobs in [submit_seed(seed) for seed in range(n_seeds)]:
+            collect_seed(jobs)
 
     out: dict[str, Any] = {
         "seeds": n_seeds,
