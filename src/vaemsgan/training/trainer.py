@@ -365,9 +365,7 @@ class Trainer:
         self.load_state_dict(copy.deepcopy(good), trim_log=False)
         self.state.cpu_seconds = spent
         factor = 0.5 ** (rollbacks - int(good.get("nan_rollbacks", 0)))
-        for o in self._optimizers().values():
-            for g in o.param_groups:
-                g["lr"] *= factor
+        self._scale_learning_rates(factor)
         self.state.rollbacks, self.state.bad_steps = rollbacks, 0
         self._discard_abandoned()
         self.log(
@@ -438,7 +436,8 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(self.nets.generator, self.state.step)
                 if self.state.step in t.lr_milestones:
-                    self._decay_learning_rates()
+                    self._scale_learning_rates(t.lr_gamma)
+                    self.log(f"step {self.state.step}: learning rates x{t.lr_gamma:g} (train.lr_milestones)")
                 while pending and self.state.cpu_seconds >= 60.0 * pending[0]:
                     self.save_snapshot(pending.pop(0))
                 bar.update(1)
@@ -594,9 +593,7 @@ class Trainer:
         rollbacks = self.state.collapse_rollbacks + 1
         self.load_state_dict(state, trim_log=False)
         self.state.cpu_seconds, self.state.collapse_rollbacks = spent, rollbacks
-        for o in self._optimizers().values():
-            for g in o.param_groups:
-                g["lr"] *= 0.5
+        self._scale_learning_rates(0.5)
         self._discard_abandoned()
         if self.monitor is not None:
             self.monitor.rolled_back()  # judge the continued run afresh
@@ -607,14 +604,13 @@ class Trainer:
         self._snapshot(self.state_dict())
         return True
 
-    def _decay_learning_rates(self) -> None:
-        """Step schedule: multiply every rate by lr_gamma. Multiplicative on the optimizers' own rates, so it
-        composes with the halving of a rollback, and a rollback to before a milestone passes it again."""
-        gamma = self.cfg.train.lr_gamma
+    def _scale_learning_rates(self, factor: float) -> None:
+        """Multiply every optimizer's rate by `factor`: the rollbacks' halving and the step schedule. The rates
+        live in the optimizers' state (and checkpoints), so the factors compose, and a rollback to before a
+        milestone passes that milestone again."""
         for o in self._optimizers().values():
             for g in o.param_groups:
-                g["lr"] *= gamma
-        self.log(f"step {self.state.step}: learning rates x{gamma:g} (train.lr_milestones)")
+                g["lr"] *= factor
 
     def _discard_abandoned(self) -> None:
         """After a rollback: checkpoints past the restored step belong to the abandoned trajectory; without
