@@ -102,15 +102,17 @@ _INIT_LOCK = threading.Lock()
 def new_classifier(
     in_channels: int, num_classes: int, resolution: int, cfg: ClassifierConfig, seed: int
 ) -> SmallVGG:
-    """A SmallVGG initialised from `seed` alone (thread-safe; torch's global generator is left untouched)."""
+    """A SmallVGG initialised from `seed` alone (thread-safe; torch's global generator is left untouched),
+    in channels-last layout: oneDNN's CPU convolutions train it ~1.5x faster per step (1 thread, batch 64;
+    docs/BENCHMARKS.md), with the same values up to float rounding. Loaded weights keep that layout."""
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SmallVGG(in_channels, num_classes, resolution, cfg)
+        model = SmallVGG(in_channels, num_classes, resolution, cfg)
+    return model.to(memory_format=torch.channels_last)
 
 
 def _nhwc(x: torch.Tensor) -> torch.Tensor:
-    """Channels-last layout: oneDNN's CPU convolutions train this network ~1.6x faster per step (1 thread,
-    batch 64; docs/BENCHMARKS.md). Values are the same up to float rounding."""
+    """A batch in the channels-last layout of `new_classifier`'s networks."""
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -230,7 +232,7 @@ def train_classifier(
     labels = torch.as_tensor(labels, dtype=torch.long)
     _check_data(images, labels, num_classes)
     n, c, h, _ = images.shape
-    model = new_classifier(c, num_classes, h, cfg, seed).to(memory_format=torch.channels_last)
+    model = new_classifier(c, num_classes, h, cfg, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warm = max(1, int(cfg.warmup * cfg.steps))
@@ -309,7 +311,6 @@ def cached_classifier(
 def logits(model: SmallVGG, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Logits of uint8 images (eval mode, batches)."""
     model.eval()
-    model.to(memory_format=torch.channels_last)
     outs = [model(_nhwc(to_float(images[s : s + batch_size]))) for s in range(0, len(images), batch_size)]
     return torch.cat(outs) if outs else torch.zeros(0, model.num_classes)
 
@@ -330,7 +331,6 @@ def accuracy(model: SmallVGG, images: torch.Tensor, labels: torch.Tensor) -> flo
 def features(model: SmallVGG, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Penultimate-layer features (N x feature_dim, float32) of uint8 images."""
     model.eval()
-    model.to(memory_format=torch.channels_last)
     outs = [
         model.features(_nhwc(to_float(images[s : s + batch_size]))) for s in range(0, len(images), batch_size)
     ]

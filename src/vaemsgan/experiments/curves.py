@@ -144,7 +144,7 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
 # ---------------------------------------------------------------------------------------------- reference
 def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dict[str, Any]:
     """TRTR on `per_class` real images per class and on all real images, per classifier seed (cached)."""
-    from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, accuracy, train_classifier
+    from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, new_classifier, train_classifier
 
     real = ctx.real(None)
     ccfg = ClassifierConfig(steps=opts.classifier_steps)
@@ -167,7 +167,7 @@ def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dic
         atomic_write_json(ref_dir / "trtr.json", info)
     models = []
     for seed in range(opts.eval_seeds):
-        m = SmallVGG(c, n_cls, h, ccfg)
+        m = new_classifier(c, n_cls, h, ccfg, seed)
         m.load_state_dict(torch.load(ref_dir / f"trtr-seed{seed}.pt", weights_only=True))
         models.append(m.eval())
     return {**info, "models": models}
