@@ -281,6 +281,11 @@ def test_prdc_in_one_pass_matches_the_separate_metrics() -> None:
 
     radii = knn_radii_pair(real, 3, 5)
     assert torch.equal(radii[0], knn_radii(real, 3)) and torch.equal(radii[1], knn_radii(real, 5))
+    line = torch.tensor([[0.0], [1.0], [3.0], [6.0]])  # hand-computed: k-th nearest other point
+    one, two = knn_radii_pair(line, 1, 2)
+    assert one.tolist() == [1.0, 1.0, 2.0, 3.0] and two.tolist() == [3.0, 2.0, 3.0, 5.0]
+    with pytest.raises(ConfigError, match="got 4"):
+        knn_radii(line, 4)
     assert precision_recall_density_coverage(real, fake, k_pr=3, k_dc=5, real_radii=radii) == both
     with pytest.raises(ConfigError, match="real_radii"):
         precision_recall_density_coverage(real, fake, k_pr=3, k_dc=5, real_radii=knn_radii_pair(fake, 3, 5))

@@ -175,16 +175,7 @@ def _block_rows(n_cols: int) -> int:
 
 def knn_radii(feats: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each row to its k-th nearest other row of the same set (self excluded), block-wise."""
-    n = feats.shape[0]
-    if not 1 <= k < n:
-        raise ConfigError(f"k must be in [1, {n - 1}] for a set of {n} samples, got {k}")
-    out = torch.empty(n, dtype=feats.dtype)
-    step = _block_rows(n)
-    for s in range(0, n, step):
-        d = torch.cdist(feats[s : s + step], feats)
-        # The (k+1)-th smallest: the smallest is the point itself at distance 0.
-        out[s : s + step] = d.kthvalue(k + 1, dim=1).values
-    return out
+    return knn_radii_pair(feats, k, k)[0]
 
 
 def _in_any_ball(
@@ -242,11 +233,12 @@ def density_coverage(real: Features, fake: Features, k: int = 5) -> tuple[float,
 
 def knn_radii_pair(feats: Features, k_a: int, k_b: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`knn_radii(feats, k_a)` and `knn_radii(feats, k_b)` from one pass over the distance matrix."""
-    r = _as_tensor(feats, "feats")
+    r = _as_tensor(feats, "feats", feats.dtype if isinstance(feats, torch.Tensor) else None)
     n = r.shape[0]
     kmax = max(k_a, k_b)
     if not (min(k_a, k_b) >= 1 and kmax < n):
-        raise ConfigError(f"k must be in [1, {n - 1}] for a set of {n} samples, got {k_a}, {k_b}")
+        bad = k_a if not 1 <= k_a < n else k_b
+        raise ConfigError(f"k must be in [1, {n - 1}] for a set of {n} samples, got {bad}")
     r_a, r_b = torch.empty(n, dtype=r.dtype), torch.empty(n, dtype=r.dtype)
     step = _block_rows(n)
     for s in range(0, n, step):
