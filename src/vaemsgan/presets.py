@@ -73,7 +73,7 @@ DEFAULT: Overrides = {
         "batch_size": 32,  # twice the steps per CPU-second of batch 64
         "beta1": 0.5,
         "beta2": 0.999,
-        # Twice DCGAN's 2e-4 early, halved at 5,000 and 12,000 steps (~15 and ~40 CPU-minutes): ahead of the
+        # Twice DCGAN's 2e-4 early, halved at 5,000 and 12,000 steps (~15 and ~35 CPU-minutes): ahead of the
         # constant 2e-4 at every snapshot from 2 to 60 CPU-minutes (TSTR 0.94x TRTR at 30, 0.97x at 60), where
         # a constant 4e-4 collapsed after ~9,000 steps (docs/RESULTS.md, "Screening").
         "lr_g": 4e-4,
