@@ -15,7 +15,14 @@ from vaemsgan.errors import ConfigError, OutputExistsError, VaemsganError
 from vaemsgan.evaluation import classifier as clf_mod
 from vaemsgan.evaluation import extractors as ext_mod
 from vaemsgan.evaluation import memorisation as mem_mod
-from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, features, train_classifier
+from vaemsgan.evaluation.classifier import (
+    ClassifierConfig,
+    accuracy,
+    features,
+    folded_for_inference,
+    logits,
+    train_classifier,
+)
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.evaluate import EvalOptions, evaluate, match_classes
 from vaemsgan.evaluation.inception import FIDInceptionV3, load_fid_inception
@@ -112,6 +119,30 @@ def test_crossval_structure_and_sane_values() -> None:
     assert "skipped" in sweep[4.0] and "accuracy" not in sweep[4.0]
 
 
+def test_batchnorm_folded_for_inference_is_the_same_function() -> None:
+    """Folding each BatchNorm into its convolution (what logits/features run) gives the eval-mode model's
+    logits and features up to float rounding, for non-trivial BatchNorm statistics; the model keeps its
+    BatchNorm layers and its training mode."""
+    x, y = stripes(40, 0)
+    model = train_classifier(x, y, 2, TINY_CLF, seed=0)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    model.train()
+    folded = folded_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) and model.training
+    with torch.no_grad():
+        xf = x.float().div(127.5).sub(1.0).contiguous(memory_format=torch.channels_last)
+        ref_logits, ref_feats = model.eval()(xf), model.features(xf)
+    assert torch.allclose(logits(model, x), ref_logits, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(features(model, x), ref_feats, atol=1e-5, rtol=1e-5)
+    assert (ref_logits.std(0) > 1e-3).all()  # a real function of the input, not a constant
+
+
 def test_crossval_in_parallel_threads_gives_the_sequential_numbers() -> None:
     """Classifiers trained two at a time (one intra-op thread each) give exactly the numbers of the same
     classifiers trained one after another on one thread, and the thread count is restored."""
@@ -181,6 +212,35 @@ def test_pruned_nearest_neighbours_are_exact(monkeypatch: pytest.MonkeyPatch) ->
     full = torch.cdist(q.double(), r.double()) / 16.0
     assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-9)
     assert torch.equal(idx, full.argmin(1)) and d[-2:].tolist() == [0.0, 0.0]
+    # The reference's index given by the caller (as the evaluation cache does): the same answer, exactly;
+    # an index round-tripped through its dict form (the cache file) too.
+    index = mem_mod.pixel_index(ref)
+    assert index.proj.shape == (400, 8) and index.basis.shape == (256, 8)
+    for given in (index, mem_mod.ProjectionIndex.from_dict(index.as_dict())):
+        d_i, idx_i = pixel_nn(query, ref, given)
+        assert torch.equal(d_i, d) and torch.equal(idx_i, idx)
+
+
+def test_real_side_caches_the_pixel_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training images' pixel index is computed once, stored with the real-data cache, and read back by
+    a later evaluation; it is not computed at all when the search would not use it."""
+    from vaemsgan.data import ImageSet
+    from vaemsgan.evaluation.core import RealSide
+
+    monkeypatch.setattr(mem_mod, "_PROJ_DIMS", 8)
+    monkeypatch.setattr(mem_mod, "_PRUNE_MIN_PAIRS", 1000)
+    x, y = stripes(400, 0)
+    xt, yt = stripes(40, 1)
+    train, test = ImageSet(x, y, ["h", "v"], "t"), ImageSet(xt, yt, ["h", "v"], "t")
+    first = RealSide(train, test, tmp_path)
+    assert first.pixel_index(1) is None  # 1 x 400 pairs: below the pruning threshold, nothing computed
+    assert not list(tmp_path.glob("pixel-index-*.pt"))
+    a = first.pixel_index(40)
+    assert a is not None and len(list(tmp_path.glob("pixel-index-*.pt"))) == 1
+    second = RealSide(train, test, tmp_path)
+    b = second.pixel_index(40)
+    assert b is not None and "pixel-index" in second.hits and "pixel-index" not in first.hits
+    assert all(torch.equal(u, v) for u, v in zip(a.as_dict().values(), b.as_dict().values(), strict=True))
 
 
 def test_pixel_distance_is_rms_grey_levels() -> None:

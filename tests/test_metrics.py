@@ -326,3 +326,28 @@ def test_mean_ci() -> None:
     m, lo, hi = mean_ci([1.0, 2.0, 3.0])
     half = 4.302652729911275 / math.sqrt(3)  # t_{0.975, 2} * s / sqrt(n) with s = 1
     assert (m, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+
+
+def test_feature_metrics_side_by_side_give_the_one_thread_numbers() -> None:
+    """Per-class feature metrics run two at a time on single-thread workers (evaluation/core.py) give
+    exactly the numbers of the same calls one after another on one thread; the workers see one intra-op
+    thread and the caller's thread count is restored."""
+    from vaemsgan.evaluation.core import feature_metrics
+    from vaemsgan.utils.threads import map_side_by_side
+
+    g = torch.Generator().manual_seed(3)
+    jobs = [(torch.randn(60, 8, generator=g), torch.randn(50, 8, generator=g) * 1.2 + 0.1) for _ in range(5)]
+
+    def metrics(a: torch.Tensor, b: torch.Tensor) -> dict:
+        return {**feature_metrics(a, b, n_boot=10, kid_subsets=5, seed=1), "threads": torch.get_num_threads()}
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    sequential = [metrics(a, b) for a, b in jobs]
+    torch.set_num_threads(2)
+    side_by_side = map_side_by_side(metrics, jobs)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(before)
+    assert [r["threads"] for r in side_by_side] == [1] * len(jobs)
+    assert side_by_side == sequential  # fid, its interval, kid, precision/recall, density/coverage
+    assert len({r["fid"] for r in sequential}) == len(jobs)  # five different jobs, in the order given

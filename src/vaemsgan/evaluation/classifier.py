@@ -14,6 +14,7 @@ SCALE_RANGE, via `affine_grid`/`grid_sample`, seeded).
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation import cache
@@ -307,15 +309,30 @@ def cached_classifier(
     return model, info
 
 
+def folded_for_inference(model: SmallVGG) -> SmallVGG:
+    """An eval-mode copy of `model` with every BatchNorm folded into the convolution before it: the same
+    function up to float rounding (~1e-7 on the logits), ~1.5x faster forward on a CPU (one operator per
+    layer instead of two). The model itself is left as it is."""
+    folded = copy.deepcopy(model).eval()
+    layers, out = list(folded.body), []
+    for layer in layers:
+        if isinstance(layer, nn.BatchNorm2d) and out and isinstance(out[-1], nn.Conv2d):
+            out[-1] = fuse_conv_bn_eval(out[-1], layer)
+        else:
+            out.append(layer)
+    folded.body = nn.Sequential(*out)
+    return folded.to(memory_format=torch.channels_last).requires_grad_(False)
+
+
 @torch.inference_mode()
-def logits(model: SmallVGG, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Logits of uint8 images (eval mode, batches)."""
-    model.eval()
-    outs = [model(_nhwc(to_float(images[s : s + batch_size]))) for s in range(0, len(images), batch_size)]
+def logits(model: SmallVGG, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+    """Logits of uint8 images (eval mode, BatchNorm folded, batches)."""
+    net = folded_for_inference(model)
+    outs = [net(_nhwc(to_float(images[s : s + batch_size]))) for s in range(0, len(images), batch_size)]
     return torch.cat(outs) if outs else torch.zeros(0, model.num_classes)
 
 
-def predict(model: SmallVGG, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def predict(model: SmallVGG, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
     """Predicted class index of each uint8 image."""
     return logits(model, images, batch_size).argmax(dim=1)
 
@@ -328,10 +345,10 @@ def accuracy(model: SmallVGG, images: torch.Tensor, labels: torch.Tensor) -> flo
 
 
 @torch.inference_mode()
-def features(model: SmallVGG, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Penultimate-layer features (N x feature_dim, float32) of uint8 images."""
-    model.eval()
+def features(model: SmallVGG, images: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
+    """Penultimate-layer features (N x feature_dim, float32) of uint8 images (BatchNorm folded)."""
+    net = folded_for_inference(model)
     outs = [
-        model.features(_nhwc(to_float(images[s : s + batch_size]))) for s in range(0, len(images), batch_size)
+        net.features(_nhwc(to_float(images[s : s + batch_size]))) for s in range(0, len(images), batch_size)
     ]
     return torch.cat(outs) if outs else torch.zeros(0, model.penultimate[0].out_features)

@@ -31,11 +31,14 @@ from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
 from vaemsgan.evaluation.memorisation import (
+    ProjectionIndex,
     closest_pairs,
     mean_pairwise_distance,
     memorisation_summary,
     nearest_neighbours,
+    pixel_index,
     pixel_nn,
+    uses_projection_index,
 )
 from vaemsgan.metrics import (
     STATISTICS,
@@ -49,6 +52,7 @@ from vaemsgan.metrics import (
     precision_recall,
     precision_recall_density_coverage,
 )
+from vaemsgan.utils.threads import map_side_by_side
 
 DEFAULT_KID_SUBSETS = 50
 KID_SUBSET_SIZE = 1000
@@ -145,7 +149,7 @@ class RealSide:
         (RMS grey levels) and in `ext`'s features: the memorisation reference."""
 
         def compute() -> dict[str, torch.Tensor]:
-            pix, _ = pixel_nn(self.test.images, self.train.images)
+            pix, _ = pixel_nn(self.test.images, self.train.images, self.pixel_index(len(self.test)))
             feat, _ = nearest_neighbours(self.features(ext, "test"), self.features(ext, "train"))
             return {"pixel": pix, "feature": feat}
 
@@ -153,6 +157,17 @@ class RealSide:
         if meta["extractor"] is None:
             return compute()
         return self._cached("nn", meta, compute)
+
+    def pixel_index(self, n_query: int) -> ProjectionIndex | None:
+        """The training images' pixel ProjectionIndex when a search of `n_query` images uses one (None
+        when it would not: then nothing is computed)."""
+        images = self.train.images
+        if not uses_projection_index(n_query, len(images), images[0].numel() if len(images) else 0):
+            return None
+        d = self._cached(
+            "pixel-index", {"train": self.digest("train")}, lambda: pixel_index(images).as_dict()
+        )
+        return ProjectionIndex.from_dict(d)
 
     def test_radii(self, ext: Extractor) -> dict[str, Any]:
         """k-NN radii (k = PR_K, DC_K) of the real test features, over the whole set and within each class:
@@ -310,19 +325,26 @@ def features_part(
     ref = real.reference_metrics(ext, seed, kid_subsets)
     ref_fid = ref.pop("per_class_fid")
     radii = real.test_radii(ext)
+    # The whole set first (the longest job), then one job per class, side by side on single-thread
+    # workers: per-class matrices are small, and two threads on one 128 x 128 eigen-decomposition or
+    # 1,000-row covariance cost more than they save.
+    jobs = [(fr, fg, radii["overall"])] + [
+        (fr[real.test.labels == c], fg[gl == c], radii["per_class"][c]) for c in range(len(names))
+    ]
+    overall, *by_class = map_side_by_side(
+        lambda a, b, r: feature_metrics(
+            a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=r
+        ),
+        jobs,
+    )
     per_class = {}
     for c, name in enumerate(names):
-        a, b = fr[real.test.labels == c], fg[gl == c]
-        per_class[name] = feature_metrics(
-            a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=radii["per_class"][c]
-        )
+        per_class[name] = by_class[c]
         per_class[name]["reference_fid"] = ref_fid[c]
     result = {
         "extractor": ext.name,
         "extractor_info": ext.info,
-        "overall": feature_metrics(
-            fr, fg, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=radii["overall"]
-        ),
+        "overall": overall,
         "reference_real_vs_real": ref,
         "per_class": per_class,
     }
@@ -370,7 +392,7 @@ def memorisation_part(
     names = real.names
     fg = ext(gen.images) if gen_features is None else gen_features
     ref = real.nn_reference(ext)
-    g_pix, g_pix_i = pixel_nn(gen.images, real.train.images)
+    g_pix, g_pix_i = pixel_nn(gen.images, real.train.images, real.pixel_index(len(gen)))
     g_feat, _ = nearest_neighbours(fg, real.features(ext, "train"))
     out: dict[str, Any] = {
         "pixels": memorisation_summary(g_pix, ref["pixel"]),

@@ -20,9 +20,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from vaemsgan.evaluation.classifier import (
     train_classifier,
 )
 from vaemsgan.metrics.distances import mean_ci
+from vaemsgan.utils.threads import single_threaded
 
 DEFAULT_RATIOS = (0.5, 1.0, 2.0, 4.0)
 
@@ -81,18 +81,6 @@ class CrossvalOptions:
     # use two cores far better as two single-thread trainings than as one two-thread training; each
     # classifier's numbers depend on its seed and data alone, not on which thread trained it.
     workers: int = 0
-
-
-@contextmanager
-def _single_threaded(on: bool) -> Iterator[None]:
-    """One intra-op thread per calling thread while `on` (parallel classifier trainings), restored after."""
-    before = torch.get_num_threads()
-    if on:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _ci(values: list[float]) -> dict[str, Any]:
@@ -296,7 +284,7 @@ def run_crossval(
 
     workers = max(1, opt.workers or torch.get_num_threads())
     # Every seed's classifiers are started first (up to `workers` train at once), then read in seed order.
-    with _single_threaded(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
+    with single_threaded(workers > 1), ThreadPoolExecutor(max_workers=workers) as pool:
         for jobs in [submit_seed(seed) for seed in range(n_seeds)]:
             collect_seed(jobs)
 

@@ -12,6 +12,7 @@ NN distances (closer to a training image than 99% of genuinely new real images a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -72,39 +73,66 @@ def _full_search(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, 
     return d2, idx
 
 
-def _pruned_search(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Nearest neighbours found from lower bounds; returns (squared distance, index, unresolved rows).
+@dataclass
+class ProjectionIndex:
+    """What `_pruned_search` needs of the reference set alone (cacheable with the real data): the centre c,
+    the top `_PROJ_DIMS` principal directions P (orthonormal, from a seeded subset) and, per reference row,
+    p(r) = P^T (r - c), |p(r)|^2 and e(r) = |r - c - P p(r)|."""
 
-    With P the top `_PROJ_DIMS` principal directions of the reference (orthonormal, from a seeded subset),
-    p(x) = P^T (x - c) and e(x) = |x - c - P p(x)| the norm of the rest,
-    |q - r|^2 = |p(q) - p(r)|^2 + |rest(q) - rest(r)|^2 >= |p(q) - p(r)|^2 + (e(q) - e(r))^2 =: L(q, r).
-    The `_PROJ_CANDIDATES` references with the smallest L get exact distances; when the best of them is no
-    larger than the next smallest L (less a margin that covers float32 round-off in L), no other reference
-    can be nearer and the row is resolved. Unresolved rows are left to the full search.
-    """
-    r = ref.float()
-    c = r.double().mean(0)
-    g = torch.Generator().manual_seed(0)
-    sub = r[torch.randperm(len(r), generator=g)[:4096]].double() - c
-    _, vecs = torch.linalg.eigh(sub.T @ sub)
-    basis = vecs[:, -_PROJ_DIMS:]  # D x k, orthonormal
+    centre: torch.Tensor  # D, float64
+    basis: torch.Tensor  # D x k, float32
+    proj: torch.Tensor  # N x k, float32
+    proj_sq: torch.Tensor  # N, float64
+    rest: torch.Tensor  # N, float64
 
-    basis32, c32 = basis.float(), c.float()
-
-    def project(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(p(x), |p(x)|^2, e(x)): the projection in float32, the squared norms summed in float64."""
+        c32 = self.centre.float()
         ps, p2s, es = [], [], []
         for s in range(0, len(x), 4096):
             xc = x[s : s + 4096].float() - c32
-            p = xc @ basis32
+            p = xc @ self.basis
             p2 = (p * p).sum(1, dtype=torch.float64)
             ps.append(p)
             p2s.append(p2)
             es.append(((xc * xc).sum(1, dtype=torch.float64) - p2).clamp_min(0.0).sqrt())
         return torch.cat(ps), torch.cat(p2s), torch.cat(es)
 
-    rp, rp2, re = project(r)
-    qp, qp2, qe = project(query)
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in ("centre", "basis", "proj", "proj_sq", "rest")}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, torch.Tensor]) -> ProjectionIndex:
+        return cls(**{k: d[k] for k in ("centre", "basis", "proj", "proj_sq", "rest")})
+
+
+def projection_index(ref: torch.Tensor) -> ProjectionIndex:
+    """The `ProjectionIndex` of reference rows `ref` (N x D)."""
+    r = ref.float()
+    c = r.double().mean(0)
+    g = torch.Generator().manual_seed(0)
+    sub = r[torch.randperm(len(r), generator=g)[:4096]].double() - c
+    _, vecs = torch.linalg.eigh(sub.T @ sub)
+    index = ProjectionIndex(c, vecs[:, -_PROJ_DIMS:].float(), torch.empty(0), torch.empty(0), torch.empty(0))
+    index.proj, index.proj_sq, index.rest = index.project(r)
+    return index
+
+
+def _pruned_search(
+    query: torch.Tensor, ref: torch.Tensor, index: ProjectionIndex | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nearest neighbours found from lower bounds; returns (squared distance, index, unresolved rows).
+
+    With p, e as in `ProjectionIndex` (`index`: the reference's, computed here when not given),
+    |q - r|^2 = |p(q) - p(r)|^2 + |rest(q) - rest(r)|^2 >= |p(q) - p(r)|^2 + (e(q) - e(r))^2 =: L(q, r).
+    The `_PROJ_CANDIDATES` references with the smallest L get exact distances; when the best of them is no
+    larger than the next smallest L (less a margin that covers float32 round-off in L), no other reference
+    can be nearer and the row is resolved. Unresolved rows are left to the full search.
+    """
+    r = ref.float()
+    index = index or projection_index(r)
+    rp, rp2, re = index.proj, index.proj_sq, index.rest
+    qp, qp2, qe = index.project(query)
     m = min(_PROJ_CANDIDATES, len(r) - 1)
     rp2f, ref_scale = rp2.float(), float((rp2 + re * re).max())
     d2 = torch.empty(len(query), dtype=torch.float64)
@@ -124,7 +152,15 @@ def _pruned_search(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor
     return d2, idx, open_rows
 
 
-def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def uses_projection_index(n_query: int, n_ref: int, dim: int) -> bool:
+    """Whether `nearest_neighbours` searches from a ProjectionIndex: long vectors (images) against many
+    references."""
+    return dim > 2 * _PROJ_DIMS and n_query * n_ref >= _PRUNE_MIN_PAIRS and n_ref > _PROJ_CANDIDATES
+
+
+def nearest_neighbours(
+    query: torch.Tensor, ref: torch.Tensor, index: ProjectionIndex | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(distance, index) of each query row's nearest row of `ref` (Euclidean); ties go to the lowest index.
 
     Candidates are found in float32 matrix-product blocks and compared exactly (float64, from differences),
@@ -132,13 +168,13 @@ def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Te
     lower bounds from a principal-component projection (`_pruned_search`), which settle most rows with a
     fraction of the arithmetic; the rest, and short vectors (features), search every distance in float32
     and compare the `_RERANK` best exactly: round-off can only matter when more than `_RERANK` references
-    lie within float32 error of the nearest one.
+    lie within float32 error of the nearest one. `index`: `projection_index(ref)` when the caller has it
+    (it depends on `ref` alone: the evaluation cache keeps the real training images' one).
     """
     if len(ref) == 0:
         raise ConfigError("nearest neighbours need a non-empty reference set")
-    dim = query.shape[1] if query.dim() == 2 else 0
-    if dim > 2 * _PROJ_DIMS and len(query) * len(ref) >= _PRUNE_MIN_PAIRS and len(ref) > _PROJ_CANDIDATES:
-        d2, idx, todo = _pruned_search(query, ref)
+    if uses_projection_index(len(query), len(ref), query.shape[1] if query.dim() == 2 else 0):
+        d2, idx, todo = _pruned_search(query, ref, index)
         if bool(todo.any()):
             d2[todo], idx[todo] = _full_search(query[todo], ref)
     else:
@@ -146,10 +182,18 @@ def nearest_neighbours(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Te
     return d2.sqrt(), idx
 
 
-def pixel_nn(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """NN in pixel space as RMS grey-level difference (0-255) and the index of the nearest `ref` image."""
-    d, i = nearest_neighbours(_flat_pixels(query), _flat_pixels(ref))
+def pixel_nn(
+    query: torch.Tensor, ref: torch.Tensor, index: ProjectionIndex | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NN in pixel space as RMS grey-level difference (0-255) and the index of the nearest `ref` image;
+    `index`: `pixel_index(ref)` when the caller has it."""
+    d, i = nearest_neighbours(_flat_pixels(query), _flat_pixels(ref), index)
     return d / math.sqrt(query[0].numel() if len(query) else 1), i
+
+
+def pixel_index(ref: torch.Tensor) -> ProjectionIndex:
+    """The ProjectionIndex of uint8 reference images for `pixel_nn`."""
+    return projection_index(_flat_pixels(ref))
 
 
 def near_copy_threshold(reference_nn: torch.Tensor, percentile: float = NEAR_COPY_PERCENTILE) -> float:
