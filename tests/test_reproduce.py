@@ -302,6 +302,19 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     assert {p: p.stat().st_mtime_ns for p in kept if p.name != "TRAINED.json"} == {
         p: t for p, t in before.items() if p.name != "TRAINED.json"
     }
+    # The same GANs judged by classifiers without augmentation and with other steps: written beside the
+    # default study (nothing trained, the default files untouched).
+    default_md = (out / "gain.md").read_text()
+    assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "1",
+                 "--gain-policy", "none", "--classifier-steps", "4"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "train scarce" not in err and "evaluate scarce" in err
+    assert (out / "gain.md").read_text() == default_md
+    assert len(list(out.glob("n*/runs/*/gain-none-4steps.json"))) == 4
+    other = json.loads((out / "gain-none-4steps.json").read_text())
+    assert other["command_options"]["gain_policy"] == "none" and "augmentation of the baseline and every " \
+        "synthetic arm: none" in (out / "gain-none-4steps.md").read_text()  # fmt: skip
+    assert all(s["baseline"]["label"] == "real only, no augmentation" for s in other["sizes"])
 
 
 def test_curves_plot_accepts_an_fid_interval_above_its_estimate(tmp_path: Path) -> None:

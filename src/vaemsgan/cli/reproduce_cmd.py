@@ -119,6 +119,13 @@ def add_reproduce(sub: Any) -> None:
         metavar="T,..",
         help="gain: temperatures of the anchored-variations arms (0.5,1)",
     )
+    p.add_argument(
+        "--gain-policy",
+        choices=["classical", "standard", "none"],
+        default="classical",
+        help="gain: augmentation of the baseline and of every synthetic arm (classical); another policy or "
+        "--classifier-steps writes gain-<policy>-<steps>steps.md beside the default study",
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config key for every run")
     p.add_argument("--cache-dir", help="domain extractor cache (default ~/.cache/vaemsgan/domain)")
     p.add_argument("--force", action="store_true", help="redo runs and evaluations that are already done")
@@ -145,6 +152,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         extra["gain_ratios"] = [float(r) for r in args.gain_ratios]
     if args.gain_temperatures:
         extra["gain_temperatures"] = [float(t) for t in args.gain_temperatures]
+    extra["gain_policy"] = args.gain_policy
     opts = ReproduceOptions(
         data=args.data,
         data_dir=args.data_dir,

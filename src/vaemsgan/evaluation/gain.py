@@ -279,7 +279,9 @@ def run_gain_study(
             for c, name in enumerate(class_names)
         }
 
-    baseline_label = f"real + {opt.policy} augmentation"
+    baseline_label = (
+        "real only, no augmentation" if opt.policy == "none" else f"real + {opt.policy} augmentation"
+    )
     for plan in plans:
         for item in plan.get("ratios", []):
             item.pop("_need")

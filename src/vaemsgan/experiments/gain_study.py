@@ -55,7 +55,9 @@ from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, logits
 from vaemsgan.evaluation.crossval import LabelledImages, _ci
 from vaemsgan.evaluation.gain import GainOptions, best_verdict, paired_difference
 from vaemsgan.experiments.runner import (
+    DEFAULT_CLASSIFIER_STEPS,
     DEFAULT_GAIN_PER_CLASS,
+    QUICK_CLASSIFIER_STEPS,
     Context,
     ReproduceOptions,
     RunPlan,
@@ -94,7 +96,18 @@ def gain_options(opts: ReproduceOptions) -> GainOptions:
         ratios=tuple(opts.gain_ratios),
         temperatures=tuple(opts.gain_temperatures),
         classifier=ClassifierConfig(steps=opts.classifier_steps),
+        policy=opts.gain_policy,
     ).validate()
+
+
+def result_name(opts: ReproduceOptions) -> str:
+    """'gain', or 'gain-<policy>-<steps>steps' when the classifiers' augmentation policy or step count
+    differ from the defaults: a study of the same GANs under other classifier settings is written beside
+    the default one (gain-none-1500steps.md, runs' gain-none-1500steps.json) instead of replacing it."""
+    parts = [opts.gain_policy] if opts.gain_policy != "classical" else []
+    if opts.classifier_steps != (QUICK_CLASSIFIER_STEPS if opts.quick else DEFAULT_CLASSIFIER_STEPS):
+        parts.append(f"{opts.classifier_steps}steps")
+    return "-".join(["gain", *parts])
 
 
 # ---------------------------------------------------------------------------------------------- measures
@@ -181,6 +194,8 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
         "ratios": sorted(float(r) for r in opts.gain_ratios),
         "temperatures": sorted(float(t) for t in opts.gain_temperatures),
         "recon_per_class": RECON_PER_CLASS,
+        # Only when not the default, so that studies evaluated before the option existed stay valid.
+        **({"policy": opts.gain_policy} if opts.gain_policy != "classical" else {}),
     }
 
 
@@ -200,7 +215,7 @@ def evaluate_gain_run(
 
     ckpt = resolve_checkpoint(plan.folder / "train", prefer_best=True)
     key = eval_key(opts, file_sha256(ckpt))
-    path = plan.folder / "gain.json"
+    path = plan.folder / f"{result_name(opts)}.json"
     prev = _read_json(path)
     if prev is not None and prev.get("eval_key") == key and not opts.force:
         log(f"{plan.name}: evaluated earlier, kept")
@@ -472,14 +487,16 @@ def write_gain(
     meta: dict[str, Any],
     title: str,
 ) -> dict[str, Any]:
-    """OUT/gain.md, gain.json, gain.png."""
+    """OUT/<name>.md, .json, .png (name: `result_name`, 'gain' with the default classifier settings)."""
     o = meta.get("command_options", {})
+    name = str(meta.get("result_name", "gain"))
     lines = [
         f"# {title}",
         "",
         f"Real data: {o.get('data')} at {o.get('resolution')} px, a seeded subset (seed 0) of N images per "
         f"class, the whole test split; GAN: `scarce` preset, {meta.get('budget_minutes'):g} CPU-minutes per "
         f"run, {o.get('seeds')} GAN seed(s); classifiers: {o.get('classifier_steps')} steps, "
+        f"augmentation of the baseline and every synthetic arm: {o.get('gain_policy', 'classical')}, "
         f"{o.get('eval_seeds')} seed(s), ratios {', '.join(f'{r:g}x' for r in o.get('gain_ratios', []))}, "
         f"variation temperatures {', '.join(f'{t:g}' for t in o.get('gain_temperatures', []))}."
         + (" `--quick`: the numbers mean nothing." if o.get("quick") else ""),
@@ -504,10 +521,10 @@ def write_gain(
     for s in summaries:
         lines += size_lines(s, trained[s["per_class"]], runs[s["per_class"]])
     lines += [f"Machine: {meta.get('machine', {})}", ""]
-    atomic_write_text(out / "gain.md", "\n".join(lines))
+    atomic_write_text(out / f"{name}.md", "\n".join(lines))
     table = {"sizes": summaries, "trained": {str(k): v for k, v in trained.items()}, **meta}
-    atomic_write_json(out / "gain.json", json_safe(table))
-    plot_gain(summaries, out / "gain.png")
+    atomic_write_json(out / f"{name}.json", json_safe(table))
+    plot_gain(summaries, out / f"{name}.png")
     return table
 
 
@@ -579,7 +596,7 @@ def run_gain(
             names = ctx.real(size_plans[0].cfg.data.classes).names
             summaries.append(pool_size(n, results[n], names))
             log(f"{n} per class: {summaries[-1]['verdict']}")
-    meta = {**meta, "budget_minutes": minutes, "eval_version": EVAL_VERSION}
+    meta = {**meta, "budget_minutes": minutes, "eval_version": EVAL_VERSION, "result_name": result_name(opts)}
     trained_info = {
         n: [{k: v for k, v in t.items() if k != "learning_config"} for t in ts] for n, ts in trained.items()
     }

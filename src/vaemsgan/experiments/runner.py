@@ -56,6 +56,10 @@ DEFAULT_GAIN_PER_CLASS = (100, 1000)
 QUICK_GAIN_PER_CLASS = (6, 10)
 
 
+DEFAULT_CLASSIFIER_STEPS = 300  # per cross-validation classifier (docs/BENCHMARKS.md: accuracy vs steps)
+QUICK_CLASSIFIER_STEPS = 10  # at most, with --quick
+
+
 @dataclass
 class ReproduceOptions:
     """Everything `vaemsgan reproduce` can be told (see cli/reproduce_cmd.py for the meaning of each)."""
@@ -71,7 +75,7 @@ class ReproduceOptions:
     seeds: int = 1  # training seeds per run
     eval_seeds: int = 3  # classifier seeds per TSTR / cross-validation number
     per_class_generated: int = 1000
-    classifier_steps: int = 300
+    classifier_steps: int = DEFAULT_CLASSIFIER_STEPS
     domain_steps: int = 600
     n_boot: int = 50
     threads: int = 0
@@ -85,6 +89,7 @@ class ReproduceOptions:
     gain_per_class: list[int] | None = None  # `gain`: real images per class (None: DEFAULT_GAIN_PER_CLASS)
     gain_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # `gain`: synthetic / real
     gain_temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0])  # `gain`: of the variations
+    gain_policy: str = "classical"  # `gain`: augmentation of the baseline and of every synthetic arm
 
     def validate(self) -> ReproduceOptions:
         if not self.budget_minutes > 0:
@@ -110,7 +115,9 @@ class ReproduceOptions:
             raise ConfigError(f"--gain-per-class must be numbers of at least 2, got {self.gain_per_class}")
         from vaemsgan.evaluation.gain import GainOptions
 
-        GainOptions(ratios=self.gain_ratios, temperatures=self.gain_temperatures).validate()
+        GainOptions(
+            ratios=self.gain_ratios, temperatures=self.gain_temperatures, policy=self.gain_policy
+        ).validate()
         return self
 
 
@@ -121,7 +128,7 @@ def quick(opts: ReproduceOptions) -> ReproduceOptions:
     opts.steps = opts.steps or 3
     opts.eval_seeds = 1
     opts.per_class_generated = min(opts.per_class_generated, 8)
-    opts.classifier_steps = min(opts.classifier_steps, 10)
+    opts.classifier_steps = min(opts.classifier_steps, QUICK_CLASSIFIER_STEPS)
     opts.domain_steps = min(opts.domain_steps, 10)
     opts.n_boot = min(opts.n_boot, 4)
     opts.marks = [0.002, 0.004]  # `curves`: two snapshots a fraction of a second of training apart
@@ -510,7 +517,9 @@ def reproduce(
             log(f"experiment {exp.name}: {n_runs} run(s) in {len(plans[exp.name])} real-set size(s)")
             meta = {"command_options": json_safe(asdict(opts)), "machine": machine_info()}
             tables[exp.name] = run_gain(exp, plans[exp.name], out, opts, meta, log)
-            log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
+            log(
+                f"experiment {exp.name}: wrote {out / (tables[exp.name].get('result_name', exp.name) + '.md')}"
+            )
             continue
         log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
         if "curve" in exp.parts:  # one long run per model, evaluated at its snapshots
