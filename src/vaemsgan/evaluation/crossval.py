@@ -175,29 +175,39 @@ def run_crossval(
 
     alive: list[SmallVGG] = []
     cache_hits: list[str] = []
-    preds: dict[tuple[int, str], torch.Tensor] = {}
+    preds: dict[tuple[int, str], Future[torch.Tensor]] = {}
     # The mixed experiment reads the generated test images of its class only: predict just those.
     gen_test_mc = gen_test.take(gen_test.of_class(mc))
     test_sets = {"real": real_test, "gen": gen_test, "gen_mixed_class": gen_test_mc}
     real_test_digest: list[str] = []
 
-    def pred(job: Future[SmallVGG], which: str) -> torch.Tensor:
-        """Predictions of the classifier `job` trains on the real or generated test set, computed once per
-        model (a cached real-data classifier's predictions on the real test images come from the cache too)."""
+    def predict_one(model: SmallVGG, which: str) -> torch.Tensor:
+        t0 = time.perf_counter()
+        key = real_keys.get(id(model)) if which == "real" else None
+        if key is not None:
+            with lock:
+                if not real_test_digest:
+                    real_test_digest.append(cache.digest({"kind": "test images"}, real_test.images))
+            path = cache.cache_folder(opt.cache_dir) / f"pred-{key[:32]}-{real_test_digest[0][:32]}.pt"
+            out, _ = cache.cached(path, lambda: predict(model, real_test.images))
+        else:
+            out = predict(model, test_sets[which].images)
+        with lock:
+            timings["predict"] = timings.get("predict", 0.0) + time.perf_counter() - t0
+        return out
+
+    def start_pred(job: Future[SmallVGG], which: str) -> Future[torch.Tensor]:
+        """Start the predictions of the classifier `job` trains on the real or generated test set, once per
+        model (a cached real-data classifier's predictions on the real test images come from the cache too);
+        they run on the pool's workers, side by side like the trainings."""
         model = job.result()
         memo = (id(model), which)
         if memo not in preds:
-            t0 = time.perf_counter()
-            key = real_keys.get(id(model)) if which == "real" else None
-            if key is not None:
-                if not real_test_digest:
-                    real_test_digest.append(cache.digest({"kind": "test images"}, real_test.images))
-                path = cache.cache_folder(opt.cache_dir) / f"pred-{key[:32]}-{real_test_digest[0][:32]}.pt"
-                preds[memo], _ = cache.cached(path, lambda: predict(model, real_test.images))
-            else:
-                preds[memo] = predict(model, test_sets[which].images)
-            timings["predict"] = timings.get("predict", 0.0) + time.perf_counter() - t0
+            preds[memo] = pool.submit(predict_one, model, which)
         return preds[memo]
+
+    def pred(job: Future[SmallVGG], which: str) -> torch.Tensor:
+        return start_pred(job, which).result()
 
     raw: dict[str, list[float]] = {}
     per_class: dict[str, list[list[float]]] = {}
@@ -259,6 +269,17 @@ def run_crossval(
 
     def collect_seed(jobs: dict[str, Any]) -> None:
         """This seed's accuracies, from its classifiers' predictions (waiting for each as needed)."""
+        # Every prediction this seed needs is started first, so that they run side by side.
+        if "gen" in jobs:
+            for job, which in (
+                (jobs["real"], "real"),
+                (jobs["real"], "gen"),
+                (jobs["gen"], "real"),
+                (jobs["gen"], "gen"),
+            ):
+                start_pred(job, which)
+        for key in [key for key in jobs if key.startswith("sweep/")]:
+            start_pred(jobs[key], "real")
         if "gen" in jobs:
             p_rr, p_rg = pred(jobs["real"], "real"), pred(jobs["real"], "gen")
             p_gr, p_gg = pred(jobs["gen"], "real"), pred(jobs["gen"], "gen")
