@@ -382,6 +382,12 @@ def test_report_is_self_contained(report: Path) -> None:
     srcs = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", page)
     assert len(srcs) >= 8 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "only_real" in page and "only_gen" in page
+    # Every part's section (report.SECTIONS), in page order, each with its pictures.
+    numbers = [int(n) for n in re.findall(r"<h2>(\d+)\.", page)]
+    assert numbers == list(range(1, 8))
+    for heading in ("Image statistics", "Feature-space metrics", "Classifier cross-validation", "Memorisation"):
+        section = page.split(f". {heading}", 1)[1].split("<h2>", 1)[0]
+        assert "data:image/png;base64," in section, heading
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

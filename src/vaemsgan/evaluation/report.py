@@ -12,7 +12,8 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -472,23 +473,35 @@ def gain_figure_png(
     return buf.getvalue()
 
 
+def _stats_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
+    return {"hist": _hist_figure(assets["stats"])} if "stats" in assets else {}
+
+
+def _features_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
+    return {"fid": _fid_figure(result["features"], result["classes"])}
+
+
+def _classifier_part_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
+    return _classifier_figures(result["classifier"], result["classes"])
+
+
+def _gain_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
+    png = gain_figure_png(result["augmentation_gain"])
+    if png is None:
+        return {}
+    return {"gain_png": png, "gain": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
+
+
+def _memorisation_part_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
+    return _memorisation_figures(assets["memorisation"]) if "memorisation" in assets else {}
+
+
 def make_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
-    """Every picture of the report, as data URIs."""
-    names = result["classes"]
-    figs: dict[str, Any] = {"grids": _class_grids(assets["real"], assets["gen"], names)}
-    if "stats" in assets:
-        figs["hist"] = _hist_figure(assets["stats"])
-    if result.get("features"):
-        figs["fid"] = _fid_figure(result["features"], names)
-    if result.get("classifier"):
-        figs.update(_classifier_figures(result["classifier"], names))
-    if "memorisation" in assets:
-        figs.update(_memorisation_figures(assets["memorisation"]))
-    if result.get("augmentation_gain"):
-        png = gain_figure_png(result["augmentation_gain"])
-        if png is not None:
-            figs["gain_png"] = png
-            figs["gain"] = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    """Every picture of the report, as data URIs: the class grids, then each part's (SECTIONS)."""
+    figs: dict[str, Any] = {"grids": _class_grids(assets["real"], assets["gen"], result["classes"])}
+    for section in SECTIONS:
+        if result.get(section.part):
+            figs.update(section.figures(result, assets))
     return figs
 
 
@@ -854,16 +867,7 @@ def render_html(result: dict[str, Any], figs: dict[str, Any]) -> str:
         f'<table class="grid"><thead><tr><th>class</th><th>real</th><th>generated</th></tr></thead><tbody>{grid_rows}</tbody></table>',
         _table(["class", "real training", "real test", "generated"], count_rows),
     ]
-    if result.get("stats"):
-        body.append(_stats_section(result, figs))
-    if result.get("features"):
-        body.append(_features_section(result, figs))
-    if result.get("classifier"):
-        body.append(_classifier_section(result, figs))
-    if result.get("augmentation_gain"):
-        body.append(_gain_section(result, figs))
-    if result.get("memorisation"):
-        body.append(_memorisation_section(result, figs))
+    body += [section.html(result, figs) for section in SECTIONS if result.get(section.part)]
     body.append(
         "<h2>7. Wall time per part</h2>"
         + _table(["part", "seconds"], [[k, _num(s, ".1f")] for k, s in tm.items()])
@@ -872,6 +876,26 @@ def render_html(result: dict[str, Any], figs: dict[str, Any]) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>vaemsgan evaluation</title>'
         f"<style>{CSS}</style></head><body>" + "\n".join(body) + SCRIPT + "</body></html>\n"
     )
+
+
+@dataclass(frozen=True)
+class Section:
+    """One evaluation part's share of the report, drawn from the part's results (`result[part]`) alone:
+    its pictures (from the results and the arrays the part returned) and its HTML. A new part adds one."""
+
+    part: str
+    figures: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]  # (result, assets) -> figures
+    html: Callable[[dict[str, Any], dict[str, Any]], str]  # (result, figures) -> HTML
+
+
+# In the order of the page.
+SECTIONS = (
+    Section("stats", _stats_figures, _stats_section),
+    Section("features", _features_figures, _features_section),
+    Section("classifier", _classifier_part_figures, _classifier_section),
+    Section("augmentation_gain", _gain_figures, _gain_section),
+    Section("memorisation", _memorisation_part_figures, _memorisation_section),
+)
 
 
 def write_report(result: dict[str, Any], assets: dict[str, Any], out: str | Path) -> Path:
