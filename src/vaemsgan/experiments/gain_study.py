@@ -35,6 +35,8 @@ Layout (every file written atomically; a rerun with the same settings trains and
     OUT/n<N>/runs/<run>/gain.json               the run's evaluation, keyed by its settings and the
                                                 checkpoint's hash (a retrained model is evaluated again)
     OUT/gain.md / gain.json / gain.png           tables, every number, one plot panel per size
+With another classifier augmentation policy (--gain-policy) or step count (--classifier-steps), `gain`
+above reads `gain-<policy>-<steps>steps` (`result_name`): the same GANs judged otherwise, written beside.
 """
 
 from __future__ import annotations
