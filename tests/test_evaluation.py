@@ -200,7 +200,7 @@ def test_nearest_neighbours_match_brute_force() -> None:
 
 def test_pruned_nearest_neighbours_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     # The lower-bound search on a small scale: 8 principal directions of 16x16 images, 6 candidates.
-    monkeypatch.setattr(mem_mod, "_PROJ_DIMS", 8)
+    monkeypatch.setattr(mem_mod, "PROJ_DIMS", 8)
     monkeypatch.setattr(mem_mod, "_PROJ_CANDIDATES", 6)
     monkeypatch.setattr(mem_mod, "_PRUNE_MIN_PAIRS", 0)
     ref, _ = stripes(400, 0)
@@ -227,18 +227,20 @@ def test_real_side_caches_the_pixel_index(tmp_path: Path, monkeypatch: pytest.Mo
     from vaemsgan.data import ImageSet
     from vaemsgan.evaluation.core import RealSide
 
-    monkeypatch.setattr(mem_mod, "_PROJ_DIMS", 8)
+    monkeypatch.setattr(mem_mod, "PROJ_DIMS", 8)
     monkeypatch.setattr(mem_mod, "_PRUNE_MIN_PAIRS", 1000)
     x, y = stripes(400, 0)
     xt, yt = stripes(40, 1)
     train, test = ImageSet(x, y, ["h", "v"], "t"), ImageSet(xt, yt, ["h", "v"], "t")
     first = RealSide(train, test, tmp_path)
-    assert first.pixel_index(1) is None  # 1 x 400 pairs: below the pruning threshold, nothing computed
+    assert (
+        first.training_pixel_index(1) is None
+    )  # 1 x 400 pairs: below the pruning threshold, nothing computed
     assert not list(tmp_path.glob("pixel-index-*.pt"))
-    a = first.pixel_index(40)
+    a = first.training_pixel_index(40)
     assert a is not None and len(list(tmp_path.glob("pixel-index-*.pt"))) == 1
     second = RealSide(train, test, tmp_path)
-    b = second.pixel_index(40)
+    b = second.training_pixel_index(40)
     assert b is not None and "pixel-index" in second.hits and "pixel-index" not in first.hits
     assert all(torch.equal(u, v) for u, v in zip(a.as_dict().values(), b.as_dict().values(), strict=True))
 
@@ -385,7 +387,12 @@ def test_report_is_self_contained(report: Path) -> None:
     # Every part's section (report.SECTIONS), in page order, each with its pictures.
     numbers = [int(n) for n in re.findall(r"<h2>(\d+)\.", page)]
     assert numbers == list(range(1, 8))
-    for heading in ("Image statistics", "Feature-space metrics", "Classifier cross-validation", "Memorisation"):
+    for heading in (
+        "Image statistics",
+        "Feature-space metrics",
+        "Classifier cross-validation",
+        "Memorisation",
+    ):
         section = page.split(f". {heading}", 1)[1].split("<h2>", 1)[0]
         assert "data:image/png;base64," in section, heading
 

@@ -124,7 +124,7 @@ def add_reproduce(sub: Any) -> None:
         choices=["classical", "standard", "none"],
         default="classical",
         help="gain: augmentation of the baseline and of every synthetic arm (classical); another policy or "
-        "--classifier-steps writes gain-<policy>-<steps>steps.md beside the default study",
+        "--classifier-steps writes beside the default study, e.g. gain-none.md, gain-none-1500steps.md",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config key for every run")
     p.add_argument("--cache-dir", help="domain extractor cache (default ~/.cache/vaemsgan/domain)")

@@ -312,7 +312,11 @@ def cached_classifier(
 def folded_for_inference(model: SmallVGG) -> SmallVGG:
     """An eval-mode copy of `model` with every BatchNorm folded into the convolution before it: the same
     function up to float rounding (~1e-7 on the logits), ~1.5x faster forward on a CPU (one operator per
-    layer instead of two). The model itself is left as it is."""
+    layer instead of two). The model itself is left as it is; a model without BatchNorm (e.g. one folded
+    already) is returned as it is, in eval mode, so a caller that predicts batch by batch folds once and
+    passes the result."""
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.body):
+        return model.eval()
     folded = copy.deepcopy(model).eval()
     layers, out = list(folded.body), []
     for layer in layers:

@@ -31,6 +31,7 @@ from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
 from vaemsgan.evaluation.memorisation import (
+    PROJ_DIMS,
     ProjectionIndex,
     closest_pairs,
     mean_pairwise_distance,
@@ -149,7 +150,7 @@ class RealSide:
         (RMS grey levels) and in `ext`'s features: the memorisation reference."""
 
         def compute() -> dict[str, torch.Tensor]:
-            pix, _ = pixel_nn(self.test.images, self.train.images, self.pixel_index(len(self.test)))
+            pix, _ = pixel_nn(self.test.images, self.train.images, self.training_pixel_index(len(self.test)))
             feat, _ = nearest_neighbours(self.features(ext, "test"), self.features(ext, "train"))
             return {"pixel": pix, "feature": feat}
 
@@ -158,15 +159,15 @@ class RealSide:
             return compute()
         return self._cached("nn", meta, compute)
 
-    def pixel_index(self, n_query: int) -> ProjectionIndex | None:
+    def training_pixel_index(self, n_query: int) -> ProjectionIndex | None:
         """The training images' pixel ProjectionIndex when a search of `n_query` images uses one (None
         when it would not: then nothing is computed)."""
         images = self.train.images
         if not uses_projection_index(n_query, len(images), images[0].numel() if len(images) else 0):
             return None
-        d = self._cached(
-            "pixel-index", {"train": self.digest("train")}, lambda: pixel_index(images).as_dict()
-        )
+        # The index's layout enters the key: a file from another layout is recomputed, never misread.
+        meta = {"train": self.digest("train"), "dims": PROJ_DIMS, "layout": ProjectionIndex.LAYOUT}
+        d = self._cached("pixel-index", meta, lambda: pixel_index(images).as_dict())
         return ProjectionIndex.from_dict(d)
 
     def test_radii(self, ext: Extractor) -> dict[str, Any]:
@@ -325,17 +326,17 @@ def features_part(
     ref = real.reference_metrics(ext, seed, kid_subsets)
     ref_fid = ref.pop("per_class_fid")
     radii = real.test_radii(ext)
-    # The whole set first (the longest job), then one job per class, side by side on single-thread
-    # workers: per-class matrices are small, and two threads on one 128 x 128 eigen-decomposition or
-    # 1,000-row covariance cost more than they save.
-    jobs = [(fr, fg, radii["overall"])] + [
-        (fr[real.test.labels == c], fg[gl == c], radii["per_class"][c]) for c in range(len(names))
-    ]
-    overall, *by_class = map_side_by_side(
-        lambda a, b, r: feature_metrics(
-            a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=r
-        ),
-        jobs,
+
+    def metrics(a: torch.Tensor, b: torch.Tensor, r: Any) -> dict[str, Any]:
+        return feature_metrics(a, b, n_boot=n_boot, kid_subsets=kid_subsets, seed=seed, real_radii=r)
+
+    # The whole set on the caller's threads (large products), then the classes side by side on
+    # single-thread workers: a 1,000-row covariance or a 128 x 128 eigen-decomposition gains nothing from
+    # more threads, while one such job per core keeps every core busy.
+    overall = metrics(fr, fg, radii["overall"])
+    by_class = map_side_by_side(
+        metrics,
+        [(fr[real.test.labels == c], fg[gl == c], radii["per_class"][c]) for c in range(len(names))],
     )
     per_class = {}
     for c, name in enumerate(names):
@@ -392,7 +393,7 @@ def memorisation_part(
     names = real.names
     fg = ext(gen.images) if gen_features is None else gen_features
     ref = real.nn_reference(ext)
-    g_pix, g_pix_i = pixel_nn(gen.images, real.train.images, real.pixel_index(len(gen)))
+    g_pix, g_pix_i = pixel_nn(gen.images, real.train.images, real.training_pixel_index(len(gen)))
     g_feat, _ = nearest_neighbours(fg, real.features(ext, "train"))
     out: dict[str, Any] = {
         "pixels": memorisation_summary(g_pix, ref["pixel"]),

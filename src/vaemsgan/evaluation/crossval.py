@@ -278,6 +278,10 @@ def run_crossval(
                 (jobs["gen"], "gen"),
             ):
                 start_pred(job, which)
+        if "mixed" in jobs:
+            for job in (jobs["full"], jobs["mixed"]):
+                start_pred(job, "real")
+                start_pred(job, "gen_mixed_class")
         for key in [key for key in jobs if key.startswith("sweep/")]:
             start_pred(jobs[key], "real")
         if "gen" in jobs:
@@ -317,6 +321,8 @@ def run_crossval(
         "gen_train_pool_per_class": dict(zip(class_names, gen_counts)),
         "n_real_test": len(real_test),
         "n_gen_test": len(gen_test),
+        # Per kind, summed over classifiers and predictions; they run side by side, so a sum can exceed the
+        # wall time of the whole part.
         "train_seconds": timings,
     }
     if opt.cache:

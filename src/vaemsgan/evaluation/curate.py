@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from vaemsgan.errors import ConfigError, OutputExistsError
+from vaemsgan.evaluation.classifier import SmallVGG, folded_for_inference, logits
 from vaemsgan.generation.sampler import MANIFEST, LoadedModel, latents, manifest_header, wanted_classes
 from vaemsgan.utils.images import to_float, to_uint8
 from vaemsgan.utils.io import atomic_write_json, prepare_output_dir, safe_names, save_png
@@ -102,13 +103,14 @@ def classifier_scorer(model: LoadedModel, cache_dir: str | None = None) -> tuple
     return probability_scorer(clf), info
 
 
-def probability_scorer(clf: torch.nn.Module) -> Scorer:
-    """The `classifier` filter's score with a given classifier (logits of float images): p(intended class),
-    minus 1 where the argmax is another class."""
+def probability_scorer(clf: SmallVGG) -> Scorer:
+    """The `classifier` filter's score with a given classifier: p(intended class), minus 1 where the argmax
+    is another class. The classifier's BatchNorm is folded once here, not at every batch scored."""
+    net = folded_for_inference(clf)
 
     @torch.inference_mode()
     def score(images: torch.Tensor, cls: int) -> torch.Tensor:
-        p = torch.softmax(clf(to_float(images)), dim=1)
+        p = torch.softmax(logits(net, images), dim=1)
         right = p.argmax(1) == cls
         return torch.where(right, p[:, cls], p[:, cls] - 1.0)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ _BLOCK = 1 << 24
 # Candidates per query whose distances are recomputed exactly (float64, from differences).
 _RERANK = 8
 # Pruned search (long vectors, many pairs): a lower bound of every distance from a projection on the
-# reference's `_PROJ_DIMS` principal directions, exact distances for the `_PROJ_CANDIDATES` smallest bounds.
-_PROJ_DIMS = 256
+# reference's `PROJ_DIMS` principal directions, exact distances for the `_PROJ_CANDIDATES` smallest bounds.
+PROJ_DIMS = 256
 _PROJ_CANDIDATES = 64
 _PRUNE_MIN_PAIRS = 1 << 26
 _EXACT_F64_MAX_DIM = 512
@@ -76,8 +77,10 @@ def _full_search(query: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, 
 @dataclass
 class ProjectionIndex:
     """What `_pruned_search` needs of the reference set alone (cacheable with the real data): the centre c,
-    the top `_PROJ_DIMS` principal directions P (orthonormal, from a seeded subset) and, per reference row,
+    the top `PROJ_DIMS` principal directions P (orthonormal, from a seeded subset) and, per reference row,
     p(r) = P^T (r - c), |p(r)|^2 and e(r) = |r - c - P p(r)|."""
+
+    LAYOUT: ClassVar[int] = 1  # bump when the fields change (cached indexes are keyed by it)
 
     centre: torch.Tensor  # D, float64
     basis: torch.Tensor  # D x k, float32
@@ -113,7 +116,7 @@ def projection_index(ref: torch.Tensor) -> ProjectionIndex:
     g = torch.Generator().manual_seed(0)
     sub = r[torch.randperm(len(r), generator=g)[:4096]].double() - c
     _, vecs = torch.linalg.eigh(sub.T @ sub)
-    index = ProjectionIndex(c, vecs[:, -_PROJ_DIMS:].float(), torch.empty(0), torch.empty(0), torch.empty(0))
+    index = ProjectionIndex(c, vecs[:, -PROJ_DIMS:].float(), torch.empty(0), torch.empty(0), torch.empty(0))
     index.proj, index.proj_sq, index.rest = index.project(r)
     return index
 
@@ -130,7 +133,8 @@ def _pruned_search(
     can be nearer and the row is resolved. Unresolved rows are left to the full search.
     """
     r = ref.float()
-    index = index or projection_index(r)
+    if index is None:
+        index = projection_index(r)
     rp, rp2, re = index.proj, index.proj_sq, index.rest
     qp, qp2, qe = index.project(query)
     m = min(_PROJ_CANDIDATES, len(r) - 1)
@@ -155,7 +159,7 @@ def _pruned_search(
 def uses_projection_index(n_query: int, n_ref: int, dim: int) -> bool:
     """Whether `nearest_neighbours` searches from a ProjectionIndex: long vectors (images) against many
     references."""
-    return dim > 2 * _PROJ_DIMS and n_query * n_ref >= _PRUNE_MIN_PAIRS and n_ref > _PROJ_CANDIDATES
+    return dim > 2 * PROJ_DIMS and n_query * n_ref >= _PRUNE_MIN_PAIRS and n_ref > _PROJ_CANDIDATES
 
 
 def nearest_neighbours(

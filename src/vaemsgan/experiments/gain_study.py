@@ -36,7 +36,8 @@ Layout (every file written atomically; a rerun with the same settings trains and
                                                 checkpoint's hash (a retrained model is evaluated again)
     OUT/gain.md / gain.json / gain.png           tables, every number, one plot panel per size
 With another classifier augmentation policy (--gain-policy) or step count (--classifier-steps), `gain`
-above reads `gain-<policy>-<steps>steps` (`result_name`): the same GANs judged otherwise, written beside.
+above reads `gain-<policy>`, `gain-<steps>steps` or `gain-<policy>-<steps>steps` (`result_name`: the settings
+that differ from the defaults): the same GANs judged otherwise, written beside.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation import core
-from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, logits
+from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, folded_for_inference, logits
 from vaemsgan.evaluation.crossval import LabelledImages, _ci
 from vaemsgan.evaluation.gain import GainOptions, best_verdict, paired_difference
 from vaemsgan.experiments.runner import (
@@ -158,7 +159,8 @@ def reconstruction_part(
     to_model = torch.tensor([model.class_names.index(n) for n in names], dtype=torch.long)
     t0 = time.perf_counter()
     rec = reconstruct_images(model, x, to_model[y])
-    classifier = None if judge is None else (lambda b: logits(judge, b))
+    net = None if judge is None else folded_for_inference(judge)  # folded once, reused for every batch
+    classifier = None if net is None else (lambda b: logits(net, b))
     q = reconstruction_quality(x, rec, y, classifier)
     res: dict[str, Any] = {**q.to_dict(), "per_class": per_class, "seed": seed}
     if judge is not None and model.conditional and len(names) > 1:
@@ -166,7 +168,7 @@ def reconstruction_part(
         # from its label rather than from the code (a judge accuracy on reconstructions near that on the
         # originals says little when the decoder follows the label).
         shifted = (y + 1) % len(names)
-        pred = logits(judge, reconstruct_images(model, x, to_model[shifted])).argmax(1)
+        pred = logits(net, reconstruct_images(model, x, to_model[shifted])).argmax(1)
         res["shifted_label"] = {
             "judged_as_given_label": float((pred == shifted).double().mean()),
             "judged_as_true_label": float((pred == y).double().mean()),
@@ -210,7 +212,7 @@ def evaluate_gain_run(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The gain study, the judge's view of the pools and the reconstruction quality of one trained run;
-    read from OUT/.../gain.json when it holds the same settings and checkpoint."""
+    read from OUT/.../<result_name>.json when it holds the same settings and checkpoint."""
     from vaemsgan.checkpoint import resolve_checkpoint
     from vaemsgan.inference import load_model
     from vaemsgan.utils.io import file_sha256

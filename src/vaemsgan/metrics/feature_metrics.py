@@ -98,7 +98,8 @@ def frechet_distance(
     """
 
     def vec(x: Features) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, np.float64) if not isinstance(x, torch.Tensor) else x).double()
+        t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, np.float64))
+        return t.double()
 
     mu1, mu2 = vec(mu1).reshape(-1), vec(mu2).reshape(-1)
     s1, s2 = torch.atleast_2d(vec(sigma1)), torch.atleast_2d(vec(sigma2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -27,7 +27,9 @@ def single_threaded(on: bool) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def map_side_by_side(fn: Callable[..., T], jobs: Sequence[tuple], workers: int | None = None) -> list[T]:
+def map_side_by_side(
+    fn: Callable[..., T], jobs: Sequence[tuple[Any, ...]], workers: int | None = None
+) -> list[T]:
     """[fn(*job) for job in jobs], up to `workers` (default: torch's thread count) at once, each on one
     intra-op thread; results in the order of `jobs`. Each job's result must not depend on which thread ran it
     (its own seeded generator, no shared state)."""
