@@ -148,6 +148,15 @@ def test_quick_experiment_end_to_end_and_resume(tmp_path: Path, capsys: pytest.C
     assert sorted((out / "runs" / "default" / "train" / "checkpoints").glob("*.pt")) == [
         p for p in ckpts if "default" in str(p)
     ]
+    # Killed during training (a checkpoint, no TRAINED.json): on the CPU clock the run continues from its
+    # newest checkpoint (here asked for 5 steps), its CPU time counted across the resume.
+    for f in ("DONE.json", "result.json", "TRAINED.json"):
+        (out / "runs" / "default" / f).unlink()
+    capsys.readouterr()
+    assert main([*args, "--steps", "5", "--runs", "default"]) == 0
+    assert "default: resumed at step 3" in capsys.readouterr().err
+    info = json.loads(trained.read_text())
+    assert info["steps"] == 5 and info["cpu_s"] > 0
 
 
 def test_reproduce_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -38,40 +38,11 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
-from vaemsgan.experiments.runner import _read_json, sample_checkpoint
+from vaemsgan.experiments.runner import _read_json, learning_config, sample_checkpoint
 from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, json_safe
-
-# Config keys that do not change what a run learns: a run may be resumed with other values of these.
-BOOKKEEPING = {
-    "train": {
-        "steps",
-        "threads",
-        "snapshot_minutes",
-        "log_every",
-        "sample_every",
-        "checkpoint_every",
-        "keep",
-        "monitor_every",
-        "best_metric",
-        "channels_last",  # memory layout: the same model either way
-    },
-}
 
 # Seeds beyond the first train only to this mark (the issue's 3 seeds at 2 and 5 minutes, 1 above).
 EXTRA_SEED_MAX_MINUTES = 5.0
-
-
-def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    """The config without bookkeeping keys: two runs with equal learning configs learn the same."""
-    from vaemsgan.config import Config
-
-    # Through Config: a checkpoint written before a key existed holds that key's default.
-    full = Config.from_dict({k: v for k, v in cfg_dict.items() if k != "preset"}).to_dict()
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in full.items() if k != "preset"}
-    for section, keys in BOOKKEEPING.items():
-        for k in keys:
-            out.get(section, {}).pop(k, None)
-    return out
 
 
 def marks_for_seed(marks: list[float], seed: int) -> list[float]:

@@ -268,6 +268,36 @@ def eval_key(part: str, opts: ReproduceOptions) -> str:
     return _key(keys)
 
 
+# Config keys that do not change what a run learns: a run may be resumed with other values of these.
+BOOKKEEPING = {
+    "train": {
+        "steps",
+        "threads",
+        "snapshot_minutes",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+        "keep",
+        "monitor_every",
+        "best_metric",
+        "channels_last",  # memory layout: the same model either way
+    },
+}
+
+
+def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """The config without bookkeeping keys: two runs with equal learning configs learn the same."""
+    from vaemsgan.config import Config
+
+    # Through Config: a checkpoint written before a key existed holds that key's default.
+    full = Config.from_dict({k: v for k, v in cfg_dict.items() if k != "preset"}).to_dict()
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in full.items() if k != "preset"}
+    for section, keys in BOOKKEEPING.items():
+        for k in keys:
+            out.get(section, {}).pop(k, None)
+    return out
+
+
 def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
     """Train under the budget (or load the finished training); returns TRAINED.json's content."""
     from vaemsgan.evaluation.monitor import Monitor
@@ -283,20 +313,38 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
             f"{plan.folder}: trained with other settings (config, budget or clock); use --force to redo it, "
             "or another --out"
         )
-    # Unfinished (interrupted) or forced: start this run over; a budget run cannot be continued fairly.
-    if plan.folder.exists():
+    folder = plan.folder / "train"
+    # Interrupted: on the CPU clock the run continues from its newest checkpoint (the trainer counts its
+    # training CPU time across resumes, so the budget stays fair); a wall-clock budget cannot be continued
+    # fairly, and --force starts over.
+    state = None
+    if opts.clock == "cpu" and not opts.force:
+        from vaemsgan.checkpoint import load_latest_valid
+
+        state = load_latest_valid(folder)
+        if state is not None and learning_config(state["config"]) != learning_config(plan.cfg.to_dict()):
+            state = None  # another configuration's run: start over
+    if state is None and plan.folder.exists():
         shutil.rmtree(plan.folder)
     real = ctx.real(plan.cfg.data.classes)
     set_threads(plan.cfg.train.threads)
     ctx.log(
         f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) for {opts.budget_minutes:g} min ({opts.clock})"
     )
-    folder = plan.folder / "train"
     monitor = Monitor(plan.cfg, real.train, folder)
     trainer = Trainer(plan.cfg, real.train, folder, progress=opts.progress, log=ctx.log, monitor=monitor)
-    clock = time.process_time if opts.clock == "cpu" else time.perf_counter
     w0, c0 = time.perf_counter(), time.process_time()
-    trainer.train(plan.cfg.train.steps, deadline=clock() + 60.0 * opts.budget_minutes, clock=clock)
+    if state is not None:
+        trainer.load_state_dict(state)
+        c0 -= trainer.state.cpu_seconds  # TRAINED.json's cpu_s covers the whole run
+        ctx.log(
+            f"{plan.name}: resumed at step {trainer.state.step} ({trainer.state.cpu_seconds / 60:.1f} CPU-min)"
+        )
+    if opts.clock == "cpu":
+        trainer.train(plan.cfg.train.steps, deadline=60.0 * opts.budget_minutes, clock=trainer.cpu_clock)
+    else:
+        clock = time.perf_counter
+        trainer.train(plan.cfg.train.steps, deadline=clock() + 60.0 * opts.budget_minutes, clock=clock)
     if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
         raise KeyboardInterrupt
     rates = sorted(r["images_per_s"] for r in trainer.state.history if "images_per_s" in r)
