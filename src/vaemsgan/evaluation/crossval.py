@@ -206,9 +206,6 @@ def run_crossval(
             preds[memo] = pool.submit(predict_one, model, which)
         return preds[memo]
 
-    def pred(job: Future[SmallVGG], which: str) -> torch.Tensor:
-        return start_pred(job, which).result()
-
     raw: dict[str, list[float]] = {}
     per_class: dict[str, list[list[float]]] = {}
 
@@ -268,41 +265,35 @@ def run_crossval(
         return jobs
 
     def collect_seed(jobs: dict[str, Any]) -> None:
-        """This seed's accuracies, from its classifiers' predictions (waiting for each as needed)."""
-        # Every prediction this seed needs is started first, so that they run side by side.
-        if "gen" in jobs:
-            for job, which in (
-                (jobs["real"], "real"),
-                (jobs["real"], "gen"),
-                (jobs["gen"], "real"),
-                (jobs["gen"], "gen"),
-            ):
-                start_pred(job, which)
+        """This seed's accuracies, from its classifiers' predictions: every prediction it needs is started
+        first (they run side by side), then read."""
+        wanted = [(j, w) for j in ("real", "gen") for w in ("real", "gen")] if "gen" in jobs else []
         if "mixed" in jobs:
-            for job in (jobs["full"], jobs["mixed"]):
-                start_pred(job, "real")
-                start_pred(job, "gen_mixed_class")
-        for key in [key for key in jobs if key.startswith("sweep/")]:
-            start_pred(jobs[key], "real")
+            wanted += [(j, w) for j in ("full", "mixed") for w in ("real", "gen_mixed_class")]
+        wanted += [(key, "real") for key in jobs if key.startswith("sweep/")]
+        started = {(j, w): start_pred(jobs[j], w) for j, w in wanted}
+
+        def pred(j: str, w: str) -> torch.Tensor:
+            return started[(j, w)].result()
+
         if "gen" in jobs:
-            p_rr, p_rg = pred(jobs["real"], "real"), pred(jobs["real"], "gen")
-            p_gr, p_gg = pred(jobs["gen"], "real"), pred(jobs["gen"], "gen")
-            for key, p, lab in (
-                ("TRTR", p_rr, real_test.labels),
-                ("TRTS", p_rg, gen_test.labels),
-                ("TSTR", p_gr, real_test.labels),
-                ("TSTS", p_gg, gen_test.labels),
+            for key, (j, w), lab in (
+                ("TRTR", ("real", "real"), real_test.labels),
+                ("TRTS", ("real", "gen"), gen_test.labels),
+                ("TSTR", ("gen", "real"), real_test.labels),
+                ("TSTS", ("gen", "gen"), gen_test.labels),
             ):
+                p = pred(j, w)
                 put(key, _acc(p, lab))
                 per_class.setdefault(key, []).append(_per_class_acc(p, lab, n_cls))
         if "mixed" in jobs:
-            for prefix, job in (("baseline", jobs["full"]), ("mixed", jobs["mixed"])):
-                pr, pg = pred(job, "real"), pred(job, "gen_mixed_class")
+            for prefix, j in (("baseline", "full"), ("mixed", "mixed")):
+                pr, pg = pred(j, "real"), pred(j, "gen_mixed_class")
                 put(f"{prefix}/real_test_class", _acc(pr, real_test.labels, real_test.labels == mc))
                 put(f"{prefix}/gen_test_class", _acc(pg, gen_test_mc.labels))
                 put(f"{prefix}/real_test_others", _acc(pr, real_test.labels, real_test.labels != mc))
         for key in [key for key in jobs if key.startswith("sweep/")]:
-            p = pred(jobs[key], "real")
+            p = pred(key, "real")
             put(key, _acc(p, real_test.labels))
             # Per-seed, per-class accuracies: the augmentation gain (gain.py) pairs them by seed.
             per_class.setdefault(key, []).append(_per_class_acc(p, real_test.labels, n_cls))
