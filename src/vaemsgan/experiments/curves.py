@@ -38,7 +38,13 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
-from vaemsgan.experiments.runner import _read_json, learning_config, sample_checkpoint
+from vaemsgan.experiments.runner import (
+    _read_json,
+    learning_config,
+    newest_state,
+    sample_checkpoint,
+    start_trainer,
+)
 from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, json_safe
 
 # Seeds beyond the first train only to this mark (the issue's 3 seeds at 2 and 5 minutes, 1 above).
@@ -53,9 +59,7 @@ def marks_for_seed(marks: list[float], seed: int) -> list[float]:
 # ---------------------------------------------------------------------------------------------- training
 def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[str, Any]:
     """Train `plan` to its last mark on the training-CPU clock, resuming a run already in its folder."""
-    from vaemsgan.checkpoint import load_latest_valid
-    from vaemsgan.evaluation.monitor import Monitor
-    from vaemsgan.training.trainer import Trainer, set_threads
+    from vaemsgan.training.trainer import set_threads
 
     folder = plan.folder / "train"
     cfg = plan.cfg
@@ -71,8 +75,8 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
         and marker.get("minutes", 0) >= max(marks)
     ):
         return marker
-    state = None if opts.force else load_latest_valid(folder)
-    if state is not None and learning_config(state["config"]) != want:
+    state, same = (None, True) if opts.force else newest_state(folder, cfg)
+    if not same:
         raise OutputExistsError(
             f"{folder}: holds a run with another config; use --force to start it over, or another --out"
         )
@@ -82,13 +86,7 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
         shutil.rmtree(folder)  # --force, or a run killed before its first checkpoint
     real = ctx.real(cfg.data.classes)
     set_threads(cfg.train.threads)
-    monitor = Monitor(cfg, real.train, folder)
-    trainer = Trainer(cfg, real.train, folder, progress=opts.progress, log=ctx.log, monitor=monitor)
-    if state is not None:
-        trainer.load_state_dict(state)
-        ctx.log(
-            f"{plan.name}: resumed at step {trainer.state.step} ({trainer.state.cpu_seconds / 60:.1f} CPU-min)"
-        )
+    trainer = start_trainer(cfg, real.train, folder, ctx, opts, plan.name, state)
     w0 = time.perf_counter()
     if trainer.state.cpu_seconds < 60.0 * max(marks):
         ctx.log(f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) to {max(marks):g} CPU-minutes")

@@ -298,10 +298,35 @@ def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def newest_state(folder: Path, cfg: Config) -> tuple[dict[str, Any] | None, bool]:
+    """The newest valid checkpoint of the run in `folder` (None: none) and whether it learns what `cfg`
+    learns (True when there is none)."""
+    from vaemsgan.checkpoint import load_latest_valid
+
+    state = load_latest_valid(folder)
+    return state, state is None or learning_config(state["config"]) == learning_config(cfg.to_dict())
+
+
+def start_trainer(
+    cfg: Config, train: ImageSet, folder: Path, ctx: Context, opts: ReproduceOptions, name: str, state: Any
+) -> Any:
+    """The monitored Trainer of the run in `folder`, continued from `state` (a checkpoint) when given."""
+    from vaemsgan.evaluation.monitor import Monitor
+    from vaemsgan.training.trainer import Trainer
+
+    monitor = Monitor(cfg, train, folder)
+    trainer = Trainer(cfg, train, folder, progress=opts.progress, log=ctx.log, monitor=monitor)
+    if state is not None:
+        trainer.load_state_dict(state)
+        ctx.log(
+            f"{name}: resumed at step {trainer.state.step} ({trainer.state.cpu_seconds / 60:.1f} CPU-min)"
+        )
+    return trainer
+
+
 def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
     """Train under the budget (or load the finished training); returns TRAINED.json's content."""
-    from vaemsgan.evaluation.monitor import Monitor
-    from vaemsgan.training.trainer import Trainer, set_threads
+    from vaemsgan.training.trainer import set_threads
 
     marker = plan.folder / "TRAINED.json"
     key = train_key(plan, opts)
@@ -319,10 +344,8 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
     # fairly, and --force starts over.
     state = None
     if opts.clock == "cpu" and not opts.force:
-        from vaemsgan.checkpoint import load_latest_valid
-
-        state = load_latest_valid(folder)
-        if state is not None and learning_config(state["config"]) != learning_config(plan.cfg.to_dict()):
+        state, same = newest_state(folder, plan.cfg)
+        if not same:
             state = None  # another configuration's run: start over
     if state is None and plan.folder.exists():
         shutil.rmtree(plan.folder)
@@ -331,20 +354,15 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
     ctx.log(
         f"train {plan.name} ({plan.spec.preset}, seed {plan.seed}) for {opts.budget_minutes:g} min ({opts.clock})"
     )
-    monitor = Monitor(plan.cfg, real.train, folder)
-    trainer = Trainer(plan.cfg, real.train, folder, progress=opts.progress, log=ctx.log, monitor=monitor)
-    w0, c0 = time.perf_counter(), time.process_time()
-    if state is not None:
-        trainer.load_state_dict(state)
-        c0 -= trainer.state.cpu_seconds  # TRAINED.json's cpu_s covers the whole run
-        ctx.log(
-            f"{plan.name}: resumed at step {trainer.state.step} ({trainer.state.cpu_seconds / 60:.1f} CPU-min)"
-        )
+    trainer = start_trainer(plan.cfg, real.train, folder, ctx, opts, plan.name, state)
+    # TRAINED.json's cpu_s covers the whole run, resumes included.
+    w0, c0 = time.perf_counter(), time.process_time() - trainer.state.cpu_seconds
     if opts.clock == "cpu":
-        trainer.train(plan.cfg.train.steps, deadline=60.0 * opts.budget_minutes, clock=trainer.cpu_clock)
+        clock, deadline = trainer.cpu_clock, 60.0 * opts.budget_minutes
     else:
         clock = time.perf_counter
-        trainer.train(plan.cfg.train.steps, deadline=clock() + 60.0 * opts.budget_minutes, clock=clock)
+        deadline = clock() + 60.0 * opts.budget_minutes
+    trainer.train(plan.cfg.train.steps, deadline=deadline, clock=clock)
     if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
         raise KeyboardInterrupt
     rates = sorted(r["images_per_s"] for r in trainer.state.history if "images_per_s" in r)
