@@ -12,7 +12,7 @@ NN distances (closer to a training image than 99% of genuinely new real images a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
@@ -89,24 +89,31 @@ class ProjectionIndex:
     rest: torch.Tensor  # N, float64
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(p(x), |p(x)|^2, e(x)): the projection in float32, the squared norms summed in float64."""
-        c32 = self.centre.float()
-        ps, p2s, es = [], [], []
-        for s in range(0, len(x), 4096):
-            xc = x[s : s + 4096].float() - c32
-            p = xc @ self.basis
-            p2 = (p * p).sum(1, dtype=torch.float64)
-            ps.append(p)
-            p2s.append(p2)
-            es.append(((xc * xc).sum(1, dtype=torch.float64) - p2).clamp_min(0.0).sqrt())
-        return torch.cat(ps), torch.cat(p2s), torch.cat(es)
+        """(p(x), |p(x)|^2, e(x)) of query rows `x`."""
+        return _project(x, self.centre, self.basis)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k) for k in ("centre", "basis", "proj", "proj_sq", "rest")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, torch.Tensor]) -> ProjectionIndex:
-        return cls(**{k: d[k] for k in ("centre", "basis", "proj", "proj_sq", "rest")})
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def _project(
+    x: torch.Tensor, centre: torch.Tensor, basis: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(p(x), |p(x)|^2, e(x)): the projection in float32, the squared norms summed in float64."""
+    c32 = centre.float()
+    ps, p2s, es = [], [], []
+    for s in range(0, len(x), 4096):
+        xc = x[s : s + 4096].float() - c32
+        p = xc @ basis
+        p2 = (p * p).sum(1, dtype=torch.float64)
+        ps.append(p)
+        p2s.append(p2)
+        es.append(((xc * xc).sum(1, dtype=torch.float64) - p2).clamp_min(0.0).sqrt())
+    return torch.cat(ps), torch.cat(p2s), torch.cat(es)
 
 
 def projection_index(ref: torch.Tensor) -> ProjectionIndex:
@@ -116,9 +123,8 @@ def projection_index(ref: torch.Tensor) -> ProjectionIndex:
     g = torch.Generator().manual_seed(0)
     sub = r[torch.randperm(len(r), generator=g)[:4096]].double() - c
     _, vecs = torch.linalg.eigh(sub.T @ sub)
-    index = ProjectionIndex(c, vecs[:, -PROJ_DIMS:].float(), torch.empty(0), torch.empty(0), torch.empty(0))
-    index.proj, index.proj_sq, index.rest = index.project(r)
-    return index
+    basis = vecs[:, -PROJ_DIMS:].float()
+    return ProjectionIndex(c, basis, *_project(r, c, basis))
 
 
 def _pruned_search(
