@@ -288,7 +288,8 @@ def _bar_ci(ax: Any, labels: list[str], items: list[dict[str, Any]], colours: li
         ax.text(x, m / 2, f"{m:.2f}", ha="center", color="white", fontsize=9, fontweight="bold")
 
 
-def _classifier_figures(cv: dict[str, Any], names: list[str]) -> dict[str, str]:
+def _classifier_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, str]:
+    cv, names = result["classifier"], result["classes"]
     out = {}
     if "table" in cv:
         fig, axes = plt.subplots(1, 2, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1, 3]})
@@ -363,7 +364,10 @@ def _classifier_figures(cv: dict[str, Any], names: list[str]) -> dict[str, str]:
     return out
 
 
-def _memorisation_figures(arrays: dict[str, Any]) -> dict[str, str]:
+def _memorisation_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, str]:
+    if "memorisation" not in assets:
+        return {}
+    arrays = assets["memorisation"]
     out = {}
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
     for ax, (g, r, title) in zip(
@@ -481,19 +485,11 @@ def _features_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[st
     return {"fid": _fid_figure(result["features"], result["classes"])}
 
 
-def _classifier_part_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
-    return _classifier_figures(result["classifier"], result["classes"])
-
-
 def _gain_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
     png = gain_figure_png(result["augmentation_gain"])
     if png is None:
         return {}
     return {"gain_png": png, "gain": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
-
-
-def _memorisation_part_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
-    return _memorisation_figures(assets["memorisation"]) if "memorisation" in assets else {}
 
 
 def make_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict[str, Any]:
@@ -892,9 +888,9 @@ class Section:
 SECTIONS = (
     Section("stats", _stats_figures, _stats_section),
     Section("features", _features_figures, _features_section),
-    Section("classifier", _classifier_part_figures, _classifier_section),
+    Section("classifier", _classifier_figures, _classifier_section),
     Section("augmentation_gain", _gain_figures, _gain_section),
-    Section("memorisation", _memorisation_part_figures, _memorisation_section),
+    Section("memorisation", _memorisation_figures, _memorisation_section),
 )
 
 
