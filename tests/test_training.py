@@ -276,6 +276,58 @@ def test_collapse_verdict_needs_two_checks_far_above_the_best() -> None:
     assert mon.collapsed() is None
 
 
+def test_resumed_monitor_continues_the_logged_history(tmp_path, tiny_config, tiny_images) -> None:
+    """A resumed run's monitor reads the checks already in metrics.jsonl (before its first own check; a
+    half line and a non-monitor record are skipped), so that monitor.png and the collapse verdict span
+    the whole run: a best KID logged before the resume still counts."""
+    import json
+
+    from vaemsgan.evaluation.monitor import Monitor
+
+    run = tmp_path / "run"
+    run.mkdir()
+    logged = [
+        {"step": 5, "d_loss": 0.5},
+        {
+            "step": 5,
+            "monitor/kid": 2.0,
+            "monitor/coverage": 0.4,
+            "monitor/diversity": 0.9,
+            "monitor/diversity_min": 0.8,
+            "monitor/near_copy": 0.0,
+            "monitor/best": 1.0,
+        },
+        {
+            "step": 10,
+            "monitor/kid": 1.0,
+            "monitor/coverage": 0.5,
+            "monitor/diversity": 0.9,
+            "monitor/diversity_min": 0.8,
+            "monitor/near_copy": 0.0,
+            "monitor/best": 1.0,
+        },
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in logged) + '{"step": 12, "monitor/k'
+    (run / "metrics.jsonl").write_text(text)
+    cfg = tiny_config(train={"monitor_every": 5})
+    mon = Monitor(cfg, tiny_images, run)
+    mon.setup = lambda log: setattr(mon, "ready", True)  # type: ignore[method-assign]
+    kids = iter([10.0, 10.0])
+    mon.measure = lambda sample: {  # type: ignore[method-assign]
+        "kid": next(kids),
+        "coverage": 0.5,
+        "diversity": 1.0,
+        "diversity_min": 1.0,
+        "near_copy": 0.0,
+    }
+    first = mon(lambda z, y: z, 15, lambda s: None)
+    assert [r["step"] for r in mon.history] == [5, 10, 15]
+    assert mon.history[1]["kid"] == 1.0 and first.collapse is None
+    second = mon(lambda z, y: z, 20, lambda s: None)
+    assert second.collapse is not None and "best 1 (step 10)" in second.collapse
+    assert (run / "monitor.png").stat().st_size > 1000
+
+
 def test_collapse_rolls_back_to_best_with_halved_learning_rates(tmp_path, tiny_config, tiny_images) -> None:
     cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "nan_rollbacks": 1})
     tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)

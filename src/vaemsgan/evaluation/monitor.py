@@ -17,6 +17,7 @@ hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ MONITOR_CLASSIFIER = ClassifierConfig(steps=150, batch_size=64)
 REAL_SUBSET = 1000  # fixed real images compared against (at most)
 NN_REFERENCE = 5000  # training images a near-copy is searched among (at most)
 # Direction of each criterion: +1 = higher is better.
+MONITOR_KEYS = ("kid", "coverage", "diversity", "diversity_min", "near_copy")  # what `measure` returns
 BETTER = {"kid": -1, "coverage": +1, "diversity": +1}
 
 
@@ -109,6 +111,25 @@ class Monitor:
         except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced by the next best
             return None
 
+    def _logged_history(self, before: int) -> list[dict[str, float]]:
+        """The checks a resumed run already logged (metrics.jsonl, trimmed to its checkpoint on resume),
+        so that monitor.png and the collapse verdict span the whole run, not only this process's part."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        by_step: dict[int, dict[str, float]] = {}
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or rec["step"] >= before:
+                continue
+            values = {key: rec.get(f"monitor/{key}") for key in MONITOR_KEYS}
+            if all(isinstance(v, (int, float)) for v in values.values()):
+                by_step[rec["step"]] = {"step": rec["step"], **{k: float(v) for k, v in values.items()}}
+        return [by_step[s] for s in sorted(by_step)]
+
     def samples(self, sample: SampleFn) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images of the fixed latents from the trainer's sampling (EMA) generator."""
         labels = self.y if self.y is not None else torch.zeros(len(self.z), dtype=torch.long)
@@ -139,6 +160,7 @@ class Monitor:
         """Measure, warn, plot; the check says what to log, whether this is the best state, and any collapse."""
         if not self.ready:
             self.setup(log)
+            self.history = self._logged_history(before=step)
         t0 = time.perf_counter()
         values = self.measure(sample)
         metric = self.cfg.train.best_metric
