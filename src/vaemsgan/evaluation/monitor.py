@@ -251,6 +251,8 @@ class Monitor:
             ("KID (domain features) - lower is better", "coverage", "diversity / data's", "near-copy share"),
         ):
             ax.plot(steps, [r[key] for r in self.history], marker="o", ms=3)
+            if key == "kid":  # from hundreds at the start to ~0 (and noise below it) later: both readable
+                ax.set_yscale("symlog", linthresh=1.0)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
