@@ -311,6 +311,14 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     assert {p: p.stat().st_mtime_ns for p in kept if p.name != "TRAINED.json"} == {
         p: t for p, t in before.items() if p.name != "TRAINED.json"
     }
+    # A marker written before a config key existed (here lr_gamma, at its default): still this run, kept.
+    marker = out / "n6" / "runs" / "scarce" / "TRAINED.json"
+    older = json.loads(marker.read_text())
+    del older["learning_config"]["train"]["lr_gamma"]
+    marker.write_text(json.dumps(older))
+    assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "resumed at step" not in err and "train scarce" not in err and "evaluate scarce" not in err
     # The same GANs judged by classifiers without augmentation and with other steps: written beside the
     # default study (nothing trained, the default files untouched).
     default_md = (out / "gain.md").read_text()

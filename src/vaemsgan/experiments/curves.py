@@ -71,7 +71,9 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
     if (
         marker is not None
         and not opts.force
-        and marker.get("learning_config") == want
+        and isinstance(marker.get("learning_config"), dict)
+        # read through Config: a marker written before a config key existed holds that key's default
+        and learning_config(marker["learning_config"]) == want
         and marker.get("minutes", 0) >= max(marks)
     ):
         return marker
