@@ -153,6 +153,25 @@ def test_api_variations_at_temperature_zero_equal_reconstruct(model: Model) -> N
     assert not torch.equal(a, model.variations(x, labels="sneaker", k=3, temperature=1.0, seed=5))
 
 
+def test_posterior_decoder_keeps_the_better_calibration(model: Model) -> None:
+    """Given the images, the decoder is calibrated on the means alone or on the training mix, whichever
+    reconstructs them better: never worse than the means alone, and the same decoder for the same images."""
+    from vaemsgan.inference import decode, encode, labels_for, posterior_decoder
+
+    lm = model.loaded
+    data = load_images("fashion-mnist-mini", resolution=16, per_class=4, classes=CLASSES, seed=5)
+    x = data.images
+    y = labels_for(lm, torch.tensor([lm.class_names.index(CLASSES[c]) for c in data.labels]), len(x))
+    mu, _ = encode(lm, x)
+
+    def error(decoder: torch.nn.Module) -> float:
+        return float(((decode(decoder, mu, y).float() - x.float()) ** 2).mean())
+
+    chosen = posterior_decoder(lm, mu, y, x)
+    assert error(chosen) <= error(posterior_decoder(lm, mu, y))
+    assert torch.equal(decode(chosen, mu, y), decode(posterior_decoder(lm, mu, y, x), mu, y))
+
+
 def test_interrupted_variations_resume_to_the_same_folder(
     model: Model, real_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

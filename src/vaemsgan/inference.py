@@ -5,8 +5,9 @@ public API (`vaemsgan.api`) build on them. Nothing here writes files.
 
 BatchNorm: the generator is trained on batches that mix posterior and prior latents, so its running
 statistics fit neither input alone. `load_model` recomputes them for prior latents (sampling), and
-`posterior_decoder` gives a copy whose statistics are those of a set of posterior means (reconstruction,
-variations of real images); see `models.layers.recalibrate_batchnorm`.
+`posterior_decoder` gives a copy calibrated for decoding a set of posterior means (reconstruction,
+variations of real images: the means alone or the training mix, whichever reconstructs the images better);
+see `models.layers.recalibrate_batchnorm`.
 """
 
 from __future__ import annotations
@@ -203,19 +204,47 @@ CALIBRATION_BATCH = 256
 
 
 @torch.no_grad()
-def posterior_decoder(model: LoadedModel, mu: torch.Tensor, labels: torch.Tensor | None) -> Generator:
-    """A copy of the generator whose BatchNorm statistics are those of the posterior means `mu` (with their
-    labels): the decoder of `reconstruct_images` and of variations of real images (the same statistics
-    for the same images, so temperature 0 reproduces a reconstruction)."""
-    device = model.device
+def posterior_decoder(
+    model: LoadedModel,
+    mu: torch.Tensor,
+    labels: torch.Tensor | None,
+    images: torch.Tensor | None = None,
+) -> Generator:
+    """A copy of the generator with BatchNorm statistics for decoding the posterior means `mu` (with their
+    labels): the decoder of `reconstruct_images` and of variations of real images (the same statistics for
+    the same images, so temperature 0 reproduces a reconstruction).
+
+    Two calibrations fit: the posterior means alone, and the mix the generator was trained on (each batch of
+    means plus 1/`loss.recon_fraction` as many prior latents of the same classes, as in a training step).
+    Which decodes better depends on how far the posterior lies from the prior (measured on 100 images per
+    class: at KL weight 0.01 SSIM 0.33 alone against 0.63 mixed; at 0.1 level after 30 minutes, alone better
+    after 10). Given `images` (the uint8 images `mu` encodes) the one that reconstructs them with the lower
+    pixel error is kept; without them, the means alone."""
     y = labels if model.conditional else None
     b = CALIBRATION_BATCH
-    batches = [
-        (mu[s : s + b].to(device), None if y is None else y[s : s + b].to(device))
-        for s in range(0, len(mu), b)
-    ]
+    parts = [(mu[s : s + b], None if y is None else y[s : s + b]) for s in range(0, len(mu), b)]
+    alone = _calibrated(model, parts)
+    if images is None or len(mu) == 0:
+        return alone
+    g = torch.Generator().manual_seed(0)  # fixed prior latents: the same images get the same decoder
+    per_mean = 1.0 / model.cfg.loss.recon_fraction
+    mixed_parts = []
+    for m, my in parts:
+        k = max(1, round(len(m) * per_mean))
+        z = torch.randn(k, mu.shape[1], generator=g)
+        zy = None if my is None else my[torch.randint(0, len(m), (k,), generator=g)]
+        mixed_parts.append((torch.cat([m, z]), None if my is None else torch.cat([my, zy])))
+    mixed = _calibrated(model, mixed_parts)
+    target = images.float()
+    errors = [float(((decode(d, mu, y).float() - target) ** 2).mean()) for d in (alone, mixed)]
+    return alone if errors[0] <= errors[1] else mixed
+
+
+def _calibrated(model: LoadedModel, parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Generator:
+    """A copy of the generator with BatchNorm statistics averaged over `parts` of (z, y)."""
+    device = model.device
     decoder = copy.deepcopy(model.generator)
-    recalibrate_batchnorm(decoder, batches)
+    recalibrate_batchnorm(decoder, [(z.to(device), None if zy is None else zy.to(device)) for z, zy in parts])
     return decoder
 
 
@@ -229,7 +258,7 @@ def reconstruct_images(
         return images.new_zeros((0, *images.shape[1:]))
     y = labels_for(model, labels, len(images))
     mu, _ = encode(model, images, batch_size)
-    return decode(posterior_decoder(model, mu, y), mu, y, batch_size)
+    return decode(posterior_decoder(model, mu, y, images), mu, y, batch_size)
 
 
 def labels_for(model: LoadedModel, labels: torch.Tensor | None, n: int) -> torch.Tensor | None:

@@ -7,7 +7,7 @@ For a real image x with posterior q(z|x) = N(mu, sigma^2), each of its K variati
 with x's label. With `mix = (lo, hi)` the latent then moves toward another image of the same class:
 z <- (1 - a) z + a mu_other, a ~ U[lo, hi], the other image drawn from x's class (x itself when the class
 has no other). The random draws of image i depend only on (seed, i), so a resumed run writes exactly the
-missing files. Decoding uses BatchNorm statistics of the images' posterior means, as `reconstruct` does
+missing files. Decoding uses the BatchNorm calibration `reconstruct` uses for the same images
 (`inference.posterior_decoder`): at temperature 0 a variation is the image's reconstruction.
 """
 
@@ -133,7 +133,7 @@ def variations(
     )
     mu, logvar = encode(model, images, batch_size)
     lat = variation_latents(mu, logvar, classes, k, temperature, mix, seed)
-    decoder = posterior_decoder(model, mu, y)
+    decoder = posterior_decoder(model, mu, y, images)
     flat_y = None if y is None else y.repeat_interleave(k)
     out = decode(decoder, lat.z.reshape(n * k, -1), flat_y, batch_size)
     return out.reshape(n, k, *out.shape[1:]), lat
@@ -222,7 +222,7 @@ def variations_folder(
     y = labels_for(model, labels, len(data))
     mu, logvar = encode(model, data.images, batch_size)
     lat = variation_latents(mu, logvar, labels, k, temperature, mix, seed)
-    decoder = posterior_decoder(model, mu, y)
+    decoder = posterior_decoder(model, mu, y, data.images)
     folders = safe_names(model.class_names)
     jobs: list[tuple[int, int]] = [(i, v) for i in range(len(data)) for v in range(k)]
     files: list[dict[str, Any]] = []
