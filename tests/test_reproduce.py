@@ -324,8 +324,9 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     default_md = (out / "gain.md").read_text()
     assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "1",
                  "--gain-policy", "none", "--classifier-steps", "4"]) == 0  # fmt: skip
-    err = capsys.readouterr().err
-    assert "train scarce" not in err and "evaluate scarce" in err
+    said = capsys.readouterr()
+    assert "train scarce" not in said.err and "evaluate scarce" in said.err
+    assert f"gain: {out / 'gain-none-4steps.md'}" in said.out  # the summary names the files it wrote
     assert (out / "gain.md").read_text() == default_md
     assert len(list(out.glob("n*/runs/*/gain-none-4steps.json"))) == 4
     other = json.loads((out / "gain-none-4steps.json").read_text())

@@ -194,7 +194,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     tables = reproduce(args.experiment, args.out, opts)
     out = Path(args.out)
-    for name in tables:
-        print(f"{name}: {out / (name + '.md')}  ({out / (name + '.json')}, {out / (name + '.png')})")
+    for name, table in tables.items():
+        stem = table.get("result_name", name) if isinstance(table, dict) else name  # gain-none-1500steps
+        print(f"{name}: {out / (stem + '.md')}  ({out / (stem + '.json')}, {out / (stem + '.png')})")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
