@@ -188,14 +188,14 @@ def _marks(text: str) -> list[float]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from vaemsgan.experiments.runner import reproduce
+    from vaemsgan.experiments.runner import reproduce, result_stem
 
     opts = options_from_args(args)
     t0 = time.perf_counter()
     tables = reproduce(args.experiment, args.out, opts)
     out = Path(args.out)
     for name, table in tables.items():
-        stem = table.get("result_name", name) if isinstance(table, dict) else name  # gain-none-1500steps
+        stem = result_stem(name, table)
         print(f"{name}: {out / (stem + '.md')}  ({out / (stem + '.json')}, {out / (stem + '.png')})")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0

@@ -17,7 +17,6 @@ hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from vaemsgan.evaluation.memorisation import mean_pairwise_distance, near_copy_t
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.models import is_conditional
 from vaemsgan.training.trainer import MonitorCheck, SampleFn
+from vaemsgan.utils.io import step_records
 
 # Small on purpose: the monitor runs inside training; ~10 s of classifier training on 1,000 images.
 MONITOR_CLASSIFIER = ClassifierConfig(steps=150, batch_size=64)
@@ -114,19 +114,10 @@ class Monitor:
     def _logged_history(self, before: int) -> list[dict[str, float]]:
         """The checks a resumed run already logged (metrics.jsonl, trimmed to its checkpoint on resume),
         so that monitor.png and the collapse verdict span the whole run, not only this process's part."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return []
         by_step: dict[int, dict[str, float]] = {}
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or rec["step"] >= before:
-                continue
+        for _, rec in step_records(self.run_dir / "metrics.jsonl"):
             values = {key: rec.get(f"monitor/{key}") for key in MONITOR_KEYS}
-            if all(isinstance(v, (int, float)) for v in values.values()):
+            if rec["step"] < before and all(isinstance(v, (int, float)) for v in values.values()):
                 by_step[rec["step"]] = {"step": rec["step"], **{k: float(v) for k, v in values.items()}}
         return [by_step[s] for s in sorted(by_step)]
 

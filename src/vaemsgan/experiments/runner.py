@@ -268,6 +268,12 @@ def eval_key(part: str, opts: ReproduceOptions) -> str:
     return _key(keys)
 
 
+def result_stem(name: str, table: dict[str, Any]) -> str:
+    """The file stem an experiment's table was written under: its name, or the table's own result name
+    (a gain study under non-default classifier settings: gain-none-1500steps)."""
+    return str(table.get("result_name", name))
+
+
 # Config keys that do not change what a run learns: a run may be resumed with other values of these.
 BOOKKEEPING = {
     "train": {
@@ -583,9 +589,7 @@ def reproduce(
             log(f"experiment {exp.name}: {n_runs} run(s) in {len(plans[exp.name])} real-set size(s)")
             meta = {"command_options": json_safe(asdict(opts)), "machine": machine_info()}
             tables[exp.name] = run_gain(exp, plans[exp.name], out, opts, meta, log)
-            log(
-                f"experiment {exp.name}: wrote {out / (tables[exp.name].get('result_name', exp.name) + '.md')}"
-            )
+            log(f"experiment {exp.name}: wrote {out / (result_stem(exp.name, tables[exp.name]) + '.md')}")
             continue
         log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
         if "curve" in exp.parts:  # one long run per model, evaluated at its snapshots

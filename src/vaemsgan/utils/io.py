@@ -248,22 +248,31 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "output folder") ->
     return path
 
 
-def trim_jsonl(path: str | os.PathLike, max_step: int) -> None:
-    """Keep the records of an append-only log up to `max_step`, atomically.
-
-    After a crash the log may end in a half line, and records past the checkpoint a resumed run
-    will write again; both go, so the log reads as if the run had never stopped."""
+def step_records(path: str | os.PathLike) -> list[tuple[str, dict[str, Any]]]:
+    """The (line, record) pairs of an append-only step log (metrics.jsonl) whose record is an object with
+    an integer "step"; anything else (a half line left by a crash) is skipped. No file: none."""
     path = Path(path)
     if not path.is_file():
-        return
-    kept = []
+        return []
+    out = []
     for line in path.read_text(errors="replace").splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= max_step:
-            kept.append(line)
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            out.append((line, rec))
+    return out
+
+
+def trim_jsonl(path: str | os.PathLike, max_step: int) -> None:
+    """Keep the records of an append-only log up to `max_step`, atomically.
+
+    After a crash the log may end in a half line, and records past the checkpoint a resumed run
+    will write again; both go, so the log reads as if the run had never stopped."""
+    if not Path(path).is_file():
+        return
+    kept = [line for line, rec in step_records(path) if rec["step"] <= max_step]
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
 
