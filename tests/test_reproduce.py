@@ -107,6 +107,8 @@ def test_baselines_table2_classifier_runs(tmp_path: Path) -> None:
     assert [p.name for p in only] == ["dcgan", "default"]
     one = plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(seeds=2, runs=["default-seed1"]))
     assert [(p.name, p.cfg.train.seed) for p in one] == [("default-seed1", 1)]
+    zero = plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(seeds=2, runs=["default-seed0"]))
+    assert [(p.name, p.cfg.train.seed) for p in zero] == [("default", 0)]  # seed 0's folder alone
     with pytest.raises(Exception, match="unknown run 'nope'"):
         plan_runs(EXPERIMENTS["baselines"], tmp_path, ReproduceOptions(runs=["nope"]))
     seeds = plan_runs(EXPERIMENTS["pooling"], tmp_path, ReproduceOptions(seeds=2))

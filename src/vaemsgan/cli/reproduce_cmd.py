@@ -77,8 +77,9 @@ def add_reproduce(sub: Any) -> None:
     )
     p.add_argument(
         "--runs",
-        help="comma-separated run names: only these runs (e.g. one per parallel worker; a final call without "
-        "--runs then writes the whole table from the finished runs)",
+        help="comma-separated run names: only these runs, all their seeds, or one seed's folder with -seed<S> "
+        "(e.g. scarce-seed0; one per parallel worker; a final call without --runs then writes the whole table "
+        "from the finished runs)",
     )
     p.add_argument("--seeds", type=Num(int, 1, 100), help="training seeds per run (1; gain: 3)")
     p.add_argument(

@@ -240,8 +240,9 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
     for spec in exp.runs:
         for seed in range(opts.seeds):
             name = spec.name if seed == 0 else f"{spec.name}-seed{seed}"
-            # --runs names a run (all its seeds) or one seed's folder (`default-seed1`).
-            if opts.runs and spec.name not in opts.runs and name not in opts.runs:
+            # --runs names a run (all its seeds) or one seed's folder (`default-seed1`; seed 0's folder has
+            # no suffix, so `default-seed0` names it alone).
+            if opts.runs and spec.name not in opts.runs and f"{spec.name}-seed{seed}" not in opts.runs:
                 continue
             cfg = spec.config({**base, "train.seed": seed})
             # The budget ends the run; a step count only when it is asked for.
