@@ -345,6 +345,26 @@ def test_collapse_rolls_back_to_best_with_halved_learning_rates(tmp_path, tiny_c
     assert tr.stop_requested and tr.state.step < 60
 
 
+def test_collapse_rollbacks_to_the_same_best_compose_their_halvings(
+    tmp_path, tiny_config, tiny_images
+) -> None:
+    """Two collapses rolled back to the same best.pt: the rates are x0.5 then x0.25 of best.pt's, not x0.5
+    twice (that would replay the first retry's trajectory exactly)."""
+    cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "nan_rollbacks": 3})
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)
+    tr.monitor = _scripted_monitor(tr, [2.0, 1.0, 10.0, 10.0])  # best.pt at step 10
+    lr0 = {name: o.param_groups[0]["lr"] for name, o in tr._optimizers().items()}
+    assert set(lr0) == {"generator", "critic", "encoder"}  # the encoder's rate is scaled too
+    tr.train(15)
+    assert tr._after_collapse_check("scripted collapse") and tr.state.step == 10
+    lr1 = {name: o.param_groups[0]["lr"] for name, o in tr._optimizers().items()}
+    assert lr1 == pytest.approx({name: lr / 2 for name, lr in lr0.items()})
+    assert tr._after_collapse_check("scripted collapse again") and tr.state.step == 10
+    assert tr.state.collapse_rollbacks == 2
+    lr2 = {name: o.param_groups[0]["lr"] for name, o in tr._optimizers().items()}
+    assert lr2 == pytest.approx({name: lr / 4 for name, lr in lr0.items()})
+
+
 def test_collapse_rollback_discards_the_abandoned_checkpoints(tmp_path, tiny_config, tiny_images) -> None:
     """After a rollback to best.pt (step 10), the checkpoints of steps 15 and 20 belong to the collapsed
     trajectory: they are deleted, so that a resume (highest step) continues the rolled-back run."""

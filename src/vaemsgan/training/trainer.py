@@ -592,14 +592,17 @@ class Trainer:
         spent, failed_at = self.state.cpu_seconds, self.state.step
         rollbacks = self.state.collapse_rollbacks + 1
         self.load_state_dict(state, trim_log=False)
+        # best.pt's rates carry only the halvings made before it was saved: a second rollback to the same
+        # best.pt must quarter them, or it replays the first rollback's trajectory (same state, same seed).
+        factor = 0.5 ** (rollbacks - int(state.get("collapse_rollbacks", 0)))
         self.state.cpu_seconds, self.state.collapse_rollbacks = spent, rollbacks
-        self._scale_learning_rates(0.5)
+        self._scale_learning_rates(factor)
         self._discard_abandoned()
         if self.monitor is not None:
             self.monitor.rolled_back()  # judge the continued run afresh
         self.log(
             f"warning: step {failed_at}: {reason}. Rolled back to best.pt (step {self.state.step}) with the "
-            f"learning rates halved (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
+            f"learning rates x{factor:g} (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
         )
         self._snapshot(self.state_dict())
         return True
