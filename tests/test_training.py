@@ -392,3 +392,42 @@ def test_collapse_action_stop_and_warn(tmp_path, tiny_config, tiny_images) -> No
         tr.train(20)
         assert (tr.state.step < 20) == stops and tr.state.collapse_rollbacks == 0
         assert any("collapsed" in line for line in lines)
+
+
+def test_monitor_plot_splits_off_the_rolled_back_checks(tmp_path, tiny_config, tiny_images) -> None:
+    """Two rollbacks (checks at steps 15 and 20, then again 15): monitor.png draws the kept trajectory as
+    one line and each abandoned stretch apart, instead of joining them."""
+    from vaemsgan.evaluation.monitor import Monitor, split_rolled_back
+
+    def rec(step: int, kid: float) -> dict[str, float]:
+        return {
+            "step": step,
+            "kid": kid,
+            "coverage": 0.5,
+            "diversity": 1.0,
+            "diversity_min": 1.0,
+            "near_copy": 0.0,
+        }
+
+    history = [
+        rec(5, 9),
+        rec(10, 1),
+        rec(15, 8),
+        rec(20, 9),
+        rec(15, 2),
+        rec(20, 3),
+        rec(25, 7),
+        rec(15, 1.5),
+    ]
+    history.append(rec(20, 1.2))
+    kept, abandoned = split_rolled_back(history)
+    assert [(r["step"], r["kid"]) for r in kept] == [(5, 9), (10, 1), (15, 1.5), (20, 1.2)]
+    assert [[(r["step"], r["kid"]) for r in a] for a in abandoned] == [
+        [(15, 8), (20, 9)],
+        [(15, 2), (20, 3), (25, 7)],
+    ]
+    assert split_rolled_back(history[:4]) == (history[:4], [])
+    mon = Monitor(tiny_config(train={"monitor_every": 5}), tiny_images, tmp_path)
+    mon.history = history
+    mon.plot(tmp_path / "monitor.png")
+    assert (tmp_path / "monitor.png").stat().st_size > 1000
