@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -124,23 +123,14 @@ def test_statistics_reject_float_and_small_images() -> None:
         image_statistics(torch.zeros(2, 1, 2, 8, dtype=torch.uint8))
 
 
-def test_statistics_fast() -> None:
-    # 10k RGB 32x32 images take ~0.8 s on an idle 2-core box; a quarter of that with a bound that survives
-    # a loaded machine keeps the suite fast while still catching a non-vectorised regression (minutes).
-    # One intra-op thread: on a 2-core box shared with other jobs, OpenMP's spinning threads can make
-    # the same code 10x slower, which would test the neighbours rather than the vectorisation.
-    x = torch.randint(0, 256, (2_500, 3, 32, 32), dtype=torch.uint8)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        image_statistics(x[:8])  # warm-up
-        t0 = time.perf_counter()
-        s = image_statistics(x)
-        elapsed = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    assert elapsed < 3.0  # ~0.3 s
-    assert s["entropy_joint"].mean() > 9.9  # 1024 random 24-bit colours: almost all distinct
+def test_statistics_of_random_colours() -> None:
+    # Speed is measured by benchmarks/eval_speed.py, not asserted here (a timed test tests the machine's load).
+    x = torch.randint(
+        0, 256, (2_500, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    s = image_statistics(x)
+    assert s["entropy_joint"].shape == (2_500,)
+    assert s["entropy_joint"].mean() > 9.9  # 1024 random 24-bit colours: almost all distinct (log2 1024 = 10)
 
 
 def test_class_table_and_by_class() -> None:
