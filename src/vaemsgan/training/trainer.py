@@ -361,13 +361,8 @@ class Trainer:
             )
         rollbacks = self.state.rollbacks + 1
         # A deep copy: optimizers alias loaded tensors, and the snapshot must stay as it was.
-        spent = self.state.cpu_seconds  # CPU time already spent stays spent
-        self.load_state_dict(copy.deepcopy(good), trim_log=False)
-        self.state.cpu_seconds = spent
-        factor = 0.5 ** (rollbacks - int(good.get("nan_rollbacks", 0)))
-        self._scale_learning_rates(factor)
+        factor = self._roll_back_to(copy.deepcopy(good), "nan_rollbacks", rollbacks)
         self.state.rollbacks, self.state.bad_steps = rollbacks, 0
-        self._discard_abandoned()
         self.log(
             f"warning: {reason} at step {failed_at}: rolled back to step {self.state.step} with the "
             f"learning rates x{factor:g} (rollback {rollbacks} of at most {t.nan_rollbacks})"
@@ -588,16 +583,9 @@ class Trainer:
                 f"the best state; to go on, resume with lower learning rates or --set loss.r1_gamma=1"
             )
             return False
-        state = load_checkpoint(best)
-        spent, failed_at = self.state.cpu_seconds, self.state.step
-        rollbacks = self.state.collapse_rollbacks + 1
-        self.load_state_dict(state, trim_log=False)
-        # best.pt's rates carry only the halvings made before it was saved: a second rollback to the same
-        # best.pt must quarter them, or it replays the first rollback's trajectory (same state, same seed).
-        factor = 0.5 ** (rollbacks - int(state.get("collapse_rollbacks", 0)))
-        self.state.cpu_seconds, self.state.collapse_rollbacks = spent, rollbacks
-        self._scale_learning_rates(factor)
-        self._discard_abandoned()
+        failed_at, rollbacks = self.state.step, self.state.collapse_rollbacks + 1
+        factor = self._roll_back_to(load_checkpoint(best), "collapse_rollbacks", rollbacks)
+        self.state.collapse_rollbacks = rollbacks
         if self.monitor is not None:
             self.monitor.rolled_back()  # judge the continued run afresh
         self.log(
@@ -606,6 +594,19 @@ class Trainer:
         )
         self._snapshot(self.state_dict())
         return True
+
+    def _roll_back_to(self, state: dict[str, Any], counter: str, rollbacks: int) -> float:
+        """Continue from `state` (a NaN rollback's last good state, a collapse rollback's best.pt): the CPU
+        time already spent stays spent, the checkpoints past it go, and the learning rates are x0.5 per
+        rollback made since `state` was saved (its `counter`), so a second rollback to the same state quarters
+        them instead of replaying the first retry (same state, same seed). Returns that factor."""
+        spent = self.state.cpu_seconds
+        self.load_state_dict(state, trim_log=False)
+        self.state.cpu_seconds = spent
+        factor = 0.5 ** (rollbacks - int(state.get(counter, 0)))
+        self._scale_learning_rates(factor)
+        self._discard_abandoned()
+        return factor
 
     def _scale_learning_rates(self, factor: float) -> None:
         """Multiply every optimizer's rate by `factor`: the rollbacks' halving and the step schedule. The rates
