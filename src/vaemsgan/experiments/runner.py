@@ -239,10 +239,10 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
             )
     for spec in exp.runs:
         for seed in range(opts.seeds):
-            name = spec.name if seed == 0 else f"{spec.name}-seed{seed}"
-            # --runs names a run (all its seeds) or one seed's folder (`default-seed1`; seed 0's folder has
-            # no suffix, so `default-seed0` names it alone).
-            if opts.runs and spec.name not in opts.runs and f"{spec.name}-seed{seed}" not in opts.runs:
+            seed_name = f"{spec.name}-seed{seed}"
+            name = spec.name if seed == 0 else seed_name  # seed 0's folder has no suffix
+            # --runs names a run (all its seeds) or one seed (`default-seed1`; `default-seed0` for seed 0 alone).
+            if opts.runs and spec.name not in opts.runs and seed_name not in opts.runs:
                 continue
             cfg = spec.config({**base, "train.seed": seed})
             # The budget ends the run; a step count only when it is asked for.
