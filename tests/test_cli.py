@@ -176,3 +176,58 @@ def test_demo_runs_within_its_budget(tmp_path, capsys) -> None:
     assert (out / "run" / "samples.png").is_file()
     assert len(list((out / "generated").rglob("*.png"))) == 40
     assert main(["demo", "--out", str(out), "--steps", "3"]) != 0  # kept without --force
+
+
+# Tiny networks and a monitor check every 4 steps: the demo's whole path, monitor records in its history.
+TINY_DEMO = [
+    "--set", "model.g_width=4", "--set", "model.d_width=4", "--set", "model.e_width=4",
+    "--set", "model.latent_dim=8", "--set", "train.batch_size=8", "--set", "train.log_every=2",
+    "--set", "train.monitor_every=4", "--no-progress",
+]  # fmt: skip
+
+
+def test_demo_crosses_monitor_checks_and_its_next_command_runs(tmp_path, capsys, monkeypatch) -> None:
+    """The demo once crashed at its end on the monitor's records in the step log (no images_per_s); its
+    printed `evaluate` command must run as printed, from the repository root."""
+    import shlex
+
+    from vaemsgan.training.steplog import monitor_records, training_records
+
+    monkeypatch.chdir(tmp_path)
+    out = Path("demo")
+    argv = ["demo", "--out", str(out), "--steps", "12", "--minutes", "5", "--per-class", "4", *TINY_DEMO]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    log = out / "run" / "metrics.jsonl"
+    assert [r.step for r in monitor_records(log)] == [4, 8, 12]
+    assert len(training_records(log)) == 6
+    summary = next(line for line in text.splitlines() if line.startswith("demo finished"))
+    assert "12 steps" in summary and "nan" not in summary and "training images/s" in summary
+    assert str(out / "run" / "samples.png") in text and str(out / "generated") in text
+    assert len(list((out / "generated").rglob("*.png"))) == 40
+    cmd = next(line for line in text.splitlines() if "vaemsgan evaluate" in line)
+    cmd = cmd.split("next: measure them with", 1)[1].split("   (", 1)[0].strip()
+    words = shlex.split(cmd)
+    assert words[:3] == ["vaemsgan", "evaluate", "--quick"]
+    assert main([*words[1:], "--no-progress"]) == 0
+    assert (out / "report").is_dir() and any((out / "report").iterdir())
+
+
+def test_train_then_generate_with_the_monitor_on(tmp_path) -> None:
+    data = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for k, name in enumerate(["a", "b"]):
+        (data / name).mkdir(parents=True)
+        for i in range(10):
+            img = np.clip(rng.normal(80 + 80 * k, 30, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(data / name / f"{i}.png")
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(data), "--out", str(run), "--steps", "10", *TINY, "--set", "train.monitor_every=5"]
+    assert main(argv) == 0
+    from vaemsgan.training.steplog import monitor_records
+
+    assert [r.step for r in monitor_records(run / "metrics.jsonl")] == [5, 10]
+    assert (run / "best.pt").is_file()
+    gen = tmp_path / "gen"
+    assert main(["generate", "--checkpoint", str(run), "--per-class", "3", "--out", str(gen), "--no-progress"]) == 0
+    assert sorted(p.parent.name for p in gen.rglob("*.png")) == ["a"] * 3 + ["b"] * 3

@@ -745,6 +745,9 @@ def add_demo(sub: Any) -> None:
     )
     p.add_argument("--per-class", type=GEN_PER_CLASS, default=100, help="generated images per class (100)")
     p.add_argument("--force", action="store_true", help="replace an earlier demo in DIR")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="any config key, e.g. train.monitor_every=250"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -755,6 +758,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vaemsgan.data import load_images
     from vaemsgan.evaluation.monitor import Monitor
     from vaemsgan.generation import generate_folder, load_model
+    from vaemsgan.training.steplog import median_images_per_s
     from vaemsgan.training.trainer import Trainer, set_threads
     from vaemsgan.utils.io import prepare_output_dir
 
@@ -767,6 +771,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "train.steps": args.steps,
             "train.sample_every": 250,
             "train.checkpoint_every": 500,
+            **_overrides_from_args(args),
         },
     )
     set_threads(cfg.train.threads)
@@ -776,10 +781,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if run.exists():
         shutil.rmtree(run)
     trainer = Trainer(cfg, data, run, progress=not args.no_progress, monitor=Monitor(cfg, data, run))
-    print(f"training preset 'default' for up to {args.steps} steps or {args.minutes:g} minutes")
+    print(f"training preset 'default' for up to {cfg.train.steps} steps or {args.minutes:g} minutes")
     trainer.train(cfg.train.steps, deadline=time.perf_counter() + 60.0 * args.minutes)
     t_train = time.perf_counter() - t0
-    rates = sorted(r["images_per_s"] for r in trainer.state.history)
+    rate = median_images_per_s(trainer.state.history)
     model = load_model(run)
     gen_dir = out / "generated"
     generate_folder(model, gen_dir, args.per_class, force=True, progress=not args.no_progress)
@@ -787,7 +792,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(
         f"demo finished in {dt / 60:.1f} min: {trainer.state.step} steps in {t_train / 60:.1f} min, "
-        f"median {rates[len(rates) // 2] if rates else float('nan'):.0f} training images/s"
+        f"median {rate if rate is not None else float('nan'):.0f} training images/s"
     )
     print(f"  sample grid (one row per class): {run / 'samples.png'}")
     print(f"  generated ImageFolder ({args.per_class} per class): {gen_dir}")

@@ -33,7 +33,7 @@ from vaemsgan.evaluation.memorisation import mean_pairwise_distance, near_copy_t
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.models import is_conditional
 from vaemsgan.training.trainer import MonitorCheck, SampleFn
-from vaemsgan.utils.io import step_records
+from vaemsgan.training.steplog import monitor_records
 
 # Small on purpose: the monitor runs inside training; ~10 s of classifier training on 1,000 images.
 MONITOR_CLASSIFIER = ClassifierConfig(steps=150, batch_size=64)
@@ -115,10 +115,9 @@ class Monitor:
         """The checks a resumed run already logged (metrics.jsonl, trimmed to its checkpoint on resume),
         so that monitor.png and the collapse verdict span the whole run, not only this process's part."""
         by_step: dict[int, dict[str, float]] = {}
-        for _, rec in step_records(self.run_dir / "metrics.jsonl"):
-            values = {key: rec.get(f"monitor/{key}") for key in MONITOR_KEYS}
-            if rec["step"] < before and all(isinstance(v, (int, float)) for v in values.values()):
-                by_step[rec["step"]] = {"step": rec["step"], **{k: float(v) for k, v in values.items()}}
+        for rec in monitor_records(self.run_dir / "metrics.jsonl", up_to_step=before - 1):
+            if all(key in rec.values for key in MONITOR_KEYS):
+                by_step[rec.step] = {"step": rec.step, **{k: rec.values[k] for k in MONITOR_KEYS}}
         return [by_step[s] for s in sorted(by_step)]
 
     def samples(self, sample: SampleFn) -> tuple[torch.Tensor, torch.Tensor]:

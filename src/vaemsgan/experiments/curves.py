@@ -27,7 +27,6 @@ is not evaluated again):
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from vaemsgan.experiments.runner import (
     sample_checkpoint,
     start_trainer,
 )
+from vaemsgan.training.steplog import median_images_per_s
 from vaemsgan.utils.io import atomic_torch_save, atomic_write_json, atomic_write_text, json_safe
 
 # Seeds beyond the first train only to this mark (the issue's 3 seeds at 2 and 5 minutes, 1 above).
@@ -235,7 +235,7 @@ def evaluate_snapshot(
         "minutes": minutes,
         "step": int(snap.get("step", 0)),
         "cpu_seconds": float(snap.get("cpu_seconds", 60.0 * minutes)),
-        "images_per_s": _rate_until(plan.folder / "train" / "metrics.jsonl", int(snap.get("step", 0))),
+        "images_per_s": median_images_per_s(plan.folder / "train" / "metrics.jsonl", int(snap.get("step", 0))),
         "fid": fm["fid"],
         "fid_ci": fm["fid_ci"],
         "kid": fm["kid_mean"],
@@ -256,19 +256,6 @@ def evaluate_snapshot(
     }
     atomic_write_json(out_path, res)
     return res
-
-
-def _rate_until(log: Path, step: int) -> float | None:
-    """Median training images/s over the log records up to `step`."""
-    rates = []
-    try:
-        for line in log.read_text().splitlines():
-            r = json.loads(line)
-            if "images_per_s" in r and r.get("step", 0) <= step:
-                rates.append(float(r["images_per_s"]))
-    except (OSError, ValueError):
-        return None
-    return sorted(rates)[len(rates) // 2] if rates else None
 
 
 # ---------------------------------------------------------------------------------------------- table

@@ -36,6 +36,7 @@ from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.crossval import CrossvalOptions
 from vaemsgan.evaluation.extractors import Extractor
 from vaemsgan.experiments.registry import EVAL_PARTS, EXPERIMENTS, ExperimentSpec, RunSpec, expand
+from vaemsgan.training.steplog import median_images_per_s
 from vaemsgan.utils.io import atomic_write_json, json_safe
 
 # Shared by every run of `--quick` (the test suite's smoke runs): narrow networks, a few steps.
@@ -372,7 +373,6 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
     trainer.train(plan.cfg.train.steps, deadline=deadline, clock=clock)
     if trainer.stop_requested and not trainer.deadline_reached:  # Ctrl-C: the trainer saved and returned
         raise KeyboardInterrupt
-    rates = sorted(r["images_per_s"] for r in trainer.state.history if "images_per_s" in r)
     info = {
         "train_key": key,
         "run": plan.name,
@@ -384,7 +384,7 @@ def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, 
         "wall_s": time.perf_counter() - w0,
         "cpu_s": time.process_time() - c0,
         "threads": torch.get_num_threads(),
-        "images_per_s_median": rates[len(rates) // 2] if rates else None,
+        "images_per_s_median": median_images_per_s(trainer.state.history),
         "train_images": len(real.train),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
