@@ -222,12 +222,26 @@ def test_train_then_generate_with_the_monitor_on(tmp_path) -> None:
             img = np.clip(rng.normal(80 + 80 * k, 30, (16, 16)), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(data / name / f"{i}.png")
     run = tmp_path / "run"
-    argv = ["train", "--data", str(data), "--out", str(run), "--steps", "10", *TINY, "--set", "train.monitor_every=5"]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--steps",
+        "10",
+        *TINY,
+        "--set",
+        "train.monitor_every=5",
+    ]
     assert main(argv) == 0
     from vaemsgan.training.steplog import monitor_records
 
     assert [r.step for r in monitor_records(run / "metrics.jsonl")] == [5, 10]
     assert (run / "best.pt").is_file()
     gen = tmp_path / "gen"
-    assert main(["generate", "--checkpoint", str(run), "--per-class", "3", "--out", str(gen), "--no-progress"]) == 0
+    assert (
+        main(["generate", "--checkpoint", str(run), "--per-class", "3", "--out", str(gen), "--no-progress"])
+        == 0
+    )
     assert sorted(p.parent.name for p in gen.rglob("*.png")) == ["a"] * 3 + ["b"] * 3

@@ -120,6 +120,12 @@ class Model:
         return self.loaded.cfg.data.resolution
 
     @property
+    def crop(self) -> int | None:
+        """The centre crop (source pixels) the training images had before resizing; real images given to
+        the model are cropped the same way."""
+        return self.loaded.cfg.data.crop
+
+    @property
     def channels(self) -> int:
         return self.loaded.cfg.data.channels
 
@@ -267,7 +273,7 @@ class Model:
         for im in images:
             if not isinstance(im, Image.Image):
                 raise DataError(f"images must be a tensor or a list of PIL images, got {type(im).__name__}")
-            arrays.append(torch.from_numpy(np.array(convert_image(im, res, ch), copy=True)))
+            arrays.append(torch.from_numpy(np.array(convert_image(im, res, ch, self.crop), copy=True)))
         if not arrays:
             return torch.zeros(0, ch, res, res, dtype=torch.uint8)
         return torch.stack(arrays)

@@ -47,6 +47,13 @@ class DataConfig:
     per_class: int | None = _opt(None, lo=1, hi=10**9, help="seeded subset of N images per class")
     classes: list[str] | None = _opt(None, help="class names to keep")
     strict: bool = _opt(False, help="fail on non-image files instead of skipping them")
+    crop: int | None = _opt(
+        None,
+        lo=4,
+        hi=1 << 15,
+        help="centre crop of N x N source pixels before resizing (SAR chips: the target is in the centre; "
+        "None = the whole image)",
+    )
 
 
 @dataclass

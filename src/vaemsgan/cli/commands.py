@@ -64,6 +64,12 @@ def _add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None
         metavar="N",
         help="seeded subset of N training images per class",
     )
+    g.add_argument(
+        "--crop",
+        type=Num.key("data.crop"),
+        metavar="N",
+        help="keep the centre N x N source pixels of each image before resizing (SAR chips: 64-88)",
+    )
     g.add_argument("--classes", type=CLASSES, help="comma-separated class names to keep")
     g.add_argument("--strict", action="store_true", help="fail on non-image files instead of skipping them")
 
@@ -76,6 +82,7 @@ TRAIN_FLAGS: dict[str, tuple[str, Any]] = {
     "channels": ("data.channels", int),
     "per_class": ("data.per_class", int),
     "classes": ("data.classes", list),
+    "crop": ("data.crop", int),
     "batch_size": ("train.batch_size", int),
     "steps": ("train.steps", int),
     "n_critic": ("train.n_critic", int),
@@ -187,6 +194,7 @@ def add_train(sub: Any) -> None:
             "channels",
             "per_class",
             "classes",
+            "crop",
             "steps",
             "snapshot_minutes",
         }:
@@ -622,7 +630,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                 )
         labels.append(model.class_names.index(name) if model.conditional else 0)
         try:
-            arrays.append(torch.from_numpy(np.ascontiguousarray(decode_file(f, res, ch)).copy()))
+            arrays.append(torch.from_numpy(np.ascontiguousarray(decode_file(f, res, ch, model.crop)).copy()))
         except SkipImage as exc:
             raise DataError(f"{f}: {exc}") from None
     out = prepare_output_dir(args.out, args.force)
@@ -682,12 +690,21 @@ def add_check_data(sub: Any) -> None:
     p.add_argument(
         "--per-class", type=Num.key("data.per_class"), help="a problem when a class has fewer images"
     )
+    p.add_argument(
+        "--crop", type=Num.key("data.crop"), metavar="N", help="say what a centre crop of N pixels keeps"
+    )
+    p.add_argument(
+        "--preview",
+        metavar="PNG",
+        help="write a grid: per class, training images whole beside their --crop, at --resolution",
+    )
     add_limit_options(p)
     p.set_defaults(func=cmd_check_data)
 
 
 def cmd_check_data(args: argparse.Namespace) -> int:
     from vaemsgan.data import check_data
+    from vaemsgan.utils.io import save_png
 
     report = check_data(
         args.path,
@@ -695,8 +712,21 @@ def cmd_check_data(args: argparse.Namespace) -> int:
         channels=args.channels,
         batch_size=args.batch_size,
         per_class=args.per_class,
+        crop=args.crop,
     )
     print(report.format())
+    if args.preview and report.ok:
+        from vaemsgan.data.check import crop_preview
+
+        res = args.resolution or 64
+        grid = crop_preview(args.path, res, args.channels or 1, args.crop)
+        preview = Path(args.preview)
+        if preview.exists():
+            raise OutputExistsError(f"{preview}: exists; choose another --preview file")
+        save_png(preview, grid)
+        print(
+            f"preview: {args.preview} (per class: each image whole, then its crop {args.crop}, at {res} px)"
+        )
     return 0 if report.ok else 1
 
 

@@ -132,6 +132,12 @@ def add_evaluate(sub: Any) -> None:
     )
     p.add_argument("--channels", type=Num(int, 1, 3, values=(1, 3)), help="1 = grey, 3 = RGB")
     p.add_argument(
+        "--crop",
+        type=Num.key("data.crop"),
+        metavar="N",
+        help="centre crop of the real images before resizing (default: the model's or the manifest's)",
+    )
+    p.add_argument(
         "--threads", type=Num.key("train.threads"), default=0, help="CPU threads (0 = physical cores)"
     )
     p.add_argument("--device", default="cpu", help="device for sampling with --checkpoint")
@@ -174,6 +180,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         "data_dir": args.data_dir,
         "resolution": args.resolution,
         "channels": args.channels,
+        "crop": args.crop,
         "device": args.device,
         "force": args.force,
         "progress": not args.no_progress,

@@ -51,6 +51,12 @@ def add_reproduce(sub: Any) -> None:
         default=32,
         help="image size (32)",
     )
+    p.add_argument(
+        "--crop",
+        type=Num.key("data.crop"),
+        metavar="N",
+        help="centre crop of N x N source pixels of every image before resizing (SAR chips: 64-88)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (also where a rerun resumes)")
     p.add_argument(
         "--budget",
@@ -159,6 +165,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         data_dir=args.data_dir,
         per_class=args.per_class,
         resolution=args.resolution,
+        crop=args.crop,
         budget_minutes=args.budget if args.budget is not None else (30.0 if gain else 3.0),
         clock=args.clock,
         steps=args.steps,

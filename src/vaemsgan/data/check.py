@@ -12,6 +12,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from vaemsgan.data.imagefolder import (
     SkipImage,
     check_root,
@@ -53,6 +56,7 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cross_duplicates: list[list[str]] = field(default_factory=list)  # identical files in different classes
+    notes: list[str] = field(default_factory=list)  # what the options do to the images (e.g. the crop)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +103,9 @@ class CheckReport:
             lines += [f"  {' = '.join(g)}" for g in groups[:MAX_LISTED]]
             if len(groups) > MAX_LISTED:
                 lines.append(f"  ... and {len(groups) - MAX_LISTED} more groups")
+        if self.notes:
+            lines.append("Notes:")
+            lines += [f"  - {n}" for n in self.notes]
         if self.warnings:
             lines.append("Warnings:")
             lines += [f"  - {w}" for w in self.warnings]
@@ -150,8 +157,10 @@ def check_data(
     channels: int | None = None,
     batch_size: int | None = None,
     per_class: int | None = None,
+    crop: int | None = None,
 ) -> CheckReport:
-    """Check an ImageFolder (or train/test layout) and report counts, problems and warnings."""
+    """Check an ImageFolder (or train/test layout) and report counts, problems and warnings; with `crop`,
+    what the centre crop keeps of the images."""
     root = Path(path)
     report = CheckReport(str(path))
     if resolution is not None and not (16 <= resolution <= 256 and resolution & (resolution - 1) == 0):
@@ -160,6 +169,8 @@ def check_data(
         )
     if channels is not None and channels not in (1, 3):
         report.problems.append(f"channels must be 1 or 3, got {channels}")
+    if crop is not None and crop < 4:
+        report.problems.append(f"crop must be at least 4 pixels, got {crop}")
     from vaemsgan.data.dataset import BUILTIN_SOURCES
 
     if str(path) in BUILTIN_SOURCES and not root.is_dir():
@@ -173,6 +184,7 @@ def check_data(
             per_class,
             {},
         )
+        _crop_notes(report, crop, resolution)
         return report
     try:
         check_root(root)
@@ -218,6 +230,7 @@ def check_data(
     _duplicates(report, by_hash)
     train = {"train": per_split.get("train" if splits else "", [])}
     _summarise(report, train, resolution, channels, batch_size, per_class, stats)
+    _crop_notes(report, crop, resolution)
     return report
 
 
@@ -336,3 +349,56 @@ def _summarise(
         report.warnings.append(f"{stats['colour']} colour image(s) will be converted to grey (channels = 1)")
     if channels == 3 and crs and not stats.get("colour") and report.layout != "built-in":
         report.warnings.append("all images are grey: channels = 3 repeats the grey level")
+
+
+def _crop_notes(report: CheckReport, crop: int | None, resolution: int | None) -> None:
+    """What `--crop` keeps of the typical image, and the images it cannot apply to."""
+    if crop is None or crop < 4:
+        return
+    sizes = report.sizes()
+    if not sizes:
+        return
+    typical = sizes.most_common(1)[0][0]
+    w, h = (int(v) for v in typical.split("x"))
+    side = min(w, h, crop)
+    res = f", resized to {resolution}x{resolution}" if resolution else ""
+    report.notes.append(
+        f"crop {crop}: the centre {side}x{side} source pixels of each image are kept ({side * side / (w * h):.0%} "
+        f"of a {typical} image){res}"
+    )
+    smaller = sum(n for s, n in sizes.items() if min(int(v) for v in s.split("x")) < crop)
+    if smaller:
+        report.warnings.append(
+            f"{smaller} image(s) are smaller than the {crop}-pixel crop on their shorter side: they are used whole"
+        )
+    if resolution and side < resolution:
+        report.warnings.append(
+            f"the {side}-pixel crop is upscaled to {resolution} px: no detail is gained (crop at least {resolution})"
+        )
+
+
+def crop_preview(
+    path: str, resolution: int, channels: int, crop: int | None, per_class: int = 4
+) -> np.ndarray:
+    """A grid (H x W [x C] uint8, `make_grid`) with a row per class: its first `per_class` training images,
+    each whole beside what `crop` keeps of it, both at `resolution` (what `check-data --preview` writes)."""
+    from vaemsgan.data.imagefolder import decode_file, scan
+    from vaemsgan.utils.images import make_grid
+
+    folder, class_files = scan(Path(path), "train")
+    blank = np.zeros((channels, resolution, resolution), dtype=np.uint8)
+    tiles: list[np.ndarray] = []
+    for cf in class_files:
+        row: list[np.ndarray] = []
+        for file in cf.images:
+            if len(row) == 2 * per_class:
+                break
+            try:
+                row += [
+                    decode_file(file, resolution, channels),
+                    decode_file(file, resolution, channels, crop),
+                ]
+            except SkipImage:
+                continue
+        tiles += row + [blank] * (2 * per_class - len(row))
+    return make_grid(torch.from_numpy(np.stack(tiles)), nrow=2 * per_class)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from vaemsgan.data import fashion_mnist as fm
-from vaemsgan.data.imagefolder import load_imagefolder
+from vaemsgan.data.imagefolder import crop_box, load_imagefolder
 from vaemsgan.errors import ConfigError, DataError
 from vaemsgan.limits import check_memory
 
@@ -130,11 +130,13 @@ def load_images(
     data_dir: str | None = None,
     strict: bool = False,
     progress: bool = False,
+    crop: int | None = None,
 ) -> ImageSet:
     """Load a built-in set ('fashion-mnist', 'fashion-mnist-mini') or an ImageFolder path.
 
     Order of operations: load `split`, keep `classes` (relabelled in that order), draw `per_class`
     images per class with `seed`. Built-in names win over a folder of the same name (use './name').
+    `crop`: keep the centre `crop` x `crop` source pixels of each image before resizing (`crop_box`).
     """
     _check_options(resolution, channels)
     source = os.fspath(source)
@@ -154,6 +156,9 @@ def load_images(
             f"{source}: {len(s)} images at {resolution} px x {channels} channel(s)",
             "lower --resolution or take a subset (--per-class, --classes)",
         )
+        if crop is not None and crop < s.images.shape[-1]:
+            x0, y0, x1, y1 = (int(v) for v in crop_box(s.images.shape[-1], s.images.shape[-2], crop))
+            s.images = s.images[..., y0:y1, x0:x1].contiguous()
         s.images = fm.to_resolution(s.images, resolution, channels)
         return s
 
@@ -165,6 +170,7 @@ def load_images(
         classes=list(classes) if classes is not None else None,
         strict=strict,
         progress=progress,
+        crop=crop,
     )
     s = ImageSet(
         loaded.images, loaded.labels, loaded.class_names, str(loaded.folder), loaded.files, loaded.skipped
@@ -193,4 +199,5 @@ def load_from_config(
         data_dir=cfg.data_dir,
         strict=cfg.strict,
         progress=progress,
+        crop=cfg.crop,
     )

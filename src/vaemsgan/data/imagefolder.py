@@ -335,8 +335,18 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
 
 
-def convert_image(im: Image.Image, resolution: int, channels: int) -> np.ndarray:
-    """PIL image -> channels x resolution x resolution uint8 (shorter side resized, centre crop)."""
+def crop_box(width: int, height: int, crop: int | None = None) -> tuple[float, float, float, float]:
+    """The centred square an image is resized from: its shorter side, or the centre `crop` x `crop` source
+    pixels (SAR chips: the target is in the centre and the rest is clutter) when the image is that large."""
+    side = min(width, height)
+    if crop is not None:
+        side = min(side, crop)
+    left, top = (width - side) / 2, (height - side) / 2
+    return left, top, left + side, top + side
+
+
+def convert_image(im: Image.Image, resolution: int, channels: int, crop: int | None = None) -> np.ndarray:
+    """PIL image -> channels x resolution x resolution uint8 (the `crop_box` square, resized)."""
     im = _to_8bit(im)
     if im.mode == "RGBA":
         # Composite on black: premultiply the colour by alpha.
@@ -347,25 +357,20 @@ def convert_image(im: Image.Image, resolution: int, channels: int) -> np.ndarray
         im = Image.fromarray(_by_rows(np.asarray(im), premultiply, 3), "RGB")
     im = im.convert("L" if channels == 1 else "RGB")
     w, h = im.size
-    side = min(w, h)
-    left, top = (w - side) / 2, (h - side) / 2
+    box = crop_box(w, h, crop)
     if (w, h) != (resolution, resolution):
         # Crop box and resize in one resampling step; PIL's resize antialiases when reducing.
-        im = im.resize(
-            (resolution, resolution),
-            Image.Resampling.BICUBIC,
-            box=(left, top, left + side, top + side),
-            reducing_gap=3.0,
-        )
+        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
     arr = np.asarray(im, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def decode_file(path: str | Path, resolution: int, channels: int) -> np.ndarray:
+def decode_file(path: str | Path, resolution: int, channels: int, crop: int | None = None) -> np.ndarray:
     """One image file -> channels x resolution x resolution uint8; SkipImage(reason) if unusable."""
-    im, _ = open_image(path, draft_size=resolution)
+    # A crop counts in source pixels: no DCT-domain downscaling, which would change what they are.
+    im, _ = open_image(path, draft_size=resolution if crop is None else None)
     try:
-        return convert_image(im, resolution, channels)
+        return convert_image(im, resolution, channels, crop)
     except (OSError, ValueError, MemoryError) as exc:
         raise SkipImage(f"cannot convert image ({exc})") from None
     finally:
@@ -394,6 +399,7 @@ def load_imagefolder(
     classes: list[str] | None = None,
     strict: bool = False,
     progress: bool = False,
+    crop: int | None = None,
 ) -> FolderImages:
     """Decode every image of an ImageFolder into one uint8 tensor."""
     root = Path(root)
@@ -424,7 +430,7 @@ def load_imagefolder(
         it = progress_bar(jobs, desc=f"loading {folder}", unit="img", leave=False)
     for path, label in it:
         try:
-            out[len(files)] = decode_file(path, resolution, channels)
+            out[len(files)] = decode_file(path, resolution, channels, crop)
         except SkipImage as exc:
             if strict:
                 raise DataError(f"{path}: {exc} (strict mode: remove it or turn strict off)") from None

@@ -81,6 +81,7 @@ class EvalOptions:
     data_dir: str | None = None
     resolution: int | None = None
     channels: int | None = None
+    crop: int | None = None  # centre crop of the real images (default: the model's or the manifest's)
     holdout: float = 0.2  # share of each class held out as test when the real source has no test split
     device: str = "cpu"
     force: bool = False
@@ -166,10 +167,11 @@ def _has_test_split(source: str) -> bool:
 
 
 def load_real(
-    source: str, resolution: int, channels: int, opts: EvalOptions
+    source: str, resolution: int, channels: int, opts: EvalOptions, crop: int | None = None
 ) -> tuple[ImageSet, ImageSet, str]:
-    """Real training and test images, and a note on where the test images come from."""
-    kw = {"resolution": resolution, "channels": channels, "data_dir": opts.data_dir}
+    """Real training and test images (centre-cropped to `crop` source pixels as the model's training
+    images were), and a note on where the test images come from."""
+    kw = {"resolution": resolution, "channels": channels, "data_dir": opts.data_dir, "crop": crop}
     train = load_images(source, split="train", **kw)
     if _has_test_split(source):
         test = load_images(source, split="test", **kw)
@@ -417,18 +419,20 @@ def evaluate(
     # --- load: formats come from the model, the manifest, the options or the first generated image
     t0 = time.perf_counter()
     model = None
-    res, ch = opts.resolution, opts.channels
+    res, ch, crop = opts.resolution, opts.channels, opts.crop
     if checkpoint is not None:
         from vaemsgan.generation.sampler import load_model
 
         model = load_model(checkpoint, opts.device)
         res, ch = res or model.cfg.data.resolution, ch or model.cfg.data.channels
+        crop = crop or model.cfg.data.crop
     else:
         gpath = Path(generated)  # type: ignore[arg-type]
         if (gpath / MANIFEST).is_file():
             try:
                 m = _read_manifest(gpath / MANIFEST)
                 res, ch = res or m.get("resolution"), ch or m.get("channels")
+                crop = crop or (m.get("crop") if isinstance(m.get("crop"), int) else None)
             except (OSError, ValueError):
                 pass
         if (res is None or ch is None) and gpath.is_dir():
@@ -436,8 +440,11 @@ def evaluate(
             if peek:
                 res, ch = res or peek[0], ch or peek[1]
     res, ch = int(res or 32), int(ch or 1)
-    real_train, real_test, test_note = load_real(real, res, ch, opts)
-    log(f"real: {len(real_train)} training / {len(real_test)} test images ({test_note}), {res}px x {ch}")
+    real_train, real_test, test_note = load_real(real, res, ch, opts, crop)
+    cropped = f", centre {crop} px crop" if crop else ""
+    log(
+        f"real: {len(real_train)} training / {len(real_test)} test images ({test_note}), {res}px x {ch}{cropped}"
+    )
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -499,6 +506,7 @@ def evaluate(
         "test_images": test_note,
         "resolution": res,
         "channels": ch,
+        "crop": crop,
         "classes": names,
         "classes_only_real": only_real,
         "classes_only_generated": only_gen,

@@ -235,7 +235,9 @@ def evaluate_snapshot(
         "minutes": minutes,
         "step": int(snap.get("step", 0)),
         "cpu_seconds": float(snap.get("cpu_seconds", 60.0 * minutes)),
-        "images_per_s": median_images_per_s(plan.folder / "train" / "metrics.jsonl", int(snap.get("step", 0))),
+        "images_per_s": median_images_per_s(
+            plan.folder / "train" / "metrics.jsonl", int(snap.get("step", 0))
+        ),
         "fid": fm["fid"],
         "fid_ci": fm["fid_ci"],
         "kid": fm["kid_mean"],

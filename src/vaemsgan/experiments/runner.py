@@ -70,6 +70,7 @@ class ReproduceOptions:
     per_class: int | None = None
     resolution: int = 32
     channels: int = 1
+    crop: int | None = None  # centre crop (source pixels) of every image before resizing, real and training
     budget_minutes: float = 3.0
     clock: str = "cpu"  # cpu: process CPU time (fair on a shared machine); wall: time.perf_counter
     steps: int | None = None  # optional cap on generator steps (the budget usually ends a run first)
@@ -168,6 +169,7 @@ class Context:
                 "channels": o.channels,
                 "data_dir": o.data_dir,
                 "classes": classes,
+                "crop": o.crop,
             }
             # Seed 0 for the subset whatever the training seed: every model sees the same images.
             train = load_images(o.data, split="train", per_class=o.per_class, seed=0, **kw)
@@ -223,6 +225,7 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
         "data.source": opts.data,
         "data.resolution": opts.resolution,
         "data.channels": opts.channels,
+        "data.crop": opts.crop,
         "train.threads": opts.threads,
         **opts.overrides,
     }

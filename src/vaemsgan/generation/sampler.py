@@ -111,6 +111,7 @@ def model_header(model: LoadedModel) -> dict[str, Any]:
         "step": model.step,
         "resolution": model.cfg.data.resolution,
         "channels": model.cfg.data.channels,
+        "crop": model.cfg.data.crop,  # of the real images, before resizing: evaluate crops them the same
     }
 
 

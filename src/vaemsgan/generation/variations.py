@@ -160,6 +160,7 @@ def load_real(
         split="train",
         resolution=cfg.data.resolution,
         channels=cfg.data.channels,
+        crop=cfg.data.crop,
         per_class=per_class,
         classes=classes,
         seed=cfg.train.seed,
