@@ -11,6 +11,12 @@ On fixed real images and fixed latents (so values are comparable across steps) i
 Values go to metrics.jsonl (through the trainer) and RUN/monitor.png; when `train.best_metric` improves the
 trainer keeps RUN/best.pt, and collapse or memorisation is reported in words.
 
+A collapse verdict (on which the trainer rolls back, stops or warns: `train.collapse_action`) is a fall from a
+good state: KID above 3x its best so far at two checks in a row, once the run has reached quality, i.e. some
+earlier check had a KID at most `QUALITY_KID_FRACTION` (1/4) of the run's first check's, or a coverage of at
+least `QUALITY_COVERAGE` (0.5). Before that the generator is still noise, whose KID swings by 10x and more
+from check to check (4.7e3, 4.0e4, 7.7e4 on 64 px SAR chips): no verdict, nothing to roll back to.
+
 The Trainer does not import this module: a higher layer (the CLI, the experiments) builds a `Monitor` and
 hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
 """
@@ -32,8 +38,8 @@ from vaemsgan.evaluation.extractors import Extractor, domain_extractor
 from vaemsgan.evaluation.memorisation import mean_pairwise_distance, near_copy_threshold, pixel_nn
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.models import is_conditional
-from vaemsgan.training.trainer import MonitorCheck, SampleFn
 from vaemsgan.training.steplog import monitor_records
+from vaemsgan.training.trainer import MonitorCheck, SampleFn
 
 # Small on purpose: the monitor runs inside training; ~10 s of classifier training on 1,000 images.
 MONITOR_CLASSIFIER = ClassifierConfig(steps=150, batch_size=64)
@@ -42,6 +48,11 @@ NN_REFERENCE = 5000  # training images a near-copy is searched among (at most)
 # Direction of each criterion: +1 = higher is better.
 MONITOR_KEYS = ("kid", "coverage", "diversity", "diversity_min", "near_copy")  # what `measure` returns
 BETTER = {"kid": -1, "coverage": +1, "diversity": +1}
+# A run has reached quality (so that a KID rise can be a collapse) once a check had a KID at most this share of
+# the first check's (the first checks of healthy Fashion-MNIST runs fall 300 -> 50 within a few hundred steps)
+# or at least this coverage (scale-free: half the real images have a generated neighbour; noise has ~none).
+QUALITY_KID_FRACTION = 0.25
+QUALITY_COVERAGE = 0.5
 
 
 def leave_one_out_nn(images: torch.Tensor) -> torch.Tensor:
@@ -67,6 +78,7 @@ class Monitor:
         self.cfg, self.data, self.run_dir, self.per_class = cfg, data, Path(run_dir), per_class
         self.history: list[dict[str, float]] = []
         self.judge_from = 0  # collapse is judged on history[judge_from:] (reset after a rollback)
+        self.noted_early_rise = False  # "KID rose, but the run has not reached quality yet" is said once
         self.best: float | None = None
         self.ready = False
 
@@ -164,30 +176,65 @@ class Monitor:
         self.history.append({"step": step, **values})
         for line in self.warnings():
             log(f"warning: {line}")
+        verdict, early = self.judge()
+        if early is not None and not self.noted_early_rise:
+            self.noted_early_rise = True
+            log(f"monitor: {early}")
         self.plot(self.run_dir / "monitor.png")
-        return MonitorCheck(record, {**values, "step": step} if improved else None, self.collapsed())
+        return MonitorCheck(record, {**values, "step": step} if improved else None, verdict)
 
     def rolled_back(self) -> None:
-        """The trainer went back to best.pt: judge the continued run afresh."""
+        """The trainer went back to best.pt: judge the continued run afresh (the rise is measured from the best
+        check since then). Whether the run has reached quality stays judged on the whole history: the state
+        rolled back to had reached it (there is no verdict, so no rollback, before), and the reference stays
+        the run's real first check, history[0] (also after a resume: the logged checks are read back)."""
         self.judge_from = len(self.history)
 
-    def collapsed(self, factor: float = 3.0, patience: int = 2) -> str | None:
-        """A collapse verdict, or None: KID above `factor` x the best KID so far at the last `patience`
-        checks (a collapsed generator's KID jumps by an order of magnitude within a few hundred steps;
-        ordinary noise between checks stays well under 2x)."""
+    def quality_check(self, upto: int | None = None) -> dict[str, float] | None:
+        """The first of `history[:upto]` that shows the run has reached quality, or None: a KID at most
+        QUALITY_KID_FRACTION x the first check's, or a coverage of at least QUALITY_COVERAGE (module
+        docstring)."""
+        checks = self.history[:upto]
+        kids = [r["kid"] for r in self.history if not math.isnan(r["kid"])]
+        first = kids[0] if kids else math.nan
+        for r in checks:
+            kid_, cov = r["kid"], r.get("coverage", math.nan)
+            if (not math.isnan(kid_) and kid_ <= QUALITY_KID_FRACTION * first) or cov >= QUALITY_COVERAGE:
+                return r
+        return None
+
+    def judge(self, factor: float = 3.0, patience: int = 2) -> tuple[str | None, str | None]:
+        """(collapse verdict, note): a verdict when the KID is above `factor` x the best KID since the last
+        rollback at the last `patience` checks (a collapsed generator's KID jumps by an order of magnitude
+        within a few hundred steps; ordinary noise between checks of a trained generator stays well under 2x),
+        from a run that had reached quality before those checks (`quality_check`). The same rise before that
+        is the noise of the first minutes: no verdict, only a note in words."""
         judged = self.history[self.judge_from :]
         kids = [r["kid"] for r in judged if not math.isnan(r["kid"])]
         if len(kids) <= patience:
-            return None
+            return None, None
         best = min(kids[:-patience])
         recent = kids[-patience:]
-        if best > 0 and all(k > factor * best for k in recent):
-            best_step = next(r["step"] for r in judged if r["kid"] == best)
-            return (
-                f"the monitor's KID rose from its best {best:.3g} (step {best_step}) to "
-                f"{', '.join(f'{k:.3g}' for k in recent)} at the last {patience} checks: the generator collapsed"
+        if not (best > 0 and all(k > factor * best for k in recent)):
+            return None, None
+        best_step = next(r["step"] for r in judged if r["kid"] == best)
+        rise = (
+            f"the monitor's KID rose from its best {best:.3g} (step {best_step}) to "
+            f"{', '.join(f'{k:.3g}' for k in recent)} at the last {patience} checks"
+        )
+        if self.quality_check(upto=len(self.history) - patience) is None:
+            first = next((r for r in self.history if not math.isnan(r["kid"])), judged[0])
+            return None, (
+                f"{rise}, but the run has not reached quality yet (no check with a KID at most "
+                f"{QUALITY_KID_FRACTION:g}x the first check's {first['kid']:.3g} (step {first['step']}) or a "
+                f"coverage of {QUALITY_COVERAGE:g}): the ups and downs of a generator still making noise, "
+                "not a collapse (said once; a collapse is judged once the run has reached quality)"
             )
-        return None
+        return f"{rise}: the generator collapsed", None
+
+    def collapsed(self, factor: float = 3.0, patience: int = 2) -> str | None:
+        """The collapse verdict of `judge`, or None."""
+        return self.judge(factor, patience)[0]
 
     def warnings(self) -> list[str]:
         """Collapse (diversity falling well below that of the best state so far) and memorisation (copies

@@ -106,6 +106,8 @@ class TrainState:
     rollbacks: int = 0  # rollbacks to the last good state after divergence
     cpu_seconds: float = 0.0  # process CPU time spent in training steps, across resumes (the CPU clock)
     collapse_rollbacks: int = 0  # rollbacks to best.pt after the monitor saw a collapse
+    collapse_landed: int = -1  # step the last collapse rollback landed on (best.pt's step); -1: none yet
+    collapse_kept: int = -1  # best.pt step a repeated rollback to was declined (said once); -1: none
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -565,7 +567,13 @@ class Trainer:
         return check
 
     def _after_collapse_check(self, reason: str | None) -> bool:
-        """Act on the monitor's collapse verdict (train.collapse_action); True when it rolled back."""
+        """Act on the monitor's collapse verdict (train.collapse_action); True when it rolled back.
+
+        `rollback` rolls back to best.pt (at most train.nan_rollbacks times, then it stops), but not twice to
+        the same state: when best.pt is still the state the last collapse rollback landed on and the run,
+        trained on from there, collapsed again, another rollback would only repeat that (a rollback to the
+        first minutes' noise, again and again, throws the run away). Then training goes on without a rollback
+        (said once; best.pt keeps the best state, and a new best.pt can be rolled back to again)."""
         t = self.cfg.train
         if reason is None or t.collapse_action == "warn" or self.world > 1:
             if reason is not None:
@@ -583,16 +591,37 @@ class Trainer:
                 f"the best state; to go on, resume with lower learning rates or --set loss.r1_gamma=1"
             )
             return False
-        failed_at, rollbacks = self.state.step, self.state.collapse_rollbacks + 1
-        factor = self._roll_back_to(load_checkpoint(best), "collapse_rollbacks", rollbacks)
-        self.state.collapse_rollbacks = rollbacks
+        target = load_checkpoint(best)
+        if self._declines_repeated_rollback(int(target["step"]), reason):
+            return False
+        failed_at, kept = self.state.step, self.state.collapse_kept
+        rollbacks = self.state.collapse_rollbacks + 1
+        factor = self._roll_back_to(target, "collapse_rollbacks", rollbacks)
+        # The rollback loaded best.pt's own counters (saved before this rollback): set them anew.
+        self.state.collapse_rollbacks, self.state.collapse_kept = rollbacks, kept
+        self.state.collapse_landed = self.state.step
         if self.monitor is not None:
             self.monitor.rolled_back()  # judge the continued run afresh
         self.log(
             f"warning: step {failed_at}: {reason}. Rolled back to best.pt (step {self.state.step}) with the "
             f"learning rates x{factor:g} (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
         )
-        self._snapshot(self.state_dict())
+        self.save()  # a resume continues the rolled-back run (its rates, its rollback counters)
+        return True
+
+    def _declines_repeated_rollback(self, best_step: int, reason: str) -> bool:
+        """True (and said once per best.pt) when a rollback to best.pt at `best_step` would land where the last
+        collapse rollback landed, and the run trained on from there and collapsed again."""
+        if best_step != self.state.collapse_landed or self.state.step <= best_step:
+            return False
+        if self.state.collapse_kept != best_step:
+            self.state.collapse_kept = best_step
+            self.log(
+                f"warning: step {self.state.step}: {reason}, again after the rollback to best.pt (step "
+                f"{best_step}): rolling back there once more would not recover, so training goes on without a "
+                f"rollback; best.pt keeps the best state (step {best_step}, used by generate and evaluate); if "
+                "the samples stay bad, train anew with lower train.lr_g / lr_d or --set loss.r1_gamma=1"
+            )
         return True
 
     def _roll_back_to(self, state: dict[str, Any], counter: str, rollbacks: int) -> float:
@@ -698,6 +727,8 @@ class Trainer:
             "nan_rollbacks": self.state.rollbacks,
             "train_cpu_seconds": self.state.cpu_seconds,
             "collapse_rollbacks": self.state.collapse_rollbacks,
+            "collapse_landed": self.state.collapse_landed,
+            "collapse_kept": self.state.collapse_kept,
         }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -749,6 +780,8 @@ class Trainer:
         self.state.rollbacks = int(state.get("nan_rollbacks", 0))
         self.state.cpu_seconds = float(state.get("train_cpu_seconds", 0.0))
         self.state.collapse_rollbacks = int(state.get("collapse_rollbacks", 0))
+        self.state.collapse_landed = int(state.get("collapse_landed", -1))
+        self.state.collapse_kept = int(state.get("collapse_kept", -1))
         # A resumed run rewrites the records after its checkpoint: drop the old ones (rank 0 owns the log).
         if trim_log and self.is_main:
             trim_jsonl(self.run_dir / "metrics.jsonl", self.state.step)

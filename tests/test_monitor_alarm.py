@@ -1,0 +1,153 @@
+"""The monitor's false alarm (issue 23, item 7): no collapse verdict while the generator is still noise, and
+no rollback, again and again, to the same state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vaemsgan.checkpoint import list_checkpoints, load_checkpoint
+from vaemsgan.training.trainer import MonitorCheck, Trainer
+
+
+def _monitor(tmp_path, tiny_config, tiny_images, values: list[tuple[float, float]]):
+    """The real Monitor's bookkeeping with scripted (KID, coverage) values."""
+    from vaemsgan.evaluation.monitor import Monitor
+
+    mon = Monitor(tiny_config(train={"monitor_every": 100}), tiny_images, tmp_path)
+    mon.ready = True  # no domain classifier: the values are scripted
+    it = iter(values)
+
+    def measure(sample: Any) -> dict[str, float]:
+        kid, coverage = next(it)
+        return {"kid": kid, "coverage": coverage, "diversity": 1.0, "diversity_min": 1.0, "near_copy": 0.0}
+
+    mon.measure = measure  # type: ignore[method-assign]
+    mon.plot = lambda path: None  # type: ignore[method-assign]
+    return mon
+
+
+def _checks(mon, steps: range, log: list[str]) -> list[str | None]:
+    return [mon(lambda z, y: z, step, log.append).collapse for step in steps]
+
+
+def test_noise_of_the_first_minutes_gives_no_collapse_verdict(tmp_path, tiny_config, tiny_images) -> None:
+    """The MSTAR run at 64 px: KID 4.7e3, 4.0e4, 7.7e4 while the samples were still noise (coverage ~0). The
+    old rule (3x the best twice in a row) declared a collapse at the third check and rolled back."""
+    noise = [(4.7e3, 0.01), (4.0e4, 0.0), (7.7e4, 0.0), (5.1e4, 0.02), (9.0e4, 0.0), (3.0e4, 0.01)]
+    log: list[str] = []
+    mon = _monitor(tmp_path, tiny_config, tiny_images, noise)
+    assert _checks(mon, range(100, 700, 100), log) == [None] * 6
+    notes = [line for line in log if "not reached quality" in line]
+    assert len(notes) == 1 and "4.7e+03 (step 100)" in notes[0]  # said once, with the reference
+    # The first check need not be the best: 4.7e3 is half of 9e3, still noise.
+    mon = _monitor(tmp_path, tiny_config, tiny_images, [(9e3, 0.0), (4.7e3, 0.0), (4.0e4, 0.0), (7.7e4, 0.0)])
+    assert _checks(mon, range(100, 500, 100), []) == [None] * 4
+
+
+def test_a_fall_from_a_good_state_is_still_a_collapse(tmp_path, tiny_config, tiny_images) -> None:
+    # KID fell 50x from the first check (coverage stays low: the KID rule alone), then rose 6-8x.
+    mon = _monitor(
+        tmp_path, tiny_config, tiny_images, [(500, 0.1), (50, 0.2), (10, 0.3), (60, 0.2), (80, 0.1)]
+    )
+    verdicts = _checks(mon, range(100, 600, 100), [])
+    assert verdicts[:4] == [None] * 4 and "best 10 (step 300)" in verdicts[4]
+    # Noise first, then quality (900 <= 4.7e3 / 4), then a fall from it.
+    mon = _monitor(
+        tmp_path,
+        tiny_config,
+        tiny_images,
+        [(4.7e3, 0.0), (4.0e4, 0.0), (7.7e4, 0.0), (900, 0.3), (800, 0.4), (9e3, 0.1), (9e3, 0.1)],
+    )
+    verdicts = _checks(mon, range(100, 800, 100), [])
+    assert verdicts[:6] == [None] * 6 and "best 800 (step 500)" in verdicts[6]
+    # A first check that is already good (KID never falls 4x): coverage 0.5 or more says the run had quality.
+    mon = _monitor(tmp_path, tiny_config, tiny_images, [(2.0, 0.7), (1.5, 0.8), (9.0, 0.3), (9.0, 0.3)])
+    assert _checks(mon, range(100, 500, 100), [])[3] is not None
+    mon = _monitor(tmp_path, tiny_config, tiny_images, [(2.0, 0.3), (1.5, 0.4), (9.0, 0.3), (9.0, 0.3)])
+    assert _checks(mon, range(100, 500, 100), []) == [None] * 4
+
+
+def test_after_a_rollback_the_reference_stays_the_run_s_first_check(
+    tmp_path, tiny_config, tiny_images
+) -> None:
+    """After a rollback the rise is judged from the best check since then, but the quality the run had reached
+    (against its real first check) still counts: the state rolled back to had it."""
+    values = [(500, 0.1), (50, 0.2), (10, 0.3), (60, 0.2), (80, 0.1)] + [
+        (12, 0.3),
+        (11, 0.3),
+        (60, 0.2),
+        (70, 0.2),
+    ]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, values)
+    assert _checks(mon, range(100, 600, 100), [])[-1] is not None
+    mon.rolled_back()  # the trainer went back to best.pt (step 300)
+    verdicts = _checks(mon, range(400, 800, 100), [])
+    assert verdicts[:3] == [None] * 3 and "best 11 (step 500)" in verdicts[3]
+
+
+class ScriptedMonitor:
+    """A TrainingMonitor that says, per call, whether this is the best state so far and whether it collapsed."""
+
+    def __init__(self, script: list[tuple[bool, bool]]) -> None:
+        self.script = list(script)
+        self.rollbacks = 0
+
+    def __call__(self, sample: Any, step: int, log: Any) -> MonitorCheck:
+        best, collapsed = self.script.pop(0) if self.script else (False, True)
+        return MonitorCheck(
+            {"step": step, "monitor/kid": 1.0},
+            {"step": step, "kid": 1.0} if best else None,
+            "scripted collapse" if collapsed else None,
+        )
+
+    def rolled_back(self) -> None:
+        self.rollbacks += 1
+
+
+def _lr(tr: Trainer) -> float:
+    return tr.opt_g.param_groups[0]["lr"]
+
+
+def test_no_second_rollback_to_the_same_state(tmp_path, tiny_config, tiny_images) -> None:
+    """The MSTAR run rolled back to step 200 three times (rates x0.5, x0.25, x0.125) and ended at step 203.
+    Now: one rollback to best.pt (step 5); when the run collapses again from there, training goes on without
+    a rollback, said once, and a resumed run keeps to that."""
+    cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "nan_rollbacks": 3})
+    lines: list[str] = []
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lines.append)
+    lr0 = _lr(tr)
+    tr.monitor = mon = ScriptedMonitor([(True, False)])  # best at step 5, a collapse at every later check
+    tr.train(20)
+    assert tr.state.step == 20 and not tr.stop_requested
+    assert tr.state.collapse_rollbacks == 1 and mon.rollbacks == 1
+    assert _lr(tr) == pytest.approx(lr0 / 2)
+    declined = [line for line in lines if "again after the rollback to best.pt (step 5)" in line]
+    assert len(declined) == 1 and "best.pt keeps the best state" in declined[0]
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["step"] == 5
+    # The rollback wrote the state it landed on, so a resume right after it continues the rolled-back run.
+    assert "step-0000005.pt" in [p.name for p in list_checkpoints(tmp_path / "run")]
+    # Resumed: the landing and the declined rollback are in the checkpoint; no rollback, no second warning.
+    lines.clear()
+    tr2 = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lines.append)
+    assert tr2.resume() and tr2.state.step == 20
+    assert (tr2.state.collapse_landed, tr2.state.collapse_kept) == (5, 5)
+    tr2.monitor = ScriptedMonitor([])
+    tr2.train(30)
+    assert tr2.state.step == 30 and tr2.state.collapse_rollbacks == 1
+    assert not any("again after the rollback" in line for line in lines)
+    assert _lr(tr2) == pytest.approx(lr0 / 2)
+
+
+def test_a_new_best_can_be_rolled_back_to_again(tmp_path, tiny_config, tiny_images) -> None:
+    """The declined rollback is only to the state the last one landed on: a later best.pt is a new state."""
+    cfg = tiny_config(train={"monitor_every": 5, "checkpoint_every": 1000, "nan_rollbacks": 3})
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)
+    lr0 = _lr(tr)
+    # Steps 5 (best), 10 (collapse: back to 5), 10 (collapse: declined), 15 (best), 20 (collapse: back to 15), 20.
+    script = [(True, False), (False, True), (False, True), (True, False), (False, True), (False, False)]
+    tr.monitor = ScriptedMonitor(script)
+    tr.train(20)
+    assert tr.state.step == 20 and tr.state.collapse_rollbacks == 2 and tr.state.collapse_landed == 15
+    assert _lr(tr) == pytest.approx(lr0 / 4)  # x0.5 at each rollback
