@@ -93,6 +93,19 @@ class ModelConfig:
     feature_layer: int = _opt(
         -2, lo=-8, hi=8, help="critic block whose features the reconstruction loss compares"
     )
+    width_resolution: int = _opt(
+        0,
+        lo=0,
+        hi=256,
+        help="the resolution g_width/d_width/e_width are the full-resolution widths of; at larger images the "
+        "full-resolution widths halve per doubling (thin high-resolution layers, as FastGAN: the cost grows "
+        "with the number of levels, not with the pixels); 0 = at any resolution",
+    )
+    d_hires_kernels: list[int] = _opt(
+        [],
+        help="kernel sizes of the critic blocks whose input is larger than width_resolution (the thin "
+        "high-resolution blocks; [] = d_kernels)",
+    )
 
 
 @dataclass
@@ -190,8 +203,10 @@ class TrainConfig:
     collapse_action: str = _opt(
         "rollback",
         choices=("rollback", "stop", "warn"),
-        help="when the monitor sees a collapse (KID above 3x its best twice in a row): roll back to best.pt "
-        "with halved learning rates (at most nan_rollbacks times, then stop), stop, or only warn",
+        help="when the monitor sees a collapse (KID above 3x its best twice in a row, once the run has reached "
+        "quality: a KID at most 1/4 of the first check's, or coverage 0.5): roll back to best.pt with halved "
+        "learning rates (at most nan_rollbacks times, then stop; not twice to the same best.pt: training then "
+        "goes on without a rollback), stop, or only warn",
     )
     best_metric: str = _opt(
         "kid", choices=("kid", "coverage", "diversity"), help="monitor value that picks RUN/best.pt"
@@ -359,6 +374,14 @@ def _check_d_kernels(kernels: list[int]) -> None:
             raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
 
 
+def _check_d_hires_kernels(kernels: list[int]) -> None:
+    for k in kernels:
+        if k not in (1, 3, 5, 7, 9):
+            raise ConfigError(
+                f"config key 'model.d_hires_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9"
+            )
+
+
 def _check_snapshot_minutes(marks: list[float]) -> None:
     for m in marks:
         if not 0 < m <= 1e6:
@@ -379,6 +402,7 @@ def _check_lr_milestones(steps: list[int]) -> None:
 _KEY_RULES: dict[str, Any] = {
     "data.resolution": _check_resolution,
     "model.d_kernels": _check_d_kernels,
+    "model.d_hires_kernels": _check_d_hires_kernels,
     "train.snapshot_minutes": _check_snapshot_minutes,
     "train.lr_milestones": _check_lr_milestones,
 }

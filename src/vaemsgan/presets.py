@@ -57,6 +57,12 @@ DEFAULT: Overrides = {
         "d_kernels": [3, 5],  # the 7x7 branch cost ~25% of the step and did not help at equal time
         "scales": 2,
         "d_coarse_width": 0.5,  # the 1/2-scale critic at half width: ~5% of the step instead of ~30%
+        # Above 32 px the full-resolution layers are thin (widths halved per doubling, as FastGAN's) and the
+        # critic's blocks there have one 3x3 branch: the levels a 32 px model has keep its widths and its 3/5
+        # branches, and a 64 px step costs ~2.5x less (issue 23, benchmarks/train_speed_hires.py). At 32 px
+        # and below nothing changes.
+        "width_resolution": 32,
+        "d_hires_kernels": [3],
     },
     "loss": {
         "adversarial": "ns",  # at equal time, faster than WGAN-GP (no penalty double backward)

@@ -46,17 +46,32 @@ def is_conditional(cfg: Config, num_classes: int) -> bool:
     return cfg.model.conditional and num_classes > 1
 
 
+MIN_FULL_WIDTH = 4  # the thinnest full-resolution layer `width_resolution` makes
+
+
+def full_resolution_width(width: int, resolution: int, width_resolution: int) -> int:
+    """Channels at full resolution: `width`, halved per doubling of `resolution` past `width_resolution`
+    (0: `width` at any size), at least MIN_FULL_WIDTH. The coarser levels, which double from there, then
+    have the widths a `width_resolution` model has at the same image size."""
+    if width_resolution <= 0 or resolution <= width_resolution:
+        return width
+    return max(MIN_FULL_WIDTH, min(width, width * width_resolution // resolution))
+
+
 def build_networks(cfg: Config, num_classes: int) -> Networks:
     # A config finished with `apply_overrides` (which checks single keys only) is checked as a whole here.
     validate(cfg)
     m, d = cfg.model, cfg.data
     conditional = is_conditional(cfg, num_classes)
+    g_width, d_width, e_width = (
+        full_resolution_width(w, d.resolution, m.width_resolution) for w in (m.g_width, m.d_width, m.e_width)
+    )
     gen = Generator(
         d.resolution,
         d.channels,
         m.latent_dim,
         max(num_classes, 1),
-        m.g_width,
+        g_width,
         m.g_kernel,
         m.g_max_width,
         conditional,
@@ -65,7 +80,7 @@ def build_networks(cfg: Config, num_classes: int) -> Networks:
         d.resolution,
         d.channels,
         max(num_classes, 1),
-        m.d_width,
+        d_width,
         m.d_max_width,
         list(m.d_kernels),
         m.d_norm,
@@ -76,8 +91,10 @@ def build_networks(cfg: Config, num_classes: int) -> Networks:
         conditional,
         class_head=conditional and cfg.loss.class_weight > 0,
         coarse_width=m.d_coarse_width,
+        hires_kernels=list(m.d_hires_kernels),
+        hires_above=m.width_resolution,
     )
-    enc = Encoder(d.resolution, d.channels, m.latent_dim, m.e_width, m.g_max_width) if m.use_encoder else None
+    enc = Encoder(d.resolution, d.channels, m.latent_dim, e_width, m.g_max_width) if m.use_encoder else None
     return Networks(gen, critic, enc)
 
 

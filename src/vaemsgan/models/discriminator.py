@@ -88,16 +88,28 @@ class ScaleCritic(nn.Module):
         min_res: int,
         conditional: bool,
         class_head: bool = False,
+        hires_kernels: list[int] | None = None,
+        hires_above: int = 0,
     ) -> None:
         super().__init__()
         n_blocks = int(math.log2(resolution // min_res))
+
+        def kernels_at(res_in: int) -> list[int]:  # the thin high-resolution blocks may take fewer branches
+            return list(hires_kernels) if hires_kernels and hires_above and res_in > hires_above else kernels
 
         def w(res: int) -> int:  # same width schedule at every scale: wider where the image is smaller
             return min(width * (full_resolution // res), max_width)
 
         self.stem = nn.Conv2d(channels, w(resolution), 3, padding=1)
         self.blocks = nn.ModuleList(
-            MultiKernelBlock(w(resolution >> i), w(resolution >> (i + 1)), kernels, norm, pooling, fusion)
+            MultiKernelBlock(
+                w(resolution >> i),
+                w(resolution >> (i + 1)),
+                kernels_at(resolution >> i),
+                norm,
+                pooling,
+                fusion,
+            )
             for i in range(n_blocks)
         )
         c_final = w(resolution >> n_blocks)
@@ -148,6 +160,8 @@ class MultiScaleCritic(nn.Module):
         conditional: bool = True,
         class_head: bool = False,
         coarse_width: float = 1.0,
+        hires_kernels: list[int] | None = None,
+        hires_above: int = 0,
     ) -> None:
         super().__init__()
         self.resolution, self.scales, self.conditional = resolution, scales, conditional
@@ -166,6 +180,8 @@ class MultiScaleCritic(nn.Module):
                 min_res,
                 conditional,
                 class_head,
+                hires_kernels,
+                hires_above,
             )
             for s in range(scales)
         )

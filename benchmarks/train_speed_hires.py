@@ -1,0 +1,93 @@
+"""Training speed at 64 and 128 px on one thread: images per CPU-second of `scarce` (what a user with a
+few hundred SAR chips trains), today's networks against the thin high-resolution widths
+(`model.width_resolution`), measured in one run.
+
+Each configuration runs in its own process, one thread: a few warm-up steps, then `repeats` timed stretches
+of `steps` generator steps; images per CPU-second = steps * batch * n_critic / process CPU time (the clock of
+`--clock cpu` budgets). Reported: the median over repeats, the ratio to the `before` row of the same size
+(the speed-up), the step's FLOPs and its share of this machine's one-thread FP32 matmul peak.
+Usage: python benchmarks/train_speed_hires.py [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import efficiency  # noqa: E402
+import train_speed  # noqa: E402
+
+SCRIPT = "train_speed_hires.py"
+# name -> model overrides on top of the preset
+VARIANTS: dict[str, dict[str, Any]] = {
+    "before": {"width_resolution": 0},  # widths at full resolution whatever the size (until issue 23)
+    "thin": {"width_resolution": 32},  # full-resolution widths halved per doubling past 32 px
+}
+
+
+def run(p: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    peak = efficiency.mm_peak(repeats=3)
+    tr = train_speed.make_trainer(
+        p["preset"], p["res"], 1, p["batch"], {"model": VARIANTS[p["variant"]], **p.get("overrides", {})}
+    )
+    step = lambda: train_speed.train_step(tr)  # noqa: E731
+    for _ in range(2):
+        step()
+    flops_per_step = efficiency.count_flops(step)
+    times = []
+    for _ in range(p["repeats"]):
+        t0 = time.process_time()
+        for _ in range(p["steps"]):
+            step()
+        times.append((time.process_time() - t0) / p["steps"])
+    per_step = C.median(times)
+    imgs = tr.batch_size * max(tr.cfg.train.n_critic, 1)
+    return {
+        "preset": p["preset"],
+        "variant": p["variant"],
+        "size": f"{p['res']}x{p['res']}x1",
+        "batch": tr.batch_size,
+        "threads": torch.get_num_threads(),
+        "cpu_s_per_step": round(per_step, 4),
+        "images_per_cpu_s": round(imgs / per_step, 1),
+        "step_gflop": round(flops_per_step / 1e9, 3),
+        "mm_peak_gflops": round(peak / 1e9, 1),
+        "ratio_to_peak": round(flops_per_step / per_step / peak, 3),
+        "steps": p["steps"],
+        "repeats": p["repeats"],
+    }
+
+
+COLS = ["preset", "variant", "size", "batch", "cpu_s_per_step", "images_per_cpu_s", "speedup", "step_gflop",
+        "ratio_to_peak", "peak_rss_mb"]  # fmt: skip
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    machine = C.machine()
+    rows = []
+    sizes = [64] if quick else [64, 128]
+    for res in sizes:
+        steps, repeats = (2, 2) if quick else ((8, 5) if res == 64 else (3, 5))
+        base = None
+        for variant in VARIANTS:
+            p = {"preset": "scarce", "variant": variant, "res": res, "batch": 32, "threads": 1}
+            row = C.run_child(SCRIPT, {**p, "steps": steps, "repeats": repeats})
+            if variant == "before":
+                base = row.get("images_per_cpu_s")
+            if base and row.get("images_per_cpu_s"):
+                row["speedup"] = round(row["images_per_cpu_s"] / base, 2)
+            rows.append(row)
+    print("\nTraining speed at high resolution (scarce, batch 32, one thread, images per CPU-second, median)")
+    print(C.table(rows, COLS))
+    return {"benchmark": "train_speed_hires", "machine": machine, "rows": rows}
+
+
+if __name__ == "__main__":
+    if not C.child_main(run):
+        print(C.write_result("train_speed_hires", main(quick="--quick" in sys.argv)))
