@@ -16,6 +16,7 @@ from vaemsgan.cli.options import (
     add_limit_options,
 )
 from vaemsgan.errors import ConfigError
+from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
 
 STEPS = Num(int, 1, MAX_STEPS)
 
@@ -48,14 +49,18 @@ def add_reproduce(sub: Any) -> None:
     p.add_argument(
         "--resolution",
         type=Num.key("data.resolution", values=(16, 32, 64, 128, 256)),
-        default=32,
-        help="image size (32)",
+        help="image size (32; mstar: 64)",
     )
     p.add_argument(
         "--crop",
         type=Num.key("data.crop"),
         metavar="N",
-        help="centre crop of N x N source pixels of every image before resizing (SAR chips: 64-88)",
+        help="centre crop of N x N source pixels of every image before resizing (SAR chips: 64-88; mstar: 64)",
+    )
+    p.add_argument(
+        "--parts",
+        metavar="P1,P2",
+        help="mstar: which parts to run, of judge,curves,gain (all; each resumes on its own)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="results folder (also where a rerun resumes)")
     p.add_argument(
@@ -76,9 +81,10 @@ def add_reproduce(sub: Any) -> None:
     p.add_argument("--steps", type=STEPS, help="also stop a run at this many generator steps")
     p.add_argument(
         "--marks",
-        default="2,5,15,30,60",
+        default=None,
         metavar="M1,M2,...",
-        help="curves: training CPU-minutes at which each run is snapshotted and evaluated (2,5,15,30,60); "
+        help="curves: training CPU-minutes at which each run is snapshotted and evaluated (2,5,15,30,60; "
+        "mstar: 10,30,60,120); "
         "--budget is not used there",
     )
     p.add_argument(
@@ -98,9 +104,18 @@ def add_reproduce(sub: Any) -> None:
         metavar="N",
         help="images per class (1000)",
     )
-    p.add_argument("--classifier-steps", type=STEPS, default=300, help="training steps per classifier (300)")
     p.add_argument(
-        "--domain-steps", type=STEPS, default=600, help="training steps of the FID feature network"
+        "--classifier-steps", type=STEPS, help="training steps per classifier (300; mstar: the judge's)"
+    )
+    p.add_argument(
+        "--classifier",
+        choices=sorted(CLASSIFIER_PRESETS),
+        help="the judge of every accuracy and of the domain features: small (default) or sar (mstar's default)",
+    )
+    p.add_argument(
+        "--domain-steps",
+        type=STEPS,
+        help="training steps of the FID feature network (600; mstar: the judge's)",
     )
     p.add_argument(
         "--bootstrap", type=Num(int, 2, 100_000), default=50, help="bootstrap draws for the FID interval"
@@ -129,8 +144,8 @@ def add_reproduce(sub: Any) -> None:
     p.add_argument(
         "--gain-policy",
         choices=["classical", "standard", "none"],
-        default="classical",
-        help="gain: augmentation of the baseline and of every synthetic arm (classical); another policy or "
+        default=None,
+        help="gain: augmentation of the baseline and of every synthetic arm (classical; mstar: standard = shifts); another policy or "
         "--classifier-steps writes beside the default study, e.g. gain-none.md, gain-none-1500steps.md",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config key for every run")
@@ -154,35 +169,60 @@ def options_from_args(args: argparse.Namespace) -> Any:
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set model.g_width=16")
         overrides[k.strip()] = v.strip()
     gain = args.experiment == "gain"
+    # `mstar` has its own defaults (experiments/mstar.py: 64 px chips, the centre crop, the SAR judge).
+    d: dict[str, Any] = {
+        "resolution": 32,
+        "crop": None,
+        "classifier": "small",
+        "classifier_steps": 300,
+        "domain_steps": 600,
+        "marks": [2.0, 5.0, 15.0, 30.0, 60.0],
+        "gain_per_class": None,
+        "budget_minutes": 30.0 if gain else 3.0,
+        "seeds": 3 if gain else 1,
+    }
+    if args.experiment == "mstar":
+        from vaemsgan.experiments.mstar import DEFAULTS
+
+        d.update(DEFAULTS)
+        if args.quick:  # the smoke test: 10 chips per class for the curves, one small gain study of 1 GAN
+            d.update(gain_per_class=[6], seeds=1)
+            args.per_class = args.per_class or 10
     extra: dict[str, Any] = {}
     if args.gain_ratios:
         extra["gain_ratios"] = [float(r) for r in args.gain_ratios]
     if args.gain_temperatures:
         extra["gain_temperatures"] = [float(t) for t in args.gain_temperatures]
-    extra["gain_policy"] = args.gain_policy
+    extra["gain_policy"] = args.gain_policy or d.get("gain_policy", "classical")
+
+    def given(name: str, value: Any) -> Any:
+        return d[name] if value is None else value
+
     opts = ReproduceOptions(
         data=args.data,
         data_dir=args.data_dir,
         per_class=args.per_class,
-        resolution=args.resolution,
-        crop=args.crop,
-        budget_minutes=args.budget if args.budget is not None else (30.0 if gain else 3.0),
+        resolution=given("resolution", args.resolution),
+        crop=given("crop", args.crop),
+        budget_minutes=given("budget_minutes", args.budget),
         clock=args.clock,
         steps=args.steps,
-        seeds=args.seeds if args.seeds is not None else (3 if gain else 1),
+        seeds=given("seeds", args.seeds),
         eval_seeds=args.eval_seeds,
         per_class_generated=args.per_class_generated,
-        classifier_steps=args.classifier_steps,
-        domain_steps=args.domain_steps,
+        classifier=given("classifier", args.classifier),
+        classifier_steps=given("classifier_steps", args.classifier_steps),
+        domain_steps=given("domain_steps", args.domain_steps),
         n_boot=args.bootstrap,
         threads=args.threads,
         overrides=overrides,
         runs=[r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None,
+        parts=[p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else None,
         cache_dir=args.cache_dir,
         force=args.force,
         progress=not args.no_progress,
-        marks=_marks(args.marks),
-        gain_per_class=sorted(set(args.gain_per_class)) if args.gain_per_class else None,
+        marks=_marks(args.marks) if args.marks else list(d["marks"]),
+        gain_per_class=sorted(set(args.gain_per_class)) if args.gain_per_class else d["gain_per_class"],
         **extra,
     )
     return quick(opts) if args.quick else opts
@@ -196,7 +236,8 @@ def _marks(text: str) -> list[float]:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from vaemsgan.experiments.runner import reproduce, result_stem
+    from vaemsgan.experiments.reproduce import reproduce
+    from vaemsgan.experiments.runner import result_stem
 
     opts = options_from_args(args)
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """`vaemsgan reproduce`: the paper's experiments and our baselines as resumable, budgeted runs."""
 
 from vaemsgan.experiments.registry import EXPERIMENTS, ExperimentSpec, RunSpec, expand, experiment_names
-from vaemsgan.experiments.runner import ReproduceOptions, plan_runs, quick, reproduce
+from vaemsgan.experiments.reproduce import reproduce
+from vaemsgan.experiments.runner import ReproduceOptions, plan_runs, quick
 
 __all__ = [
     "EXPERIMENTS",

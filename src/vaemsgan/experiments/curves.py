@@ -39,6 +39,8 @@ from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
 from vaemsgan.experiments.runner import (
     _read_json,
+    judge_config,
+    judge_key,
     learning_config,
     newest_state,
     sample_checkpoint,
@@ -115,11 +117,12 @@ def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[
 # ---------------------------------------------------------------------------------------------- reference
 def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dict[str, Any]:
     """TRTR on `per_class` real images per class and on all real images, per classifier seed (cached)."""
-    from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, new_classifier, train_classifier
+    from vaemsgan.evaluation.classifier import accuracy, new_classifier, train_classifier
 
     real = ctx.real(None)
-    ccfg = ClassifierConfig(steps=opts.classifier_steps)
+    ccfg = judge_config(opts)
     key = {"steps": opts.classifier_steps, "per_class": per_class, "seeds": opts.eval_seeds, "v": 1}
+    key.update(judge_key(opts))
     ref_dir = out / "reference"
     info = _read_json(ref_dir / "trtr.json")
     n_cls = len(real.train.class_names)
@@ -180,6 +183,7 @@ def snapshot_eval_key(opts: Any) -> dict[str, Any]:
         "domain_steps": opts.domain_steps,
         "n_boot": opts.n_boot,
         "v": 1,
+        **judge_key(opts),
     }
 
 
@@ -188,7 +192,7 @@ def evaluate_snapshot(
 ) -> dict[str, Any] | None:
     """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
     from vaemsgan.checkpoint import load_checkpoint, snapshot_path
-    from vaemsgan.evaluation.classifier import ClassifierConfig, accuracy, train_classifier
+    from vaemsgan.evaluation.classifier import accuracy, train_classifier
     from vaemsgan.evaluation.core import feature_metrics
     from vaemsgan.metrics import image_statistics
 
@@ -222,7 +226,7 @@ def evaluate_snapshot(
             gen_train.images,
             gen_train.labels,
             n_cls,
-            ClassifierConfig(steps=opts.classifier_steps),
+            judge_config(opts),
             seed=seed,
         )
         tstr.append(accuracy(m, real.test.images, real.test.labels))

@@ -54,9 +54,10 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation import core
-from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG, folded_for_inference, logits
+from vaemsgan.evaluation.classifier import SmallVGG, folded_for_inference, logits
 from vaemsgan.evaluation.crossval import LabelledImages, _ci
 from vaemsgan.evaluation.gain import GainOptions, best_verdict, paired_difference
+from vaemsgan.experiments.curves import train_curve_run
 from vaemsgan.experiments.runner import (
     DEFAULT_CLASSIFIER_STEPS,
     DEFAULT_GAIN_PER_CLASS,
@@ -65,6 +66,8 @@ from vaemsgan.experiments.runner import (
     ReproduceOptions,
     RunPlan,
     _read_json,
+    judge_config,
+    judge_key,
     plan_runs,
 )
 from vaemsgan.metrics.distances import mean_ci
@@ -98,7 +101,7 @@ def gain_options(opts: ReproduceOptions) -> GainOptions:
         seeds=opts.eval_seeds,
         ratios=tuple(opts.gain_ratios),
         temperatures=tuple(opts.gain_temperatures),
-        classifier=ClassifierConfig(steps=opts.classifier_steps),
+        classifier=judge_config(opts),
         policy=opts.gain_policy,
     ).validate()
 
@@ -108,6 +111,8 @@ def result_name(opts: ReproduceOptions) -> str:
     differ from the defaults: a study of the same GANs under other classifier settings is written beside
     the default one (gain-none-1500steps.md, runs' gain-none-1500steps.json) instead of replacing it."""
     parts = [opts.gain_policy] if opts.gain_policy != "classical" else []
+    if opts.classifier != "small":
+        parts.append(opts.classifier)
     if opts.classifier_steps != (QUICK_CLASSIFIER_STEPS if opts.quick else DEFAULT_CLASSIFIER_STEPS):
         parts.append(f"{opts.classifier_steps}steps")
     return "-".join(["gain", *parts])
@@ -200,6 +205,7 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
         "recon_per_class": RECON_PER_CLASS,
         # Only when not the default, so that studies evaluated before the option existed stay valid.
         **({"policy": opts.gain_policy} if opts.gain_policy != "classical" else {}),
+        **judge_key(opts),
     }
 
 
@@ -229,7 +235,7 @@ def evaluate_gain_run(
     real = ctx.real(plan.cfg.data.classes)
     names = real.names
     gopts = gain_options(opts)
-    domain_cfg = ClassifierConfig(steps=opts.domain_steps)
+    domain_cfg = judge_config(opts, opts.domain_steps)
     log(f"evaluate {plan.name}: {ckpt.name} (step {model.step})")
     # The prior arm needs max-ratio x the real count per class (the pool `generate` would write).
     gen = prior_samples(model, names, math.ceil(max(gopts.ratios) * max(real.train.counts())))
@@ -569,7 +575,6 @@ def run_gain(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Train every run of every size (resuming), evaluate each (cached), pool per size, write the report."""
-    from vaemsgan.experiments.curves import train_curve_run
 
     minutes = budget_minutes(opts)
     gain_options(opts)  # bad options fail before any training

@@ -21,9 +21,10 @@ from vaemsgan.presets import PAPER_MODES, build_config
 #   tstr       TRTR / TRTS / TSTR / TSTS (classifier cross-validation, `--eval-seeds` seeds)
 #   crossval   the paper's classifier table: TSTR etc. plus the 500 real + 500 generated mixed class
 EVAL_PARTS = ("stats", "fid", "tstr", "crossval")
-# Experiments with their own evaluation path (dispatched by runner.reproduce on `parts`):
+# Experiments with their own evaluation path (dispatched by experiments.reproduce on `parts`):
 #   curve      learning curves (experiments/curves.py)
 #   gain       the augmentation-gain study per real-set size (experiments/gain_study.py)
+#   mstar      the judge, the curves and the gain study on SAR chips (experiments/mstar.py)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,15 @@ CURVE_RUNS = (
     RunSpec("cdcgan-wgan-gp", "cdcgan-wgan-gp", label="conditional DCGAN, WGAN-GP (paper's baseline)"),
     RunSpec("vaegan", "vaegan", label="VAE-GAN (Larsen; 1 scale, 1 kernel)"),
     RunSpec("paper", "paper", label="VAE-MSGAN (preset paper)"),
+)
+
+# MSTAR SOC (issue 23, experiments/mstar.py): the curve models on SAR chips; `scarce` is ours for small sets.
+_CURVES_BY_NAME = {s.name: s for s in CURVE_RUNS}
+MSTAR_CURVE_RUNS = (
+    RunSpec("scarce", "scarce", label="ours for small sets (preset scarce)"),
+    _CURVES_BY_NAME["acgan"],
+    _CURVES_BY_NAME["cdcgan-wgan-gp"],
+    _CURVES_BY_NAME["paper"],
 )
 
 # One change at a time against `default` (issue 11), on the same curves as `curves` (screening budget 15
@@ -221,6 +231,14 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         SCREEN_RUNS,
         ("curve",),
         "(not in the paper) which single change makes `default` better per CPU-minute",
+    ),
+    "mstar": ExperimentSpec(
+        "mstar",
+        "MSTAR SOC (SAR chips of 10 vehicles, 64 px)",
+        MSTAR_CURVE_RUNS,
+        ("mstar",),
+        "(issue 23; the paper's domain) TSTR >= 0.9 x TRTR and TRTS >= 0.9 x TRTR at 120 CPU-minutes; at 10% and "
+        "20% of the chips the best synthetic arm >= +3 points over real + classical augmentation",
     ),
     "gain": ExperimentSpec(
         "gain",

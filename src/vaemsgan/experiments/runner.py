@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,11 @@ from vaemsgan.config import Config
 from vaemsgan.data import ImageSet, load_images
 from vaemsgan.errors import ConfigError, OutputExistsError
 from vaemsgan.evaluation import core
+from vaemsgan.evaluation.classifier import ClassifierConfig
 from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.crossval import CrossvalOptions
 from vaemsgan.evaluation.extractors import Extractor
-from vaemsgan.experiments.registry import EVAL_PARTS, EXPERIMENTS, ExperimentSpec, RunSpec, expand
+from vaemsgan.experiments.registry import EVAL_PARTS, EXPERIMENTS, ExperimentSpec, RunSpec
 from vaemsgan.training.steplog import median_images_per_s
 from vaemsgan.utils.io import atomic_write_json, json_safe
 
@@ -57,6 +58,7 @@ DEFAULT_GAIN_PER_CLASS = (100, 1000)
 QUICK_GAIN_PER_CLASS = (6, 10)
 
 
+QUICK_TEST_PER_CLASS = 10  # test images per class under --quick
 DEFAULT_CLASSIFIER_STEPS = 300  # per cross-validation classifier (docs/BENCHMARKS.md: accuracy vs steps)
 QUICK_CLASSIFIER_STEPS = 10  # at most, with --quick
 
@@ -92,6 +94,8 @@ class ReproduceOptions:
     gain_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # `gain`: synthetic / real
     gain_temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0])  # `gain`: of the variations
     gain_policy: str = "classical"  # `gain`: augmentation of the baseline and of every synthetic arm
+    parts: list[str] | None = None  # `mstar`: which of its parts to run (None: all)
+    classifier: str = "small"  # the judge of every accuracy (evaluation.classifier.CLASSIFIER_PRESETS)
 
     def validate(self) -> ReproduceOptions:
         if not self.budget_minutes > 0:
@@ -121,6 +125,23 @@ class ReproduceOptions:
             ratios=self.gain_ratios, temperatures=self.gain_temperatures, policy=self.gain_policy
         ).validate()
         return self
+
+
+def judge_config(opts: ReproduceOptions, steps: int | None = None) -> ClassifierConfig:
+    """The classifier of every accuracy and of the domain features: the `--classifier` preset trained for
+    `steps` (default `--classifier-steps`)."""
+    from vaemsgan.evaluation.classifier import classifier_preset
+
+    cfg = classifier_preset(opts.classifier, steps=steps or opts.classifier_steps)
+    if opts.quick:  # the smoke test: the judge's shape at its narrowest (numbers mean nothing)
+        cfg = replace(cfg, width=min(cfg.width, 8), max_width=min(cfg.max_width, 16), convs_per_block=1)
+    return cfg
+
+
+def judge_key(opts: ReproduceOptions) -> dict[str, Any]:
+    """The judge's part of an evaluation key: empty for the default `small` judge, so that results computed
+    before `--classifier` existed stay valid."""
+    return {} if opts.classifier == "small" else {"classifier": judge_config(opts).to_dict()}
 
 
 def quick(opts: ReproduceOptions) -> ReproduceOptions:
@@ -174,6 +195,8 @@ class Context:
             # Seed 0 for the subset whatever the training seed: every model sees the same images.
             train = load_images(o.data, split="train", per_class=o.per_class, seed=0, **kw)
             test = _test_split(o.data, train, kw)
+            if o.quick:  # the smoke test: a few test images per class are enough to run every path
+                test = test.per_class_subset(min(QUICK_TEST_PER_CLASS, min(test.counts())), 0)
             self.log(
                 f"real data: {len(train)} training / {len(test)} test images, {len(train.class_names)} classes"
             )
@@ -182,10 +205,8 @@ class Context:
 
     def extractor(self, real: RealSide) -> Extractor:
         """The domain extractor of `real` (seed 0, --domain-steps), trained once and cached."""
-        from vaemsgan.evaluation.classifier import ClassifierConfig
-
         t0 = time.perf_counter()
-        ext = real.domain_extractor(ClassifierConfig(steps=self.opts.domain_steps), seed=0)
+        ext = real.domain_extractor(judge_config(self.opts, self.opts.domain_steps), seed=0)
         if id(real) not in self._logged:
             self._logged.add(id(real))
             self.log(
@@ -270,6 +291,8 @@ def eval_key(part: str, opts: ReproduceOptions) -> str:
         keys.update(domain_steps=opts.domain_steps, n_boot=opts.n_boot)
     if part in ("tstr", "crossval"):
         keys.update(eval_seeds=opts.eval_seeds, classifier_steps=opts.classifier_steps)
+    if part in ("fid", "tstr", "crossval"):
+        keys.update(judge_key(opts))
     return _key(keys)
 
 
@@ -423,11 +446,9 @@ def _sample(plan: RunPlan, per_class: int, seed: int = 0) -> ImageSet:
 def crossval_options(opts: ReproduceOptions, names: list[str], mixed: bool) -> CrossvalOptions:
     """The paper's classifier experiment: TRTR/TRTS/TSTR/TSTS and, with `mixed`, 500 real + 500 generated
     images of `bag` (or the first class); real-data classifiers from the cache."""
-    from vaemsgan.evaluation.classifier import ClassifierConfig
-
     return CrossvalOptions(
         seeds=opts.eval_seeds,
-        classifier=ClassifierConfig(steps=opts.classifier_steps),
+        classifier=judge_config(opts),
         mixed_class="bag" if "bag" in names else names[0],
         experiments=("crossval", "mixed") if mixed else ("crossval",),
         cache=True,
@@ -558,59 +579,3 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-
-
-def reproduce(
-    experiment: str, out: str | Path, opts: ReproduceOptions, log: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Run `experiment` (or a group: `table2`, `all`) into `out`; returns {experiment: table dict}."""
-    from vaemsgan.experiments.tables import write_experiment, write_summary
-
-    opts.validate()
-    exps = expand(experiment)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    log = log or _logger(True)  # progress lines go to stderr always; --no-progress only hides bars
-    ctx = Context(opts, log)
-    # Plans first: a bad --set key fails now, not after an hour of training.
-    plans: dict[str, Any] = {}
-    for exp in exps:
-        if "gain" in exp.parts:  # one set of runs per real-set size (experiments/gain_study.py)
-            from vaemsgan.experiments.gain_study import plan_gain
-
-            plans[exp.name] = plan_gain(exp, out, opts)
-        else:
-            plans[exp.name] = plan_runs(exp, out, opts)
-    tables = {}
-    for exp in exps:
-        t0 = time.perf_counter()
-        if "gain" in exp.parts:  # train per size, evaluate each run's augmentation gain, pool per size
-            from vaemsgan.experiments.gain_study import run_gain
-
-            n_runs = sum(len(p) for p in plans[exp.name].values())
-            log(f"experiment {exp.name}: {n_runs} run(s) in {len(plans[exp.name])} real-set size(s)")
-            meta = {"command_options": json_safe(asdict(opts)), "machine": machine_info()}
-            tables[exp.name] = run_gain(exp, plans[exp.name], out, opts, meta, log)
-            log(f"experiment {exp.name}: wrote {out / (result_stem(exp.name, tables[exp.name]) + '.md')}")
-            continue
-        log(f"experiment {exp.name}: {len(plans[exp.name])} run(s)")
-        if "curve" in exp.parts:  # one long run per model, evaluated at its snapshots
-            from vaemsgan.experiments.curves import run_curves
-
-            meta = {"command_options": json_safe(asdict(opts)), "machine": machine_info()}
-            tables[exp.name] = run_curves(plans[exp.name], out, ctx, opts, meta, log, exp)
-            log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
-            continue
-        results = [run_one(p, exp.parts, ctx, opts) for p in plans[exp.name]]
-        meta = {
-            "command_options": json_safe(asdict(opts)),
-            "machine": machine_info(),
-            "wall_s": time.perf_counter() - t0,
-        }
-        tables[exp.name] = write_experiment(exp, results, out, meta)
-        log(f"experiment {exp.name}: wrote {out / (exp.name + '.md')}")
-    if len(exps) > 1:
-        write_summary(experiment, [e.name for e in exps], out)
-    return tables
