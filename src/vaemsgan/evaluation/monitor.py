@@ -248,8 +248,11 @@ class Monitor:
         out = []
         earlier = [r for r in h[:-1] if not (math.isnan(r["kid"]) or math.isnan(r["diversity"]))]
         ref = min(earlier, key=lambda r: r["kid"]) if earlier else None
+        # Before the run has reached quality, diversity falling from the noise's (1.4x the data's on SAR chips)
+        # toward the data's is learning, not a collapse.
         if (
             ref is not None
+            and self.quality_check(upto=len(h) - 1) is not None
             and now["diversity"] < 0.7 * ref["diversity"]
             and now["diversity"] < prev["diversity"]
         ):
