@@ -208,8 +208,14 @@ def test_demo_crosses_monitor_checks_and_its_next_command_runs(tmp_path, capsys,
     cmd = next(line for line in text.splitlines() if "vaemsgan evaluate" in line)
     cmd = cmd.split("next: measure them with", 1)[1].split("   (", 1)[0].strip()
     words = shlex.split(cmd)
-    assert words[:3] == ["vaemsgan", "evaluate", "--quick"]
-    assert main([*words[1:], "--no-progress"]) == 0
+    assert words[1:3] == ["evaluate", "--quick"]
+    # As printed, from the folder the demo ran in: `vaemsgan` when it is on PATH, else the venv's script.
+    import shutil
+    import subprocess
+
+    assert shutil.which(words[0]) or Path(words[0]).is_file(), words[0]
+    done = subprocess.run([*words, "--no-progress"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "report").is_dir() and any((out / "report").iterdir())
 
 

@@ -753,6 +753,23 @@ DEMO_STEPS = 3000
 DEMO_MINUTES = 6.0
 
 
+def _command_name() -> str:
+    """How to call this vaemsgan from the current folder: `vaemsgan` when that is the one on PATH, else the
+    script beside this Python (`.venv/bin/vaemsgan` after `make demo`, whose venv is not activated)."""
+    import os
+    import shutil
+
+    script = Path(sys.executable).parent / "vaemsgan"
+    on_path = shutil.which("vaemsgan")
+    if not script.is_file() or (on_path and Path(on_path).resolve() == script.resolve()):
+        return "vaemsgan"
+    try:
+        rel = os.path.relpath(script, Path.cwd())
+    except ValueError:  # another drive (Windows)
+        return str(script)
+    return rel if rel.startswith("..") or os.sep in rel else f".{os.sep}{rel}"
+
+
 def add_demo(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
@@ -828,7 +845,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  generated ImageFolder ({args.per_class} per class): {gen_dir}")
     print(f"  checkpoints: {run / 'checkpoints'}   training log: {run / 'metrics.jsonl'}")
     print(
-        "  next: measure them with  vaemsgan evaluate --quick --checkpoint "
+        f"  next: measure them with  {_command_name()} evaluate --quick --checkpoint "
         f"{run} --real fashion-mnist-mini --out {out / 'report'}"
         "   (without --quick: every sweep ratio and the mixed-class experiment, ~1.5 min)"
     )
