@@ -198,6 +198,45 @@ def load_real(
     )
 
 
+def refuse_same_folder(real: str | Path, generated: str | Path) -> None:
+    """ConfigError when the generated folder is the real one, or one holds the other (links resolved): the
+    generated images would be judged against themselves, and every verdict would be meaningless."""
+
+    if str(real) in BUILTIN_SOURCES and not Path(real).is_dir():
+        return
+    r, g = Path(os.path.realpath(real)), Path(os.path.realpath(generated))
+    if r == g or r in g.parents or g in r.parents:
+        how = "is the same folder as" if r == g else "is inside" if r in g.parents else "contains"
+        raise ConfigError(
+            f"--generated {generated}: {how} --real {real}: the images would be judged against themselves; "
+            "give the real images and the generated ones as two separate folders"
+        )
+
+
+def refuse_shared_files(gen: ImageSet, *real: ImageSet) -> None:
+    """ConfigError when a generated image file is also a real one (a symlinked class folder, a hard copy
+    under another name is not caught: that is the memorisation part's job)."""
+
+    real_files = {os.path.realpath(f) for s in real for f in (s.files or [])}
+    shared = [f for f in (gen.files or []) if os.path.realpath(f) in real_files]
+    if shared:
+        raise ConfigError(
+            f"--generated: {len(shared)} of its files are also real images (e.g. {shared[0]}): the images would "
+            "be judged against themselves; give the generated images as a folder of their own"
+        )
+
+
+def note_skipped(what: str, s: ImageSet) -> None:
+    """One line for the files a load skipped (unreadable, too large, not images), as `train` says it."""
+    if s.skipped:
+        f, reason = s.skipped[0]
+        print(
+            f"note: {what} images: skipped {len(s.skipped)} unreadable or unusable files, e.g. {f}: {reason} "
+            "(`vaemsgan check-data` lists them)",
+            file=sys.stderr,
+        )
+
+
 def _peek_format(folder: Path) -> tuple[int, int] | None:
     """(resolution, channels) of the first image under folder/<class>/, if any."""
     for p in sorted(folder.glob("*/*")):
@@ -409,6 +448,8 @@ def evaluate(
     opts = (options or EvalOptions()).validate()
     if (generated is None) == (checkpoint is None):
         raise ConfigError("give exactly one of --generated DIR or --checkpoint RUN_DIR")
+    if generated is not None:
+        refuse_same_folder(real, generated)
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not opts.force:
         raise OutputExistsError(f"{out}: report folder exists and is not empty; use --force to overwrite")
@@ -473,6 +514,9 @@ def evaluate(
         gen = load_generated_dir(generated, res, ch)  # type: ignore[arg-type]
         _rename_to_real(gen, real_train.class_names)
         gen_source = str(generated)
+    refuse_shared_files(gen, real_train, real_test)
+    for what, s in (("real", real_train), ("real test", real_test), ("generated", gen)):
+        note_skipped(what, s)
     common, only_real, only_gen = match_classes(real_train.class_names, gen.class_names)
     if not common:
         raise DataError(

@@ -108,12 +108,31 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return not (a["low"] > b["high"] or b["low"] > a["high"])
 
 
+def judge_failed(trtr: float, n_classes: int) -> bool:
+    """Is a real-trained classifier's accuracy `trtr` near chance: within a tenth of the way from chance
+    (1 / n_classes) to perfect?"""
+    if n_classes < 2:
+        return False
+    chance = 1.0 / n_classes
+    return trtr <= chance + 0.1 * (1.0 - chance)
+
+
 def verdict(result: dict[str, Any]) -> dict[str, Any]:
     """Plain-language conclusions computed from the numbers: {'overall': [...], 'per_class': {name: text}}."""
     lines: list[str] = []
     cv = result.get("classifier") or {}
     table = cv.get("table") or {}
     trtr, tstr, trts = (_get(table, k, "mean") for k in ("TRTR", "TSTR", "TRTS"))
+    n_classes = len(result.get("classes") or [])
+    if trtr is not None and judge_failed(trtr, n_classes):
+        # A judge at chance tells nothing about the generated images: say so, praise nothing.
+        lines.append(
+            f"The judge itself failed: a classifier trained on real images reaches only {trtr:.2f} on real test "
+            f"images, near chance (1/{n_classes} = {1 / n_classes:.2f}), so TSTR and TRTS say nothing about the "
+            "generated images. Check the real data (enough images per class? the right test split?) and the "
+            "classifier budget (--classifier-steps)."
+        )
+        trtr = tstr = trts = None
     if trtr and tstr is not None:
         r = tstr / trtr
         qual = (

@@ -1,0 +1,83 @@
+"""Reliability round 3 (issue 24), family 5: a verdict that cannot be true. The same images on both sides of
+`evaluate` are refused; a judge at chance is reported as failed, never as praise; skipped files are counted."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from vaemsgan.cli.main import main
+from vaemsgan.evaluation.evaluate import load_generated_dir, note_skipped
+from vaemsgan.evaluation.report import judge_failed, verdict
+
+
+def _folder(root, classes=("a", "b"), n=4, size=16):
+    rng = np.random.default_rng(0)
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            a = np.clip(rng.normal(60 + 100 * k, 20, (size, size)), 0, 255).astype(np.uint8)
+            Image.fromarray(a).save(root / c / f"{i}.png")
+    return root
+
+
+def _one_line_error(capsys, argv: list[str], *needles: str) -> None:
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    for n in needles:
+        assert n in err[0], err[0]
+
+
+def test_the_same_folder_on_both_sides_is_refused(tmp_path, capsys) -> None:
+    real = _folder(tmp_path / "real")
+    out = str(tmp_path / "report")
+    _one_line_error(
+        capsys, ["evaluate", "--generated", str(real), "--real", str(real), "--out", out], "same folder"
+    )
+    os.symlink(real, tmp_path / "alias")  # the same folder by another name
+    _one_line_error(
+        capsys,
+        ["evaluate", "--generated", str(tmp_path / "alias"), "--real", str(real), "--out", out],
+        "same folder",
+    )
+    inner = _folder(real / "synthetic" / "x", classes=("a",))  # generated images kept inside the real folder
+    _one_line_error(
+        capsys, ["evaluate", "--generated", str(inner.parent), "--real", str(real), "--out", out], "is inside"
+    )
+    assert not (tmp_path / "report").exists()
+
+
+def test_generated_files_that_are_real_files_are_refused(tmp_path, capsys) -> None:
+    real = _folder(tmp_path / "real")
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    os.symlink(real / "a", gen / "a")  # a class folder linked to the real one
+    _folder(gen, classes=("b",))
+    argv = ["evaluate", "--generated", str(gen), "--real", str(real), "--out", str(tmp_path / "r"), "--quick"]
+    _one_line_error(capsys, [*argv, "--no-progress"], "also real images")
+
+
+def test_a_judge_at_chance_is_reported_as_failed_not_praised() -> None:
+    def result(trtr: float, tstr: float, trts: float, n: int) -> dict:
+        table = {k: {"mean": v} for k, v in (("TRTR", trtr), ("TSTR", tstr), ("TRTS", trts))}
+        return {"classes": [f"c{i}" for i in range(n)], "classifier": {"table": table}}
+
+    text = " ".join(verdict(result(0.11, 0.10, 0.12, 10))["overall"])
+    assert "judge itself failed" in text and "almost like real" not in text
+    text = " ".join(verdict(result(0.52, 0.50, 0.51, 2))["overall"])  # 2 classes: 0.5 is chance
+    assert "judge itself failed" in text and "almost like real" not in text
+    text = " ".join(verdict(result(0.90, 0.88, 0.87, 10))["overall"])
+    assert "judge itself failed" not in text and "almost like real" in text
+    assert judge_failed(0.19, 10) and not judge_failed(0.25, 10) and not judge_failed(0.3, 1)
+
+
+def test_skipped_generated_files_are_counted_in_one_line(tmp_path, capsys) -> None:
+    gen = _folder(tmp_path / "gen")
+    (gen / "a" / "broken.png").write_bytes(b"not a png")
+    s = load_generated_dir(gen, 16, 1)
+    note_skipped("generated", s)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "skipped 1 unreadable" in err[0] and "broken.png" in err[0]
