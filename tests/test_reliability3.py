@@ -81,3 +81,25 @@ def test_skipped_generated_files_are_counted_in_one_line(tmp_path, capsys) -> No
     note_skipped("generated", s)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "skipped 1 unreadable" in err[0] and "broken.png" in err[0]
+
+
+# ------------------------------------------------------------------ family 4: options a resume cannot honour
+TINY_TRAIN = ["--resolution", "16", "--batch-size", "4", "--g-width", "4", "--d-width", "4", "--latent-dim", "8",
+              "--set", "model.e_width=4", "--no-progress"]  # fmt: skip
+
+
+def test_resume_refuses_another_preset_and_names_what_it_ignores(tmp_path, capsys) -> None:
+    data = _folder(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "2", *TINY_TRAIN]) == 0
+    capsys.readouterr()
+    _one_line_error(
+        capsys, ["train", "--out", str(run), "--resume", "--preset", "paper", "--steps", "3"], "'default' run"
+    )
+    argv = ["train", "--out", str(run), "--resume", "--steps", "3", "--threads", "1", "--preset", "default"]
+    argv += ["--lr-g", "1e-3", "--set", "loss.kl_weight=0.5", "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    note = next(line for line in out.splitlines() if "ignoring" in line)
+    assert "train.lr_g" in note and "--set loss.kl_weight" in note and "threads" not in note
+    assert "--threads 1" in out  # honoured, and said

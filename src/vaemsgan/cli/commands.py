@@ -112,6 +112,11 @@ TRAIN_FLAGS: dict[str, tuple[str, Any]] = {
 }
 
 
+def _set_keys(args: argparse.Namespace) -> set[str]:
+    """The config keys named by --set."""
+    return {item.split("=", 1)[0].strip() for item in (getattr(args, "set", None) or []) if "=" in item}
+
+
 def _overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for flag, (key, _) in TRAIN_FLAGS.items():
@@ -258,15 +263,32 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         if state is None:
             raise VaemsganError(f"{out}: nothing to resume (no valid checkpoint in {out / 'checkpoints'})")
         cfg = Config.from_dict(state["config"])
+        if args.preset and args.preset != cfg.preset:
+            # Resuming under another preset would train the run's own networks and losses while the user
+            # believes they get the other ones: refuse rather than ignore.
+            raise ConfigError(
+                f"--preset {args.preset}: {out} is a '{cfg.preset}' run; --resume continues it as it is (drop "
+                f"--preset, or train a new '{args.preset}' run into another --out)"
+            )
         extra = _overrides_from_args(args)
-        # A longer run may add learning-curve marks; everything else stays the run's own.
-        changed = {k: v for k, v in extra.items() if k not in ("train.steps", "train.snapshot_minutes")}
-        if changed:
-            print(f"note: --resume uses the run's own config; ignoring {', '.join(sorted(changed))}")
+        # A longer run may add learning-curve marks and take this machine's thread count; everything else
+        # stays the run's own.
+        kept = ("train.steps", "train.snapshot_minutes", "train.threads")
+        set_keys = _set_keys(args)
+        ignored = sorted(f"--set {k}" if k in set_keys else k for k in extra if k not in kept)
+        if args.config:
+            ignored.insert(0, f"--config {args.config}")
+        if args.epochs is not None:
+            ignored.append("--epochs (give --steps)")
+        if ignored:
+            print(f"note: --resume uses the run's own config; ignoring {', '.join(ignored)}")
         if args.steps:
             cfg.train.steps = args.steps
         if "train.snapshot_minutes" in extra:
             apply_overrides(cfg, {"train.snapshot_minutes": extra["train.snapshot_minutes"]})
+        if "train.threads" in extra:
+            apply_overrides(cfg, {"train.threads": extra["train.threads"]})
+            print(f"note: --resume runs with --threads {cfg.train.threads} (the run had its own setting)")
     else:
         if out.exists() and not out.is_dir():
             raise OutputExistsError(f"{out}: exists and is not a folder")
