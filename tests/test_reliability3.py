@@ -103,3 +103,84 @@ def test_resume_refuses_another_preset_and_names_what_it_ignores(tmp_path, capsy
     note = next(line for line in out.splitlines() if "ignoring" in line)
     assert "train.lr_g" in note and "--set loss.kl_weight" in note and "threads" not in note
     assert "--threads 1" in out  # honoured, and said
+
+
+# ------------------------------------------------------------------ family 1: one owner per folder
+def _wait_for(cond, timeout: float = 120.0) -> None:
+    import time
+
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.2)
+
+
+def test_two_trains_on_one_run_folder_one_is_refused_and_the_run_stays_resumable(tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    from vaemsgan.checkpoint import list_checkpoints, load_checkpoint
+
+    data = _folder(tmp_path / "data")
+    run = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "vaemsgan", "train", "--data", str(data), "--out", str(run), "--steps", "100000",
+         "--checkpoint-every", "2", "--threads", "1", *TINY_TRAIN],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: len(list_checkpoints(run)) >= 1)
+        second = [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--steps",
+            "2",
+            "--force",
+            "--latent-dim",
+            "16",
+        ]
+        _one_line_error(capsys, second, "in use by another vaemsgan process", f"PID {first.pid}")
+        _one_line_error(capsys, ["train", "--out", str(run), "--resume", "--steps", "3"], f"PID {first.pid}")
+    finally:
+        first.kill()  # kill -9: the kernel drops the lock with the process, nothing stale is left
+        first.wait()
+    newest = max(list_checkpoints(run))
+    step = int(load_checkpoint(newest)["step"])
+    assert load_checkpoint(newest)["config"]["model"]["latent_dim"] == 8  # the first run's networks, intact
+    assert main(["train", "--out", str(run), "--resume", "--steps", str(step + 2), "--no-progress"]) == 0
+
+
+def test_a_generate_folder_in_use_is_refused(tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "gen"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vaemsgan.utils.lock import folder_lock\n"
+         "with folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        argv = [
+            "generate",
+            "--checkpoint",
+            str(tmp_path / "none"),
+            "--per-class",
+            "2",
+            "--out",
+            str(out),
+            "--force",
+        ]
+        _one_line_error(capsys, argv, "in use", f"PID {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    from vaemsgan.utils.lock import folder_lock
+
+    with folder_lock(out):  # free again once its holder died
+        pass

@@ -248,6 +248,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, device: torch.device) -> int:
+    """One owner per run folder: rank 0 locks it for the whole command (torchrun's other ranks share it)."""
+    import contextlib
+
+    from vaemsgan.training import distributed as ddp
+    from vaemsgan.utils.lock import folder_lock
+
+    lock = folder_lock(args.out, "run folder") if ddp.is_main() else contextlib.nullcontext()
+    with lock:
+        return _train_in(args, device)
+
+
+def _train_in(args: argparse.Namespace, device: torch.device) -> int:
     import os
 
     from vaemsgan.checkpoint import list_checkpoints, load_latest_valid

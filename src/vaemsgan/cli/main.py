@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from vaemsgan.cli import commands
 from vaemsgan.cli.options import add_range_to_help
 from vaemsgan.cli.paths import missing_dirs, refuse_nested, remove_empty
 from vaemsgan.errors import VaemsganError
+from vaemsgan.utils.lock import folder_lock
 from vaemsgan.version import __version__
 
 
@@ -41,6 +43,14 @@ INPUT_OPTIONS: dict[str, tuple[str, ...]] = {
     "reconstruct": ("input",),
     "reproduce": ("data",),
     "generate": ("from_real",),
+}
+
+
+LOCKED_OUTPUTS = {
+    "generate": "output folder",
+    "evaluate": "report folder",
+    "reconstruct": "output folder",
+    "demo": "demo folder",
 }
 
 
@@ -75,7 +85,14 @@ def _run(args: argparse.Namespace) -> int:
                 for a in INPUT_OPTIONS.get(args.command, ())
             }
             refuse_nested("--out", out, inputs)
-        with limits.raised(getattr(args, "max_image_mb", None), getattr(args, "max_config_kb", None)):
+        # One owner per output folder (`train` locks its run folder itself, rank 0 only; `reproduce` locks
+        # each run folder, since parallel workers share OUT).
+        lock = (
+            folder_lock(out, LOCKED_OUTPUTS[args.command])
+            if out and args.command in LOCKED_OUTPUTS
+            else contextlib.nullcontext()
+        )
+        with lock, limits.raised(getattr(args, "max_image_mb", None), getattr(args, "max_config_kb", None)):
             return int(args.func(args) or 0)
     except VaemsganError as exc:
         if args.debug:

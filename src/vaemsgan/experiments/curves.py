@@ -60,7 +60,15 @@ def marks_for_seed(marks: list[float], seed: int) -> list[float]:
 
 # ---------------------------------------------------------------------------------------------- training
 def train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[str, Any]:
-    """Train `plan` to its last mark on the training-CPU clock, resuming a run already in its folder."""
+    """Train `plan` to its last mark on the training-CPU clock, resuming a run already in its folder (one
+    worker per run folder: another `reproduce` training the same run is refused)."""
+    from vaemsgan.utils.lock import folder_lock
+
+    with folder_lock(plan.folder, "run folder"):
+        return _train_curve_run(plan, ctx, opts, marks)
+
+
+def _train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict[str, Any]:
     from vaemsgan.training.trainer import set_threads
 
     folder = plan.folder / "train"

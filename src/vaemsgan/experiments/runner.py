@@ -359,7 +359,15 @@ def start_trainer(
 
 
 def train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
-    """Train under the budget (or load the finished training); returns TRAINED.json's content."""
+    """Train under the budget (or load the finished training); returns TRAINED.json's content. One worker
+    per run folder (another `reproduce` training the same run is refused)."""
+    from vaemsgan.utils.lock import folder_lock
+
+    with folder_lock(plan.folder, "run folder"):
+        return _train_run(plan, ctx, opts)
+
+
+def _train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str, Any]:
     from vaemsgan.training.trainer import set_threads
 
     marker = plan.folder / "TRAINED.json"
