@@ -184,3 +184,39 @@ def test_a_generate_folder_in_use_is_refused(tmp_path, capsys) -> None:
 
     with folder_lock(out):  # free again once its holder died
         pass
+
+
+# ------------------------------------------------------------------ family 3: classes that are the same class
+NFC, NFD = "caf\u00e9", "cafe\u0301"
+
+
+def test_nfc_nfd_twins_and_linked_class_folders_are_refused_everywhere(tmp_path, capsys) -> None:
+    from vaemsgan.data.check import check_data
+
+    twins = _folder(tmp_path / "twins", classes=(NFC, NFD, "tea"))
+    report = check_data(str(twins))
+    assert not report.ok and any("two Unicode spellings" in p for p in report.problems)
+    out = str(tmp_path / "run")
+    _one_line_error(
+        capsys, ["train", "--data", str(twins), "--out", out, "--steps", "1", *TINY_TRAIN], "NFC and NFD"
+    )
+    linked = _folder(tmp_path / "linked", classes=("tank", "truck"))
+    os.symlink(linked / "tank", linked / "tank2")
+    assert any("is a link to class folder 'tank'" in p for p in check_data(str(linked)).problems)
+    _one_line_error(
+        capsys, ["train", "--data", str(linked), "--out", out, "--steps", "1", *TINY_TRAIN], "'tank2'"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_generated_class_folders_keep_the_data_sets_spelling(tmp_path) -> None:
+    data = _folder(tmp_path / "data", classes=(NFD, "tea"))  # an NFD name, as macOS writes them
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "1", *TINY_TRAIN]) == 0
+    gen = tmp_path / "gen"
+    assert (
+        main(["generate", "--checkpoint", str(run), "--per-class", "1", "--out", str(gen), "--no-progress"])
+        == 0
+    )
+    names = sorted(p.name for p in gen.iterdir() if p.is_dir())
+    assert names == sorted([NFD, "tea"]) and NFC not in names  # byte-equal to the real folder: merges line up

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,32 @@ def find_classes(folder: Path) -> list[tuple[str, Path]]:
             else ""
         )
         raise DataError(f"{folder}: no class subfolders{found}; {layout_hint(folder)}")
+    refuse_same_classes(folder, dirs)
     return [(p.name, p) for p in dirs]
+
+
+def refuse_same_classes(folder: Path, dirs: list[Path]) -> None:
+    """DataError (one line) for two class folders that are one class: names equal up to Unicode
+    normalisation (NFC 'café' and its NFD spelling look the same and would train as two classes), or a
+    folder that is a link to another class folder of the same set (its images would count twice)."""
+    by_form: dict[str, Path] = {}
+    by_real: dict[str, Path] = {}
+    for d in dirs:
+        form = unicodedata.normalize("NFC", d.name)
+        if form in by_form:
+            raise DataError(
+                f"{folder}: class folders {by_form[form].name!r} and {d.name!r} are the same name in two Unicode "
+                "spellings (NFC and NFD): they would train as two classes; rename or merge them"
+            )
+        by_form[form] = d
+        real = os.path.realpath(d)
+        if real in by_real:
+            first, second = sorted([by_real[real], d], key=lambda p: (p.is_symlink(), p.name))
+            raise DataError(
+                f"{folder}: class folder {second.name!r} is a link to class folder {first.name!r}: the same images "
+                "would train as two classes; remove the link (or copy the images you mean to use)"
+            )
+        by_real[real] = d
 
 
 def _walk(top: Path) -> Iterator[Path]:

@@ -284,7 +284,11 @@ MAX_NAME = 100
 
 def safe_name(name: str) -> str:
     """A class name as a single safe path component: no separators, no '..', no hidden or empty names."""
-    cleaned = _UNSAFE.sub("_", unicodedata.normalize("NFC", str(name)))
+    # Exactly the name's own spelling (NFC or NFD: generated folders must match the data set's byte for
+    # byte); combining marks are kept (an NFD accent is one), other unsafe characters become '_'.
+    cleaned = "".join(
+        ch if unicodedata.category(ch).startswith("M") else _UNSAFE.sub("_", ch) for ch in str(name)
+    )
     # Leading dots hide a folder (or make '..'); trailing dots and spaces are dropped by some filesystems.
     cleaned = cleaned.strip(" .")[:MAX_NAME].strip(" .")
     return cleaned or "_"
@@ -297,8 +301,9 @@ def safe_names(names: list[str]) -> dict[str, str]:
     for name in names:
         base = safe_name(name)
         folder, k = base, 2
-        while folder.lower() in used:  # case-insensitive filesystems would merge 'A' and 'a'
+        # Case-insensitive filesystems would merge 'A' and 'a', normalising ones (macOS) NFC and NFD.
+        while unicodedata.normalize("NFC", folder).lower() in used:
             folder, k = f"{base}-{k}", k + 1
-        used.add(folder.lower())
+        used.add(unicodedata.normalize("NFC", folder).lower())
         out[name] = folder
     return out
