@@ -220,3 +220,59 @@ def test_generated_class_folders_keep_the_data_sets_spelling(tmp_path) -> None:
     )
     names = sorted(p.name for p in gen.iterdir() if p.is_dir())
     assert names == sorted([NFD, "tea"]) and NFC not in names  # byte-equal to the real folder: merges line up
+
+
+# ------------------------------------------------------------------ family 6: memory at high resolution
+def test_the_256px_mini_set_loads_within_twice_its_uint8_size() -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, resource\n"
+        "from vaemsgan.data import load_images\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "base = peak()\n"
+        "s = load_images('fashion-mnist-mini', resolution=256, channels=3)\n"
+        "print(json.dumps({'over': peak() - base, 'data': s.images.numel(), 'dtype': str(s.images.dtype)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    assert m["dtype"] == "torch.uint8" and m["data"] == 2000 * 3 * 256 * 256
+    assert m["over"] <= 2 * m["data"], m
+
+
+def test_no_grad_generator_calls_shrink_with_the_resolution() -> None:
+    from vaemsgan.models.layers import inference_batch
+
+    assert [inference_batch(r) for r in (16, 32, 64, 128, 256)] == [256, 256, 64, 16, 8]
+
+
+def test_training_at_256px_stays_near_its_data_size() -> None:
+    """One step at 256 px RGB, batch 2, with its sample grid and checkpoint: the BatchNorm recalibration once
+    pushed 256 latents at a time through the generator (3 GB; 4.9x the data set)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, resource, tempfile, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from vaemsgan.data import load_images\n"
+        "from vaemsgan.presets import build_config\n"
+        "from vaemsgan.training.trainer import Trainer\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "base = peak()\n"
+        "s = load_images('fashion-mnist-mini', resolution=256, channels=3)\n"
+        "cfg = build_config('default', {'data.resolution': 256, 'data.channels': 3, 'train.batch_size': 2,"
+        " 'train.steps': 1})\n"
+        "Trainer(cfg, s, tempfile.mkdtemp(), progress=False, log=lambda m: None).train(1)\n"
+        "print(json.dumps({'over': peak() - base, 'data': s.images.numel()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    assert m["over"] <= 3 * m["data"], m

@@ -24,7 +24,7 @@ from vaemsgan.checkpoint import config_of, load_checkpoint, mismatch_reason, res
 from vaemsgan.config import Config
 from vaemsgan.errors import CheckpointError, ConfigError
 from vaemsgan.models import Encoder, Generator, build_networks
-from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
+from vaemsgan.models.layers import inference_batch, prior_batches, recalibrate_batchnorm
 from vaemsgan.utils.images import to_float, to_uint8
 from vaemsgan.utils.io import file_sha256
 
@@ -98,7 +98,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", prefer_best
         m.eval().requires_grad_(False)
     recalibrate_batchnorm(
         nets.generator,
-        prior_batches(cfg.model.latent_dim, len(state["class_names"]), nets.generator.conditional, device),
+        prior_batches(
+            cfg.model.latent_dim,
+            len(state["class_names"]),
+            nets.generator.conditional,
+            device,
+            batch_size=inference_batch(cfg.data.resolution),
+        ),
     )
     return LoadedModel(
         cfg,

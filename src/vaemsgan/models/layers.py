@@ -79,6 +79,13 @@ def recalibrate_batchnorm(
     module.train(was_training)
 
 
+def inference_batch(resolution: int, at_32: int = 256) -> int:
+    """Images per no-grad generator call at `resolution`: `at_32` up to 32 px, then a quarter per doubling
+    (at least 8), so that the activations of one call stay ~the size they have at 32 px (a batch of 256 at
+    256 px held 3 GB; issue 24). Sizes at and below 32 px are unchanged."""
+    return min(at_32, max(8, at_32 * 32 * 32 // (resolution * resolution)))
+
+
 def prior_batches(
     latent_dim: int,
     num_classes: int,

@@ -42,7 +42,7 @@ from vaemsgan.config import Config
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import CheckpointError, VaemsganError
 from vaemsgan.models import Networks, build_networks, reparameterize
-from vaemsgan.models.layers import prior_batches, recalibrate_batchnorm
+from vaemsgan.models.layers import inference_batch, prior_batches, recalibrate_batchnorm
 from vaemsgan.training import distributed as ddp
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
 from vaemsgan.training.ema import EMA
@@ -659,13 +659,20 @@ class Trainer:
         """uint8 CPU images of latents `z` (labels `y`), drawn as `save_samples` draws: the monitor's `SampleFn`."""
         gen = copy.deepcopy(self.sampling_generator())
         recalibrate_batchnorm(
-            gen, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional, self.device)
+            gen,
+            prior_batches(
+                self.cfg.model.latent_dim,
+                self.num_classes,
+                self.conditional,
+                self.device,
+                batch_size=inference_batch(self.cfg.data.resolution),
+            ),
         )
         gen.eval()
-        outs = []
-        for s in range(0, len(z), 256):
-            ys = y[s : s + 256].to(self.device) if y is not None else None
-            outs.append(to_uint8(gen(z[s : s + 256].to(self.device), ys)).cpu())
+        outs, b = [], inference_batch(self.cfg.data.resolution)
+        for s in range(0, len(z), b):
+            ys = y[s : s + b].to(self.device) if y is not None else None
+            outs.append(to_uint8(gen(z[s : s + b].to(self.device), ys)).cpu())
         return torch.cat(outs)
 
     def save_snapshot(self, minutes: float) -> Path:
@@ -692,10 +699,25 @@ class Trainer:
         # recalibrate_batchnorm): the training statistics mix posterior and prior inputs.
         g = copy.deepcopy(self.sampling_generator())
         recalibrate_batchnorm(
-            g, prior_batches(self.cfg.model.latent_dim, self.num_classes, self.conditional, self.device)
+            g,
+            prior_batches(
+                self.cfg.model.latent_dim,
+                self.num_classes,
+                self.conditional,
+                self.device,
+                batch_size=inference_batch(self.cfg.data.resolution),
+            ),
         )
         g.eval()
-        imgs = g(self.grid_z, self.grid_y if self.conditional else None)
+        b = inference_batch(self.cfg.data.resolution)
+        imgs = torch.cat(
+            [
+                to_uint8(
+                    g(self.grid_z[i : i + b], self.grid_y[i : i + b] if self.conditional else None)
+                ).cpu()
+                for i in range(0, len(self.grid_z), b)
+            ]
+        )
         grid = make_grid(imgs, nrow=8)
         if path is not None:
             return save_png(path, grid)
