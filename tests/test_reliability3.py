@@ -276,3 +276,42 @@ def test_training_at_256px_stays_near_its_data_size() -> None:
     )
     m = json.loads(done.stdout.strip().splitlines()[-1])
     assert m["over"] <= 3 * m["data"], m
+
+
+# ------------------------------------------------------------------ family 2: --force leaves exactly the manifest
+def _tiny_run(tmp_path):
+    data = _folder(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "1", *TINY_TRAIN]) == 0
+    return run
+
+
+def _files(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_force_leaves_exactly_what_the_manifest_says(tmp_path, capsys) -> None:
+    import json
+
+    run = _tiny_run(tmp_path)
+    gen = tmp_path / "gen"
+    base = ["generate", "--checkpoint", str(run), "--out", str(gen), "--no-progress"]
+    assert main([*base, "--per-class", "5"]) == 0
+    assert main([*base, "--per-class", "2", "--force"]) == 0
+    manifest = json.loads((gen / "manifest.json").read_text())
+    want = sorted([f"{c}/{i:06d}.png" for c in ("a", "b") for i in range(2)] + ["manifest.json"])
+    assert _files(gen) == want and manifest["per_class"] == 2
+    # A user's own file in the folder: --force refuses and touches nothing.
+    (gen / "a" / "my_photo.png").write_bytes(b"mine")
+    (gen / "notes.txt").write_text("mine")
+    before = _files(gen)
+    capsys.readouterr()
+    _one_line_error(capsys, [*base, "--per-class", "3", "--force"], "did not write", "--force replaces only")
+    assert _files(gen) == before and (gen / "a" / "my_photo.png").read_bytes() == b"mine"
+    # A folder of the user's (no manifest): refused with --force too, nothing overwritten.
+    mine = tmp_path / "mine"
+    (mine / "a").mkdir(parents=True)
+    (mine / "a" / "000000.png").write_bytes(b"not ours")
+    _one_line_error(capsys, ["generate", "--checkpoint", str(run), "--out", str(mine), "--per-class", "1",
+                             "--force", "--no-progress"], "did not write")  # fmt: skip
+    assert (mine / "a" / "000000.png").read_bytes() == b"not ours"

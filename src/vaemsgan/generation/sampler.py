@@ -7,6 +7,7 @@ exactly the missing files and the result is identical to an uninterrupted run.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,9 +182,49 @@ def generate_folder(
 # written last. A rerun with --resume and the same settings writes exactly the missing files.
 
 
+# What a generation writes: manifest, marker, and <class>/NNNNNN.png (generate) or NNNNNN_VVV.png (variations).
+_GENERATED_IMAGE = re.compile(r"^\d{6}(_\d{3})?\.png$")
+
+
+def earlier_output(out: Path) -> tuple[list[Path], list[Path]]:
+    """(files an earlier generation wrote, every other file) in `out`. Only a folder with a manifest or an
+    incomplete-marker holds an earlier generation; its files are the manifest, the marker and the
+    generated-image names one level down. Hidden temporaries of an interrupted atomic write count as its."""
+    if not out.is_dir():
+        return [], []
+    ours_here = (out / MANIFEST).is_file() or (out / PARTIAL).is_file()
+    ours, other = [], []
+    for p in sorted(out.rglob("*")):
+        if p.is_dir() and not p.is_symlink():
+            continue
+        rel = p.relative_to(out).parts
+        generated = (len(rel) == 1 and rel[0] in (MANIFEST, PARTIAL)) or (
+            len(rel) == 2 and (bool(_GENERATED_IMAGE.match(rel[1])) or rel[1].startswith("."))
+        )
+        (ours if ours_here and generated and not p.is_symlink() else other).append(p)
+    return ours, other
+
+
+def clear_earlier_output(out: Path) -> int:
+    """`--force`: remove what an earlier generation wrote, so the folder ends holding exactly what the new
+    manifest lists; refuse (one line) when it holds files vaemsgan did not write. Returns files removed."""
+    ours, other = earlier_output(out)
+    if other:
+        raise OutputExistsError(
+            f"{out}: holds {len(other)} file(s) an earlier vaemsgan generation did not write (e.g. "
+            f"{other[0]}): --force replaces only an earlier generation; move them or choose an empty folder"
+        )
+    for p in ours:
+        p.unlink()
+    for d in sorted((p for p in out.iterdir() if p.is_dir()), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    return len(ours)
+
+
 def open_output(out: Path, settings: dict[str, Any], *, force: bool, resume: bool) -> Path:
-    """Check that `out` may be written (empty, --force, or --resume of a run with the same `settings`),
-    create it and mark it incomplete. Returns the marker's path."""
+    """Check that `out` may be written (empty, --force over an earlier generation, or --resume of a run with
+    the same `settings`), create it and mark it incomplete. Returns the marker's path."""
     partial = out / PARTIAL
     if resume and (partial.is_file() or (out / MANIFEST).is_file()):
         # An interrupted run left the marker; a finished one its manifest: either names the settings.
@@ -202,6 +243,8 @@ def open_output(out: Path, settings: dict[str, Any], *, force: bool, resume: boo
             f"{out}: output folder exists and is not empty; use --force to overwrite "
             f"(or --resume to finish an interrupted generation)"
         )
+    elif force and out.is_dir() and any(out.iterdir()):
+        clear_earlier_output(out)
     prepare_output_dir(out, force=True)
     atomic_write_json(partial, settings)
     return partial
