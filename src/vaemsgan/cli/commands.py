@@ -20,6 +20,7 @@ from vaemsgan.cli.options import (
     MAX_STEPS,
     Num,
     NumList,
+    add_crop_option,
     add_limit_options,
 )
 from vaemsgan.cli.paths import refuse_nested
@@ -64,12 +65,7 @@ def _add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None
         metavar="N",
         help="seeded subset of N training images per class",
     )
-    g.add_argument(
-        "--crop",
-        type=Num.key("data.crop"),
-        metavar="N",
-        help="keep the centre N x N source pixels of each image before resizing (SAR chips: 64-88)",
-    )
+    add_crop_option(g, "keep the centre N x N source pixels of each image before resizing (SAR chips: 64-88)")
     g.add_argument("--classes", type=CLASSES, help="comma-separated class names to keep")
     g.add_argument("--strict", action="store_true", help="fail on non-image files instead of skipping them")
 
@@ -724,9 +720,7 @@ def add_check_data(sub: Any) -> None:
     p.add_argument(
         "--per-class", type=Num.key("data.per_class"), help="a problem when a class has fewer images"
     )
-    p.add_argument(
-        "--crop", type=Num.key("data.crop"), metavar="N", help="say what a centre crop of N pixels keeps"
-    )
+    add_crop_option(p, "say what a centre crop of N source pixels keeps")
     p.add_argument(
         "--preview",
         metavar="PNG",

@@ -6,7 +6,15 @@ import argparse
 from dataclasses import replace
 from typing import Any
 
-from vaemsgan.cli.options import MAX_GENERATED_PER_CLASS, MAX_SEED, MAX_STEPS, Num, NumList, add_limit_options
+from vaemsgan.cli.options import (
+    MAX_GENERATED_PER_CLASS,
+    MAX_SEED,
+    MAX_STEPS,
+    Num,
+    NumList,
+    add_crop_option,
+    add_limit_options,
+)
 
 SEED = Num(int, 0, MAX_SEED)
 STEPS = Num(int, 1, MAX_STEPS)
@@ -131,11 +139,8 @@ def add_evaluate(sub: Any) -> None:
         help="image size (default: the model's, the manifest's or the images')",
     )
     p.add_argument("--channels", type=Num(int, 1, 3, values=(1, 3)), help="1 = grey, 3 = RGB")
-    p.add_argument(
-        "--crop",
-        type=Num.key("data.crop"),
-        metavar="N",
-        help="centre crop of the real images before resizing (default: the model's or the manifest's)",
+    add_crop_option(
+        p, "centre crop of the real images before resizing (default: the model's or the manifest's)"
     )
     p.add_argument(
         "--threads", type=Num.key("train.threads"), default=0, help="CPU threads (0 = physical cores)"

@@ -207,3 +207,8 @@ def numeric_actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse
             for name, sub in action.choices.items():
                 out += [(name, a) for a in sub._actions if a.option_strings]
     return out
+
+
+def add_crop_option(p: Any, what: str) -> None:
+    """`--crop N` (config key data.crop) on a parser or group: `what` says what it does there."""
+    p.add_argument("--crop", type=Num.key("data.crop"), metavar="N", help=what)

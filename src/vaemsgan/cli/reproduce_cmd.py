@@ -13,6 +13,7 @@ from vaemsgan.cli.options import (
     MAX_STEPS,
     Num,
     NumList,
+    add_crop_option,
     add_limit_options,
 )
 from vaemsgan.errors import ConfigError
@@ -51,11 +52,8 @@ def add_reproduce(sub: Any) -> None:
         type=Num.key("data.resolution", values=(16, 32, 64, 128, 256)),
         help="image size (32; mstar: 64)",
     )
-    p.add_argument(
-        "--crop",
-        type=Num.key("data.crop"),
-        metavar="N",
-        help="centre crop of N x N source pixels of every image before resizing (SAR chips: 64-88; mstar: 64)",
+    add_crop_option(
+        p, "centre crop of N x N source pixels of every image before resizing (SAR chips: 64-88; mstar: 64)"
     )
     p.add_argument(
         "--parts",

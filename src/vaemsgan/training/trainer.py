@@ -656,20 +656,20 @@ class Trainer:
 
     @torch.no_grad()
     def sample_images(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """uint8 CPU images of latents `z` (labels `y`), drawn as `save_samples` draws: the monitor's `SampleFn`."""
+        """uint8 CPU images of latents `z` (labels `y`), drawn from a copy of the sampling generator whose
+        BatchNorm statistics are recomputed for prior latents (see recalibrate_batchnorm: the training
+        statistics mix posterior and prior inputs), `inference_batch` images per call: the sample grid's
+        and the monitor's `SampleFn`."""
         gen = copy.deepcopy(self.sampling_generator())
+        b = inference_batch(self.cfg.data.resolution)
         recalibrate_batchnorm(
             gen,
             prior_batches(
-                self.cfg.model.latent_dim,
-                self.num_classes,
-                self.conditional,
-                self.device,
-                batch_size=inference_batch(self.cfg.data.resolution),
+                self.cfg.model.latent_dim, self.num_classes, self.conditional, self.device, batch_size=b
             ),
         )
         gen.eval()
-        outs, b = [], inference_batch(self.cfg.data.resolution)
+        outs = []
         for s in range(0, len(z), b):
             ys = y[s : s + b].to(self.device) if y is not None else None
             outs.append(to_uint8(gen(z[s : s + b].to(self.device), ys)).cpu())
@@ -695,29 +695,7 @@ class Trainer:
         """The sample grid: RUN/samples.png and RUN/samples/step-N.png, or only `path` when given."""
         if not self.is_main:
             return self.run_dir / "samples.png"
-        # Sample from a copy with BatchNorm statistics recomputed for prior latents (see
-        # recalibrate_batchnorm): the training statistics mix posterior and prior inputs.
-        g = copy.deepcopy(self.sampling_generator())
-        recalibrate_batchnorm(
-            g,
-            prior_batches(
-                self.cfg.model.latent_dim,
-                self.num_classes,
-                self.conditional,
-                self.device,
-                batch_size=inference_batch(self.cfg.data.resolution),
-            ),
-        )
-        g.eval()
-        b = inference_batch(self.cfg.data.resolution)
-        imgs = torch.cat(
-            [
-                to_uint8(
-                    g(self.grid_z[i : i + b], self.grid_y[i : i + b] if self.conditional else None)
-                ).cpu()
-                for i in range(0, len(self.grid_z), b)
-            ]
-        )
+        imgs = self.sample_images(self.grid_z, self.grid_y if self.conditional else None)
         grid = make_grid(imgs, nrow=8)
         if path is not None:
             return save_png(path, grid)
