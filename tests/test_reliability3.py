@@ -315,3 +315,46 @@ def test_force_leaves_exactly_what_the_manifest_says(tmp_path, capsys) -> None:
     _one_line_error(capsys, ["generate", "--checkpoint", str(run), "--out", str(mine), "--per-class", "1",
                              "--force", "--no-progress"], "did not write")  # fmt: skip
     assert (mine / "a" / "000000.png").read_bytes() == b"not ours"
+
+
+def test_force_on_reports_reconstructions_and_the_demo_replaces_only_their_own_files(
+    tmp_path, capsys
+) -> None:
+    from vaemsgan.evaluation.evaluate import clear_earlier_report
+
+    report = tmp_path / "report"
+    report.mkdir()
+    for name in ("report.html", "metrics.json", "augmentation_gain.png"):
+        (report / name).write_text("old")
+    clear_earlier_report(report)
+    assert list(report.iterdir()) == []  # an old gain plot does not outlive a report without one
+    (report / "my_notes.txt").write_text("mine")
+    import pytest
+
+    from vaemsgan.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match="did not write"):
+        clear_earlier_report(report)
+    assert (report / "my_notes.txt").read_text() == "mine"
+    # reconstruct --force: its manifest names what it wrote.
+    run = _tiny_run(tmp_path)
+    src = _folder(tmp_path / "src", n=2)
+    rec = tmp_path / "rec"
+    base = ["reconstruct", "--checkpoint", str(run), "--input", str(src), "--out", str(rec)]
+    assert main(base) == 0
+    assert main([*base, "--force"]) == 0
+    assert _files(rec) == sorted(
+        [f"{c}/{i}.png" for c in ("a", "b") for i in range(2)] + ["reconstruct.json"]
+    )
+    (rec / "a" / "mine.png").write_bytes(b"mine")
+    capsys.readouterr()
+    _one_line_error(capsys, [*base, "--force"], "did not write")
+    assert (rec / "a" / "mine.png").read_bytes() == b"mine"
+    # demo --force: its run/ must be a vaemsgan run.
+    demo = tmp_path / "demo"
+    (demo / "run").mkdir(parents=True)
+    (demo / "run" / "thesis.tex").write_text("mine")
+    _one_line_error(
+        capsys, ["demo", "--out", str(demo), "--force", "--steps", "1", "--no-progress"], "not a vaemsgan run"
+    )
+    assert (demo / "run" / "thesis.tex").read_text() == "mine"

@@ -628,7 +628,7 @@ def add_reconstruct(sub: Any) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from vaemsgan.api import load
     from vaemsgan.data.imagefolder import IMAGE_EXTENSIONS, SkipImage, decode_file
-    from vaemsgan.utils.io import prepare_output_dir, save_png
+    from vaemsgan.utils.io import atomic_write_json, prepare_output_dir, save_png
 
     model = load(args.checkpoint, device=_device(args.device))
     src = Path(args.input)
@@ -664,11 +664,43 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         except SkipImage as exc:
             raise DataError(f"{f}: {exc}") from None
     out = prepare_output_dir(args.out, args.force)
+    if args.force:
+        _clear_earlier_reconstruction(out)
     recs = model.reconstruct(torch.stack(arrays), torch.tensor(labels) if model.conditional else None)
+    written = []
     for f, r in zip(files, recs):
-        save_png(out / f.relative_to(src).with_suffix(".png"), r.permute(1, 2, 0).numpy(), fsync=False)
+        rel = f.relative_to(src).with_suffix(".png")
+        save_png(out / rel, r.permute(1, 2, 0).numpy(), fsync=False)
+        written.append(rel.as_posix())
+    atomic_write_json(out / RECONSTRUCT_MANIFEST, {"checkpoint": str(model.checkpoint), "files": written})
     print(f"reconstructed {len(files)} images into {out}")
     return 0
+
+
+RECONSTRUCT_MANIFEST = "reconstruct.json"  # the files `reconstruct` wrote: what a later --force may replace
+
+
+def _clear_earlier_reconstruction(out: Path) -> None:
+    """`--force`: remove what an earlier `reconstruct` wrote (its manifest's files), so the folder holds exactly
+    the new run's; refuse (one line, nothing touched) when the folder holds files it did not write."""
+    import json
+
+    manifest = out / RECONSTRUCT_MANIFEST
+    ours: set[Path] = set()
+    if manifest.is_file():
+        try:
+            ours = {out / f for f in json.loads(manifest.read_text()).get("files", [])} | {manifest}
+        except (OSError, ValueError, AttributeError, TypeError):
+            ours = set()
+    files = [p for p in sorted(out.rglob("*")) if p.is_file() or p.is_symlink()]
+    other = [p for p in files if p not in ours]
+    if other:
+        raise OutputExistsError(
+            f"{out}: holds {len(other)} file(s) an earlier `vaemsgan reconstruct` did not write (e.g. {other[0]}): "
+            "--force replaces only an earlier reconstruction; move them or choose an empty folder"
+        )
+    for p in files:
+        p.unlink()
 
 
 def add_interpolate(sub: Any) -> None:
@@ -854,6 +886,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data = load_images("fashion-mnist-mini", resolution=cfg.data.resolution, channels=cfg.data.channels)
     _report_data(data)
     if run.exists():
+        # --force replaces an earlier demo's run, never a folder of the user's that happens to be there.
+        if not (run / "config.yaml").is_file() and not (run / "checkpoints").is_dir():
+            raise OutputExistsError(
+                f"{run}: is not a vaemsgan run (no config.yaml, no checkpoints/): the demo replaces only its own "
+                "earlier run; move it or choose another --out"
+            )
         shutil.rmtree(run)
     trainer = Trainer(cfg, data, run, progress=not args.no_progress, monitor=Monitor(cfg, data, run))
     print(f"training preset 'default' for up to {cfg.train.steps} steps or {args.minutes:g} minutes")

@@ -198,6 +198,24 @@ def load_real(
     )
 
 
+REPORT_FILES = ("report.html", "metrics.json", "augmentation_gain.png")  # all that `evaluate` writes
+
+
+def clear_earlier_report(out: Path) -> None:
+    """`--force`: remove an earlier report (REPORT_FILES), so the folder holds only the new one; refuse (one
+    line, nothing touched) when the folder holds anything else (hidden files, such as the temporaries of an
+    interrupted atomic write, are left alone)."""
+    other = sorted(p for p in out.iterdir() if p.name not in REPORT_FILES and not p.name.startswith("."))
+    if other:
+        raise OutputExistsError(
+            f"{out}: holds {len(other)} item(s) `evaluate` did not write (e.g. {other[0]}): --force replaces only "
+            "an earlier report; move them or choose an empty folder"
+        )
+    for p in out.iterdir():
+        if p.is_file() and p.name in REPORT_FILES:
+            p.unlink()
+
+
 def refuse_same_folder(real: str | Path, generated: str | Path) -> None:
     """ConfigError when the generated folder is the real one, or one holds the other (links resolved): the
     generated images would be judged against themselves, and every verdict would be meaningless."""
@@ -451,8 +469,10 @@ def evaluate(
     if generated is not None:
         refuse_same_folder(real, generated)
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not opts.force:
-        raise OutputExistsError(f"{out}: report folder exists and is not empty; use --force to overwrite")
+    if out.is_dir() and any(out.iterdir()):
+        if not opts.force:
+            raise OutputExistsError(f"{out}: report folder exists and is not empty; use --force to overwrite")
+        clear_earlier_report(out)
     log = _Progress(opts.progress)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
