@@ -123,6 +123,11 @@ def _train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict
 
 
 # ---------------------------------------------------------------------------------------------- reference
+def reference_per_class(train: ImageSet, opts: Any) -> int:
+    """Images per class of the TRTR/TSTR classifiers: the generated count, at most the smallest real class."""
+    return min(opts.per_class_generated, min(train.counts()))
+
+
 def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dict[str, Any]:
     """TRTR on `per_class` real images per class and on all real images, per classifier seed (cached)."""
     from vaemsgan.evaluation.classifier import accuracy, new_classifier, train_classifier
@@ -471,8 +476,7 @@ def run_curves(
     for plan in plans:
         train_curve_run(plan, ctx, opts, marks_for_seed(marks, plan.seed))
     real = ctx.real(None)
-    k = min(opts.per_class_generated, min(real.train.counts()))
-    ref = reference_classifiers(ctx, opts, out, k)
+    ref = reference_classifiers(ctx, opts, out, reference_per_class(real.train, opts))
     points = []
     for plan in plans:
         for m in marks_for_seed(marks, plan.seed):

@@ -26,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
 from vaemsgan.experiments import curves, gain_study
 from vaemsgan.experiments.registry import GAIN_RUNS, MSTAR_CURVE_RUNS, ExperimentSpec
@@ -70,8 +71,6 @@ def plan_mstar(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> dict[s
     parts = opts.parts or list(PARTS)
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
-        from vaemsgan.errors import ConfigError
-
         raise ConfigError(
             f"--parts: unknown part(s) {', '.join(unknown)} of mstar; choose from {', '.join(PARTS)}"
         )
@@ -86,8 +85,9 @@ def judge(ctx: Context, opts: ReproduceOptions, out: Path) -> dict[str, Any]:
     """The judge's accuracy on the test split (`val/`), per seed: the curves' TRTR on all training chips
     (cached in OUT/curves/reference, so the curves reuse it)."""
     real = ctx.real(None)
-    k = min(opts.per_class_generated, min(real.train.counts()))
-    ref = curves.reference_classifiers(ctx, opts, out / "curves", k)
+    ref = curves.reference_classifiers(
+        ctx, opts, out / "curves", curves.reference_per_class(real.train, opts)
+    )
     acc = [float(a) for a in ref["trtr_all"]]
     mean = sum(acc) / len(acc)
     return {
