@@ -2,6 +2,7 @@
 chips at 64 px and print its accuracy on val/ as one JSON line (one thread; CPU seconds counted).
 
     python scripts/mstar_judge_screen.py --crop 64 --steps 1500 --width 16 --pad 6 --seed 0
+    python scripts/mstar_judge_screen.py --crop 64 --steps 1500 --width 16 --pad 6 --standardize --seed 0
     python scripts/mstar_judge_screen.py --crop 0 ...            # whole chips resized to 64
     python scripts/mstar_judge_screen.py --context 80 ...        # random 64 crops of the centre 80 of the chip
 """
@@ -97,6 +98,9 @@ def main() -> None:
     p.add_argument("--policy", default="standard", choices=["standard", "classical", "none"])
     p.add_argument("--summary", type=int, default=4, help="spatial summary before the features (1: global)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument(
+        "--standardize", action="store_true", help="standardise each chip (zero mean, unit std) first"
+    )
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if not (Path(a.data) / "train").is_dir():
@@ -105,6 +109,7 @@ def main() -> None:
     cfg = ClassifierConfig(
         width=a.width, max_width=8 * a.width, depth=a.depth, convs_per_block=a.convs_per_block, steps=a.steps,
         flip=a.flip, crop_pad=a.pad, summary=a.summary, weight_decay=a.weight_decay,
+        standardize=a.standardize,
     )  # fmt: skip
     val = load_images(a.data, split="val", resolution=64, crop=a.crop or None)
     t0 = time.process_time()
