@@ -3,6 +3,7 @@ chips at 64 px and print its accuracy on val/ as one JSON line (one thread; CPU 
 
     python scripts/mstar_judge_screen.py --crop 64 --steps 1500 --width 16 --pad 6 --seed 0
     python scripts/mstar_judge_screen.py --crop 64 --steps 1500 --width 16 --pad 6 --standardize --seed 0
+    python scripts/mstar_judge_screen.py --crop 64 --steps 1500 --width 16 --pad 6 --standardize --gamma 1.5
     python scripts/mstar_judge_screen.py --crop 0 ...            # whole chips resized to 64
     python scripts/mstar_judge_screen.py --context 80 ...        # random 64 crops of the centre 80 of the chip
 """
@@ -101,6 +102,7 @@ def main() -> None:
     p.add_argument(
         "--standardize", action="store_true", help="standardise each chip (zero mean, unit std) first"
     )
+    p.add_argument("--gamma", type=float, default=1.0, help="random gamma in [1/G, G] (1: off)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if not (Path(a.data) / "train").is_dir():
@@ -109,7 +111,7 @@ def main() -> None:
     cfg = ClassifierConfig(
         width=a.width, max_width=8 * a.width, depth=a.depth, convs_per_block=a.convs_per_block, steps=a.steps,
         flip=a.flip, crop_pad=a.pad, summary=a.summary, weight_decay=a.weight_decay,
-        standardize=a.standardize,
+        standardize=a.standardize, gamma=a.gamma,
     )  # fmt: skip
     val = load_images(a.data, split="val", resolution=64, crop=a.crop or None)
     t0 = time.process_time()

@@ -66,3 +66,29 @@ def test_cache_keys_without_standardize_are_unchanged() -> None:
     assert "standardize" not in ClassifierConfig().to_dict()  # keys made before the option existed
     assert ClassifierConfig(standardize=True).to_dict()["standardize"] is True
     assert classifier_preset("small").standardize is False
+
+
+def test_random_gamma_bends_intensities_within_its_range_and_keeps_black_and_white() -> None:
+    from vaemsgan.evaluation.classifier import random_gamma
+
+    u = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    x = (u * 2 - 1).view(1, 1, 1, 4).repeat(200, 1, 1, 1)  # [-1, 1] images of four grey levels
+    out = (random_gamma(x, 2.0, torch.Generator().manual_seed(0)) + 1) / 2
+    assert torch.allclose(out[..., 0], torch.zeros(200)) and torch.allclose(out[..., 3], torch.ones(200))
+    q = out[:, 0, 0, 1]  # 0.25 ** g with g in [1/2, 2]: between 0.0625 and 0.5
+    assert q.min() >= 0.0625 - 1e-6 and q.max() <= 0.5 + 1e-6
+    assert q.min() < 0.1 and q.max() > 0.4  # the whole range is drawn, both darker and brighter
+    assert (out[:, 0, 0, 1] < out[:, 0, 0, 2]).all()  # monotonic: the order of grey levels is kept
+    same = random_gamma(x, 2.0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, random_gamma(x, 2.0, torch.Generator().manual_seed(0)))  # seeded
+
+
+def test_gamma_out_of_range_is_refused() -> None:
+    import pytest
+
+    from vaemsgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gamma"):
+        ClassifierConfig(gamma=0.5).validate()
+    assert "gamma" not in ClassifierConfig().to_dict()
+    assert classifier_preset("sar").gamma > 1 and classifier_preset("sar").standardize

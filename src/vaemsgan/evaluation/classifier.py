@@ -53,6 +53,10 @@ class ClassifierConfig:
     # ignores a chip's overall brightness and contrast, which shift between SAR acquisitions (MSTAR's 17 vs
     # 15 degree depression angles) and say nothing of the target's class.
     standardize: bool = False
+    # Random gamma per training image, u -> u**g on [0, 1] intensities with log g uniform in
+    # [-log gamma, log gamma] (1 = off): a nonlinear brightness change that standardising cannot undo. SAR
+    # returns change that way between acquisitions; on MSTAR it took the judge from 95% to 99% on val/.
+    gamma: float = 1.0
 
     def validate(self) -> ClassifierConfig:
         for name in ("width", "max_width", "depth", "convs_per_block", "feature_dim", "steps", "batch_size"):
@@ -60,6 +64,8 @@ class ClassifierConfig:
                 raise ConfigError(f"classifier {name} must be at least 1, got {getattr(self, name)}")
         if self.summary < 1:
             raise ConfigError(f"classifier summary must be at least 1, got {self.summary}")
+        if not 1.0 <= self.gamma <= 10.0:
+            raise ConfigError(f"classifier gamma must be in [1, 10] (1 = off), got {self.gamma}")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.warmup < 1 or self.crop_pad < 0:
             raise ConfigError(f"classifier lr/weight_decay/warmup/crop_pad out of range: {asdict(self)}")
         return self
@@ -71,6 +77,8 @@ class ClassifierConfig:
             del d["summary"]
         if not d["standardize"]:
             del d["standardize"]
+        if d["gamma"] == 1.0:
+            del d["gamma"]
         return d
 
 
@@ -83,7 +91,7 @@ class ClassifierConfig:
 CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
     "small": ClassifierConfig(),
     "sar": ClassifierConfig(
-        width=16, max_width=128, depth=4, steps=1500, flip=False, crop_pad=6, standardize=True
+        width=16, max_width=128, depth=4, steps=1500, flip=False, crop_pad=6, standardize=True, gamma=1.5
     ),
 }
 
@@ -181,6 +189,13 @@ def augment_batch(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -
     return x.contiguous()
 
 
+def random_gamma(x: torch.Tensor, gamma: float, gen: torch.Generator) -> torch.Tensor:
+    """Each image's [0, 1] intensities (x in [-1, 1]) raised to its own power g, log g ~ U[-log gamma,
+    log gamma]; 0 and 1 stay where they are."""
+    g = torch.exp((torch.rand(len(x), 1, 1, 1, generator=gen) * 2 - 1) * math.log(gamma))
+    return ((x + 1) / 2).clamp_min(0) ** g * 2 - 1
+
+
 AUGMENT_POLICIES = ("none", "standard", "classical")
 ROTATE_DEGREES = 5.0  # classical policy: rotation drawn uniformly from [-5, 5] degrees
 SCALE_RANGE = (0.9, 1.1)  # classical policy: isotropic scale drawn uniformly from this range
@@ -202,6 +217,7 @@ def augment_policy(name: str | bool, cfg: ClassifierConfig) -> dict[str, Any]:
         "flip": bool(cfg.flip and on),
         "rotate_degrees": ROTATE_DEGREES if classical else 0.0,
         "scale": list(SCALE_RANGE) if classical else [1.0, 1.0],
+        "gamma": cfg.gamma if on else 1.0,
     }
 
 
@@ -302,6 +318,8 @@ def train_classifier(
         idx = perm[pos : pos + bs]
         pos += bs
         x = to_float(images[idx])
+        if cfg.gamma != 1.0 and policy != "none":
+            x = random_gamma(x, cfg.gamma, gen)
         if cfg.standardize:  # before the shifts, so that their zero padding is each image's mean
             x = standardize_images(x)
         if policy == "standard":
