@@ -5,7 +5,7 @@ Three parts, each a driver the runner's helpers already serve, on the same real 
 `--resolution` 64 with the centre `--crop` of 64 source pixels, as `vaemsgan train` loads them; `val/` is the
 test split) and the same judge (`--classifier sar`, evaluation/classifier.py):
 
-1. judge     the credible classifier: trained on all training chips with random shifts, `--eval-seeds`
+1. judge     the credible classifier: trained on all training chips with random shifts and gammas, `--eval-seeds`
              seeds, its accuracy on `val/` (the TRTR of every table below; target >= 97%).
 2. curves    learning curves (experiments/curves.py) of `scarce` (ours for small sets), the AC-GAN
              attribution run, `cdcgan-wgan-gp` (the paper's baseline) and `paper` (the paper's network), on
