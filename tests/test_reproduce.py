@@ -8,9 +8,11 @@ subset at 16 px with 3 training steps; every other experiment is checked through
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaemsgan.cli.main import main
 from vaemsgan.config import apply_overrides
@@ -244,6 +246,56 @@ def test_curves_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Captu
     assert "train default" not in capsys.readouterr().err
     assert "`default`: ours" in (out / "screen.md").read_text()
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/curve/*.json")} == evaluated
+
+
+def test_curves_no_train_evaluates_what_is_there_and_table2_per_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--no-train` (a second worker beside the trainer) trains nothing and evaluates the snapshots that
+    exist; every evaluated snapshot carries the paper's Table-2 statistics per class and a real-vs-generated
+    grid; an experiment that must train refuses `--no-train` in one line."""
+    out = tmp_path / "curves"
+    args = ["reproduce", "curves", "--out", str(out), *QUICK, "--runs", "default"]
+    assert main([*args, "--no-train"]) == 0  # nothing trained yet: nothing to evaluate, no crash
+    err = capsys.readouterr().err
+    assert "train default" not in err and not list(out.glob("runs/*/curve/*.json"))
+    assert not (out / "runs" / "default" / "train").exists()
+    assert main(args) == 0
+    capsys.readouterr()
+    done = sorted(out.glob("runs/default/curve/*.json"))
+    assert len(done) == 2
+    for path in done:
+        res = json.loads(path.read_text())
+        stats = res["class_statistics"]
+        assert set(stats) == {"generated", "real_train", "real_test"}
+        for side in stats.values():
+            assert set(side) == {"mean", "std", "entropy", "laplacian_var"}
+            assert all(len(v) == len(res["class_names"]) for v in side.values())
+        assert 0 <= stats["real_train"]["mean"][0] <= 255 and stats["real_train"]["entropy"][1] <= 8
+        grid = path.with_name(path.stem + "-real-vs-generated.png")
+        assert grid.stat().st_size > 0
+    assert "Table-2 statistics per class" in (out / "curves.md").read_text()
+    row = json.loads((out / "curves.json").read_text())["rows"][0]
+    assert set(row["table2_gap_pct"]) == {"mean", "std", "entropy", "laplacian_var"}
+    done[0].unlink()
+    assert main([*args, "--no-train"]) == 0
+    err = capsys.readouterr().err
+    assert "train default" not in err and done[0].is_file()  # evaluated again, nothing trained
+    assert main(["reproduce", "gain", "--out", str(tmp_path / "g"), *QUICK, "--no-train"]) == 2
+    assert "--no-train: only learning curves evaluate without training" in capsys.readouterr().err
+
+
+def test_table2_gaps_known_answer() -> None:
+    from vaemsgan.experiments.curves import TABLE2_STATISTICS, _class_means, table2_gaps
+
+    labels = torch.tensor([0, 0, 1])
+    stats = {s: torch.tensor([100.0, 120.0, 50.0], dtype=torch.float64) for s in TABLE2_STATISTICS}
+    means = _class_means(stats, labels, 3)
+    assert means["mean"][:2] == [110.0, 50.0] and math.isnan(means["mean"][2])
+    gen = {s: [121.0, 45.0, 1.0] for s in TABLE2_STATISTICS}
+    gaps = table2_gaps({"generated": gen, "real_train": means})
+    assert gaps["std"][0] == pytest.approx(10.0) and gaps["std"][1] == pytest.approx(-10.0)
+    assert math.isnan(gaps["std"][2])
 
 
 def test_screen_runs_change_one_thing_each() -> None:

@@ -152,6 +152,12 @@ def add_reproduce(sub: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="smoke test: tiny networks, 3 steps, minimal evaluation"
     )
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="curves: evaluate the snapshots already there and train nothing (a second worker beside the one "
+        "training: snapshots not yet written are left for a later call)",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_limit_options(p)
     p.set_defaults(func=cmd_reproduce)
@@ -219,6 +225,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         cache_dir=args.cache_dir,
         force=args.force,
         progress=not args.no_progress,
+        train=not args.no_train,
         marks=_marks(args.marks) if args.marks else list(d["marks"]),
         gain_per_class=sorted(set(args.gain_per_class)) if args.gain_per_class else d["gain_per_class"],
         **extra,

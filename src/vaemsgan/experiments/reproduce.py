@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from vaemsgan.errors import OutputExistsError
+from vaemsgan.errors import ConfigError, OutputExistsError
 from vaemsgan.experiments import curves, gain_study, mstar
 from vaemsgan.experiments.registry import expand
 from vaemsgan.experiments.runner import (
@@ -44,6 +44,16 @@ def reproduce(
     ctx = Context(opts, log)
     # Plans first: a bad --set key fails now, not after an hour of training.
     plans: dict[str, Any] = {}
+    if not opts.train:
+        for exp in exps:
+            trains = (
+                [p for p in (opts.parts or list(mstar.PARTS)) if p == "gain"] if "mstar" in exp.parts else []
+            )
+            if "curve" not in exp.parts and ("mstar" not in exp.parts or trains):
+                raise ConfigError(
+                    f"--no-train: only learning curves evaluate without training ({exp.name}"
+                    f"{' --parts gain' if trains else ''} trains its models); drop --no-train"
+                )
     for exp in exps:
         if "gain" in exp.parts:  # one set of runs per real-set size (experiments/gain_study.py)
             plans[exp.name] = gain_study.plan_gain(exp, out, opts)

@@ -89,6 +89,7 @@ class ReproduceOptions:
     force: bool = False
     quick: bool = False
     progress: bool = True
+    train: bool = True  # False: `curves` evaluates the snapshots already there, training nothing (--no-train)
     marks: list[float] = field(default_factory=lambda: [2.0, 5.0, 15.0, 30.0, 60.0])  # `curves` snapshots
     gain_per_class: list[int] | None = None  # `gain`: real images per class (None: DEFAULT_GAIN_PER_CLASS)
     gain_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # `gain`: synthetic / real
