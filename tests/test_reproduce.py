@@ -256,7 +256,13 @@ def test_curves_no_train_evaluates_what_is_there_and_table2_per_class(
     grid; an experiment that must train refuses `--no-train` in one line."""
     out = tmp_path / "curves"
     args = ["reproduce", "curves", "--out", str(out), *QUICK, "--runs", "default"]
-    assert main([*args, "--no-train"]) == 0  # nothing trained yet: nothing to evaluate, no crash
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:  # --threads 1 (QUICK) holds where nothing trains too: the judge and the evaluations use 1 thread
+        assert main([*args, "--no-train"]) == 0  # nothing trained yet: nothing to evaluate, no crash
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     err = capsys.readouterr().err
     assert "train default" not in err and not list(out.glob("runs/*/curve/*.json"))
     assert not (out / "runs" / "default" / "train").exists()

@@ -41,6 +41,10 @@ def reproduce(
         raise OutputExistsError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     log = log or _logger(True)  # progress lines go to stderr always; --no-progress only hides bars
+    if opts.threads > 0:  # every part honours --threads, the judge and evaluations too (not only training)
+        from vaemsgan.training.trainer import set_threads
+
+        set_threads(opts.threads)
     ctx = Context(opts, log)
     # Plans first: a bad --set key fails now, not after an hour of training.
     plans: dict[str, Any] = {}
