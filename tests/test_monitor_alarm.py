@@ -62,11 +62,29 @@ def test_a_fall_from_a_good_state_is_still_a_collapse(tmp_path, tiny_config, tin
     )
     verdicts = _checks(mon, range(100, 800, 100), [])
     assert verdicts[:6] == [None] * 6 and "best 800 (step 500)" in verdicts[6]
-    # A first check that is already good (KID never falls 4x): coverage 0.5 or more says the run had quality.
-    mon = _monitor(tmp_path, tiny_config, tiny_images, [(2.0, 0.7), (1.5, 0.8), (9.0, 0.3), (9.0, 0.3)])
-    assert _checks(mon, range(100, 500, 100), [])[3] is not None
-    mon = _monitor(tmp_path, tiny_config, tiny_images, [(2.0, 0.3), (1.5, 0.4), (9.0, 0.3), (9.0, 0.3)])
-    assert _checks(mon, range(100, 500, 100), []) == [None] * 4
+    # A first check that is already good (KID never falls 4x): coverage 0.5 or more says the run had quality,
+    # from the third check on (the warm-up).
+    good = [(2.0, 0.7), (1.5, 0.8), (1.4, 0.8), (9.0, 0.3), (9.0, 0.3)]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, good)
+    assert _checks(mon, range(100, 600, 100), [])[4] is not None
+    mon = _monitor(
+        tmp_path, tiny_config, tiny_images, [(2.0, 0.3), (1.5, 0.4), (1.4, 0.4), (9.0, 0.3), (9.0, 0.3)]
+    )
+    assert _checks(mon, range(100, 600, 100), []) == [None] * 5
+
+
+def test_quality_is_not_judged_during_the_warm_up(tmp_path, tiny_config, tiny_images) -> None:
+    """One lucky early check is no quality: the 64 px SAR run's KID went 15,466 -> 1,092 -> 2,939 in its first
+    300 steps (noise); a rise from the second check's 1,092 is no collapse."""
+    early = [(15466, 0.0), (1092, 0.04), (4000, 0.08), (4500, 0.05), (5000, 0.05)]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, early)
+    assert _checks(mon, range(100, 600, 100), []) == [None] * 5
+    assert mon.quality_check() is None
+    # The same values from the third check on count: 1,092 <= 15,466 / 4 at step 300, then a 4x rise.
+    later = [(15466, 0.0), (9000, 0.0), (1092, 0.04), (2000, 0.05), (4000, 0.05), (4500, 0.05)]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, later)
+    verdicts = _checks(mon, range(100, 700, 100), [])
+    assert verdicts[:5] == [None] * 5 and "best 1.09e+03 (step 300)" in verdicts[5]
 
 
 def test_after_a_rollback_the_reference_stays_the_run_s_first_check(
@@ -175,5 +193,10 @@ def test_diversity_falling_from_noise_is_no_collapse_warning(tmp_path, tiny_conf
         return [line for line in log if "diversity fell" in line]
 
     assert run([4.7e3, 2.9e3, 2.5e3, 1.9e3], [1.4, 1.1, 0.92, 0.85]) == []  # the MSTAR run's first checks
-    warned = run([400, 50, 40, 45], [1.2, 1.0, 0.6, 0.5])  # quality at step 200, then diversity halves
-    assert len(warned) == 1 and "step 300" in warned[0] and "(1.00 at step 200" in warned[0]
+    # The 64 px SAR run at commit c5acc56 was warned at step 500: from 1.40 (step 200, best KID) to 0.92.
+    assert run([15466, 1092, 2939, 1783, 2342], [1.65, 1.40, 1.16, 1.0, 0.92]) == []
+    # Diversity above the data's own is noise's: a fall from 1.4 counts from 1.0, the data's.
+    assert run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.92, 0.9]) == []
+    assert len(run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.65, 0.6])) == 1
+    warned = run([400, 60, 50, 40, 45], [1.2, 1.0, 0.95, 0.6, 0.5])  # quality at step 300, diversity falls
+    assert len(warned) == 1 and "step 400" in warned[0] and "(0.95 at step 300" in warned[0]

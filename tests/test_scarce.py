@@ -84,10 +84,8 @@ def test_monitor_warns_in_words_on_collapse_and_copies(tiny_run) -> None:
 
     m = Monitor.__new__(Monitor)
     base = {"kid": 0.1, "coverage": 0.5, "diversity_min": 0.8}
-    m.history = [
-        {"step": 100, **base, "diversity": 0.9, "near_copy": 0.01},
-        {"step": 200, **base, "diversity": 0.4, "near_copy": 0.20},
-    ]
+    good = [{"step": s, **base, "diversity": 0.9, "near_copy": 0.01} for s in (100, 200, 300)]  # the warm-up
+    m.history = [*good, {"step": 400, **base, "diversity": 0.4, "near_copy": 0.20}]
     text = " ".join(m.warnings())
     assert "collapsing" in text and "memorising" in text and "20%" in text
     m.history = [{"step": 100, **base, "diversity": 0.9, "near_copy": 0.01}] * 2

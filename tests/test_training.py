@@ -249,6 +249,7 @@ def _scripted_monitor(tr: Trainer, kids: list[float]):
 
     mon = Monitor(tr.cfg, tr.data, tr.run_dir)
     mon.ready = True  # no domain classifier: the values are scripted
+    mon.warmup_checks = 1  # the rollback mechanics, not the warm-up (tests/test_monitor_alarm.py)
     values = iter(kids)
     mon.measure = lambda sample: {  # type: ignore[method-assign]
         "kid": next(values),
@@ -266,11 +267,12 @@ def test_collapse_verdict_needs_two_checks_far_above_the_best() -> None:
 
     mon = object.__new__(Monitor)
     mon.judge_from = 0
-    mon.history = [{"step": 100 * i, "kid": k} for i, k in enumerate([5.0, 1.0, 2.5, 2.9])]
+    # coverage 0.5: the run has reached quality once the warm-up (3 checks) is over
+    mon.history = [{"step": 100 * i, "kid": k, "coverage": 0.5} for i, k in enumerate([5.0, 1.0, 2.5, 2.9])]
     assert mon.collapsed() is None  # noise below 3x the best
-    mon.history += [{"step": 500, "kid": 3.5}]
+    mon.history += [{"step": 500, "kid": 3.5, "coverage": 0.5}]
     assert mon.collapsed() is None  # one check above 3x is not yet a collapse
-    mon.history += [{"step": 600, "kid": 9.0}]
+    mon.history += [{"step": 600, "kid": 9.0, "coverage": 0.5}]
     assert "best 1 (step 100)" in mon.collapsed()
     mon.judge_from = 4  # after a rollback only the checks since then count
     assert mon.collapsed() is None
@@ -307,7 +309,8 @@ def test_resumed_monitor_continues_the_logged_history(tmp_path, tiny_config, tin
             "monitor/best": 1.0,
         },
     ]
-    text = "".join(json.dumps(r) + "\n" for r in logged) + '{"step": 12, "monitor/k'
+    logged.append({**logged[-1], "step": 12})  # a third check: the warm-up is over before the resume
+    text = "".join(json.dumps(r) + "\n" for r in logged) + '{"step": 13, "monitor/k'
     (run / "metrics.jsonl").write_text(text)
     cfg = tiny_config(train={"monitor_every": 5})
     mon = Monitor(cfg, tiny_images, run)
@@ -321,7 +324,7 @@ def test_resumed_monitor_continues_the_logged_history(tmp_path, tiny_config, tin
         "near_copy": 0.0,
     }
     first = mon(lambda z, y: z, 15, lambda s: None)
-    assert [r["step"] for r in mon.history] == [5, 10, 15]
+    assert [r["step"] for r in mon.history] == [5, 10, 12, 15]
     assert mon.history[1]["kid"] == 1.0 and first.collapse is None
     second = mon(lambda z, y: z, 20, lambda s: None)
     assert second.collapse is not None and "best 1 (step 10)" in second.collapse
