@@ -25,7 +25,11 @@ SCRIPT = "train_speed_hires.py"
 # name -> model overrides on top of the preset
 VARIANTS: dict[str, dict[str, Any]] = {
     "before": {"width_resolution": 0},  # widths at full resolution whatever the size (until issue 23)
-    "thin": {"width_resolution": 32},  # full-resolution widths halved per doubling past 32 px
+    "thin": {
+        "width_resolution": 32,
+        "d_strided_stem": False,
+    },  # full-res widths halved per doubling past 32 px
+    "thin+strided": {"width_resolution": 32, "d_strided_stem": True},  # + the critic's 4x4 stride-2 stem
 }
 
 

@@ -148,3 +148,29 @@ def test_spectral_norm_holds_every_critic_weight_near_unit_norm() -> None:
         w = m.weight.detach()
         sigma = torch.linalg.matrix_norm(w.reshape(w.shape[0], -1), ord=2)
         assert abs(float(sigma) - 1.0) < 0.05, (m, float(sigma))
+
+
+def test_thin_high_resolution_layers_and_the_strided_stem() -> None:
+    """Above `width_resolution` (32 for scarce) the full-resolution widths halve and the critic blocks there
+    take `d_hires_kernels`; `d_strided_stem` replaces the full-scale critic's stem and first block by one
+    4x4 stride-2 convolution that still sees every pixel; at 32 px neither changes anything."""
+    thin = build_config("scarce", {"data": {"resolution": 64}})
+    strided = build_config("scarce", {"data": {"resolution": 64}, "model": {"d_strided_stem": True}})
+    a, b = build_networks(thin, 3).critic, build_networks(strided, 3).critic
+    a0, b0 = a.critics[0], b.critics[0]
+    assert a0.stem.out_channels == 8 and a0.stem.stride == (1, 1)  # d_width 16 halved at 64 px
+    assert [len(blk.branches) for blk in a0.blocks] == [1, 2, 2, 2]  # hires kernels [3] above 32 px
+    assert b0.stem.kernel_size == (4, 4) and b0.stem.stride == (2, 2) and b0.stem.out_channels == 16
+    assert len(b0.blocks) == len(a0.blocks) - 1
+    for blk_a, blk_b in zip(a0.blocks[1:], b0.blocks):  # the levels from 32 px down are the same
+        assert count_parameters(blk_a) == count_parameters(blk_b)
+    assert count_parameters(a.critics[1]) == count_parameters(b.critics[1])  # coarser scales keep their stems
+    x = torch.randn(2, 1, 64, 64, requires_grad=True)
+    y = torch.tensor([0, 2])
+    score, _, feats, _ = b(x, y, return_features=True)
+    assert score.shape == (2,) and [f.shape[-1] for f in feats] == [16, 8, 4]
+    assert torch.equal(b.features(x, strided.model.feature_layer), feats[strided.model.feature_layer])
+    (g,) = torch.autograd.grad(b0(x, y)[0].sum(), x)
+    assert bool((g != 0).all())  # every pixel reaches the full-scale score
+    at32 = [build_config("scarce", {"model": {"d_strided_stem": s}}) for s in (False, True)]
+    assert len({count_parameters(build_networks(c, 3).critic) for c in at32}) == 1

@@ -106,6 +106,12 @@ class ModelConfig:
         help="kernel sizes of the critic blocks whose input is larger than width_resolution (the thin "
         "high-resolution blocks; [] = d_kernels)",
     )
+    d_strided_stem: bool = _opt(
+        False,
+        help="a critic whose input is larger than width_resolution starts with a 4x4 stride-2 convolution "
+        "instead of a 3x3 convolution and a block at full resolution: every pixel is seen, once and cheaply "
+        "(FastGAN's critic also halves its input at once); the coarser scales keep their stems",
+    )
 
 
 @dataclass

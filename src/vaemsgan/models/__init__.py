@@ -93,6 +93,7 @@ def build_networks(cfg: Config, num_classes: int) -> Networks:
         coarse_width=m.d_coarse_width,
         hires_kernels=list(m.d_hires_kernels),
         hires_above=m.width_resolution,
+        strided_stem=m.d_strided_stem,
     )
     enc = Encoder(d.resolution, d.channels, m.latent_dim, e_width, m.g_max_width) if m.use_encoder else None
     return Networks(gen, critic, enc)

@@ -90,9 +90,12 @@ class ScaleCritic(nn.Module):
         class_head: bool = False,
         hires_kernels: list[int] | None = None,
         hires_above: int = 0,
+        strided_stem: bool = False,
     ) -> None:
         super().__init__()
-        n_blocks = int(math.log2(resolution // min_res))
+        # A strided stem (model.d_strided_stem) replaces the stem and first block above `hires_above`.
+        stride = 2 if strided_stem and hires_above and resolution > hires_above else 1
+        n_blocks = int(math.log2(resolution // stride // min_res))
 
         def kernels_at(res_in: int) -> list[int]:  # the thin high-resolution blocks may take fewer branches
             return list(hires_kernels) if hires_kernels and hires_above and res_in > hires_above else kernels
@@ -100,19 +103,24 @@ class ScaleCritic(nn.Module):
         def w(res: int) -> int:  # same width schedule at every scale: wider where the image is smaller
             return min(width * (full_resolution // res), max_width)
 
-        self.stem = nn.Conv2d(channels, w(resolution), 3, padding=1)
+        top = resolution // stride  # the resolution the blocks start at
+        self.stem = (
+            nn.Conv2d(channels, w(top), 4, stride=2, padding=1)
+            if stride == 2
+            else nn.Conv2d(channels, w(top), 3, padding=1)
+        )
         self.blocks = nn.ModuleList(
             MultiKernelBlock(
-                w(resolution >> i),
-                w(resolution >> (i + 1)),
-                kernels_at(resolution >> i),
+                w(top >> i),
+                w(top >> (i + 1)),
+                kernels_at(top >> i),
                 norm,
                 pooling,
                 fusion,
             )
             for i in range(n_blocks)
         )
-        c_final = w(resolution >> n_blocks)
+        c_final = w(top >> n_blocks)
         self.head = nn.Linear(c_final * min_res * min_res, 1)
         self.embed = nn.Embedding(num_classes, c_final) if conditional else None
         if self.embed is not None:
@@ -162,6 +170,7 @@ class MultiScaleCritic(nn.Module):
         coarse_width: float = 1.0,
         hires_kernels: list[int] | None = None,
         hires_above: int = 0,
+        strided_stem: bool = False,
     ) -> None:
         super().__init__()
         self.resolution, self.scales, self.conditional = resolution, scales, conditional
@@ -182,6 +191,7 @@ class MultiScaleCritic(nn.Module):
                 class_head,
                 hires_kernels,
                 hires_above,
+                strided_stem,
             )
             for s in range(scales)
         )
