@@ -215,3 +215,21 @@ def test_loss_object_gives_bit_identical_training(case: str, tmp_path, tiny_conf
         return [{k: v for k, v in r.items() if k != "images_per_s"} for r in tr.state.history]
 
     assert logged(new) == logged(ref)  # the same values, logged under the same names
+
+
+def test_the_penalty_interval_above_width_resolution(tmp_path, tiny_config, tiny_images) -> None:
+    """`loss.gp_every_hires` is the lazy-penalty interval for images larger than `model.width_resolution`
+    (here 16 px images, width_resolution 8): R1 at every third critic batch instead of every one."""
+    from vaemsgan.training.loss import penalty_interval
+
+    lazy = {"r1_gamma": 1.0, "gp_every": 1, "gp_every_hires": 3}
+    cfg = tiny_config("default", loss=lazy, model={"width_resolution": 8})
+    assert penalty_interval(cfg) == 3
+    assert penalty_interval(tiny_config("default", loss=lazy, model={"width_resolution": 16})) == 1
+    assert penalty_interval(tiny_config("default", loss=lazy, model={"width_resolution": 0})) == 1
+    no_hires = {**lazy, "gp_every_hires": 0}
+    assert penalty_interval(tiny_config("default", loss=no_hires, model={"width_resolution": 8})) == 1
+    tr = Trainer(cfg, tiny_images, tmp_path / "run", progress=False, log=lambda s: None)
+    x, y = tr.next_batch()
+    with_r1 = [i for i in range(7) if "r1" in tr.loss.critic_loss(x, y, i)[1]]
+    assert with_r1 == [0, 3, 6]

@@ -123,6 +123,13 @@ class LossConfig:
     gp_every: int = _opt(
         1, lo=1, hi=64, help="lazy regularisation: penalty every k critic steps, scaled by k"
     )
+    gp_every_hires: int = _opt(
+        0,
+        lo=0,
+        hi=64,
+        help="gp_every for images larger than model.width_resolution (0 = gp_every): the penalty's double "
+        "backward is a larger share of a thin high-resolution step (StyleGAN2 regularises every 16 batches)",
+    )
     r1_gamma: float = _opt(0.0, lo=0.0, hi=1e6, help="R1 penalty weight (ns / hinge)")
     drift: float = _opt(1e-3, lo=0.0, hi=1e6, help="epsilon * E[D(x)^2], keeps WGAN critic scores near zero")
     kl_weight: float = _opt(

@@ -8,7 +8,8 @@ the NaN guard, data parallelism and the schedule, and runs the networks for the 
 
 The terms (functions in `vaemsgan.losses`):
 - critic:    adversarial(real, fakes) + class_weight * CE(class head on reals) + drift * E[D(real)^2]
-             + a penalty every `gp_every`-th critic batch, scaled by `gp_every` (lazy regularisation):
+             + a penalty every `gp_every`-th critic batch (`gp_every_hires` above `model.width_resolution`),
+             scaled by that interval (lazy regularisation):
              WGAN-GP toward the prior samples, or R1 on reals; the critic's scores on reals feed ADA;
 - encoder:   kl_weight * KL(q(z|x) || N(0, I)) + reconstruction;
 - generator: gamma * reconstruction + adversarial(x~ (with rec_as_fake) and x_p) + class_weight * CE,
@@ -71,11 +72,20 @@ class TrainingLoss(Protocol):
     def generator_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[GeneratorLosses, Logs]: ...
 
 
+def penalty_interval(cfg: Config) -> int:
+    """Critic batches between two penalties: `loss.gp_every_hires` for images larger than
+    `model.width_resolution` (when both are set), else `loss.gp_every`."""
+    l, m = cfg.loss, cfg.model
+    hires = m.width_resolution > 0 and cfg.data.resolution > m.width_resolution
+    return l.gp_every_hires if hires and l.gp_every_hires > 0 else l.gp_every
+
+
 class VaeGanLoss:
     """The VAE-MSGAN objective of `cfg.loss` (see the module docstring)."""
 
     def __init__(self, cfg: Config, run: LossContext) -> None:
         self.cfg, self.run = cfg, run
+        self.gp_every = penalty_interval(cfg)
 
     def critic_loss(self, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> tuple[torch.Tensor, Logs]:
         run, l = self.run, self.cfg.loss
@@ -103,7 +113,7 @@ class VaeGanLoss:
             # common), so sign(D(real)) is taken relative to the batch's mean fake score there.
             offset = fake_s.detach().mean() if l.adversarial == "wgan-gp" else 0.0
             run.ada.update(real_s.detach() - offset)
-        if batch_index % l.gp_every == 0:
+        if batch_index % self.gp_every == 0:
 
             def critic_fn(imgs: torch.Tensor) -> torch.Tensor:
                 # fp32 even under AMP: the double backward of the penalty is fragile in half precision.
@@ -112,11 +122,11 @@ class VaeGanLoss:
             if l.adversarial == "wgan-gp" and l.gp_weight > 0:
                 # Interpolate toward the prior samples (the last B fakes), which share the real labels.
                 gp = losses.gradient_penalty(critic_fn, x, fake[-x.shape[0] :])
-                loss = loss + l.gp_weight * l.gp_every * gp
+                loss = loss + l.gp_weight * self.gp_every * gp
                 out["gp"] = gp.detach()
             elif l.r1_gamma > 0:
                 r1 = losses.r1_penalty(critic_fn, x)
-                loss = loss + 0.5 * l.r1_gamma * l.gp_every * r1
+                loss = loss + 0.5 * l.r1_gamma * self.gp_every * r1
                 out["r1"] = r1.detach()
         return loss, out
 
