@@ -4,7 +4,7 @@ few hundred SAR chips trains), today's networks against the thin high-resolution
 
 Each configuration runs in its own process, one thread: a few warm-up steps, then `repeats` timed stretches
 of `steps` generator steps; images per CPU-second = steps * batch * n_critic / process CPU time (the clock of
-`--clock cpu` budgets). Reported: the median over repeats, the ratio to the `before` row of the same size
+`--clock cpu` budgets); a repeat is 16 steps, a multiple of every R1 interval (4, 16). Reported: the median over repeats, the ratio to the `before` row of the same size
 (the speed-up), the step's FLOPs and its share of this machine's one-thread FP32 matmul peak.
 Usage: python benchmarks/train_speed_hires.py [--quick]
 """
@@ -22,14 +22,22 @@ import efficiency  # noqa: E402
 import train_speed  # noqa: E402
 
 SCRIPT = "train_speed_hires.py"
-# name -> model overrides on top of the preset
+# name -> config overrides on top of the preset (each row adds one change to the row above it)
 VARIANTS: dict[str, dict[str, Any]] = {
-    "before": {"width_resolution": 0},  # widths at full resolution whatever the size (until issue 23)
-    "thin": {
-        "width_resolution": 32,
-        "d_strided_stem": False,
-    },  # full-res widths halved per doubling past 32 px
-    "thin+strided": {"width_resolution": 32, "d_strided_stem": True},  # + the critic's 4x4 stride-2 stem
+    # what the issue's user trained: widths at full resolution whatever the size, R1 every 4 batches
+    "before": {"model": {"width_resolution": 0, "d_strided_stem": False}, "loss": {"gp_every_hires": 0}},
+    # full-resolution widths halved per doubling past 32 px, one 3x3 critic branch there (session 9)
+    "thin": {"model": {"width_resolution": 32, "d_strided_stem": False}, "loss": {"gp_every_hires": 0}},
+    # + the full-scale critic's 4x4 stride-2 stem in place of its stem and 64 px block
+    "thin+strided": {
+        "model": {"width_resolution": 32, "d_strided_stem": True},
+        "loss": {"gp_every_hires": 0},
+    },
+    # + R1 every 16 critic batches above 32 px instead of 4
+    "thin+strided+r1/16": {
+        "model": {"width_resolution": 32, "d_strided_stem": True},
+        "loss": {"gp_every_hires": 16},
+    },
 }
 
 
@@ -38,12 +46,13 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
 
     peak = efficiency.mm_peak(repeats=3)
     tr = train_speed.make_trainer(
-        p["preset"], p["res"], 1, p["batch"], {"model": VARIANTS[p["variant"]], **p.get("overrides", {})}
+        p["preset"], p["res"], 1, p["batch"], {**VARIANTS[p["variant"]], **p.get("overrides", {})}
     )
     step = lambda: train_speed.train_step(tr)  # noqa: E731
     for _ in range(2):
         step()
-    flops_per_step = efficiency.count_flops(step)
+    # over one repeat: a single step holds the penalty's double backward or not
+    flops_per_step = efficiency.count_flops(lambda: [step() for _ in range(p["steps"])]) / p["steps"]
     times = []
     for _ in range(p["repeats"]):
         t0 = time.process_time()
@@ -77,7 +86,8 @@ def main(quick: bool = False) -> dict[str, Any]:
     rows = []
     sizes = [64] if quick else [64, 128]
     for res in sizes:
-        steps, repeats = (2, 2) if quick else ((8, 5) if res == 64 else (3, 5))
+        # 16 steps a repeat: a multiple of every penalty interval (4, 16), so each holds its share of R1 steps
+        steps, repeats = (2, 2) if quick else ((16, 5) if res == 64 else (16, 3))
         base = None
         for variant in VARIANTS:
             p = {"preset": "scarce", "variant": variant, "res": res, "batch": 32, "threads": 1}
