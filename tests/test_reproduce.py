@@ -292,7 +292,8 @@ def test_curves_no_train_evaluates_what_is_there_and_table2_per_class(
 
 
 def test_table2_gaps_known_answer() -> None:
-    from vaemsgan.experiments.curves import TABLE2_STATISTICS, _class_means, table2_gaps
+    from vaemsgan.experiments.curve_report import TABLE2_STATISTICS, table2_gaps
+    from vaemsgan.experiments.curves import _class_means
 
     labels = torch.tensor([0, 0, 1])
     stats = {s: torch.tensor([100.0, 120.0, 50.0], dtype=torch.float64) for s in TABLE2_STATISTICS}
@@ -398,7 +399,7 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
 def test_curves_plot_accepts_an_fid_interval_above_its_estimate(tmp_path: Path) -> None:
     """At FID ~1 the percentile bootstrap interval lies wholly above the estimate (resampling raises FID);
     the plot draws it instead of failing at the end of an hour-long run."""
-    from vaemsgan.experiments.curves import plot_curves
+    from vaemsgan.experiments.curve_report import plot_curves
 
     rows = [
         {
