@@ -35,7 +35,8 @@ def _checks(mon, steps: range, log: list[str]) -> list[str | None]:
 def test_noise_of_the_first_minutes_gives_no_collapse_verdict(tmp_path, tiny_config, tiny_images) -> None:
     """The MSTAR run at 64 px: KID 4.7e3, 4.0e4, 7.7e4 while the samples were still noise (coverage ~0). The
     old rule (3x the best twice in a row) declared a collapse at the third check and rolled back."""
-    noise = [(4.7e3, 0.01), (4.0e4, 0.0), (7.7e4, 0.0), (5.1e4, 0.02), (9.0e4, 0.0), (3.0e4, 0.01)]
+    # (the fourth check a lucky 5.1e3 after the warm-up, so that a 3x rise follows: a note, no verdict)
+    noise = [(4.7e3, 0.01), (4.0e4, 0.0), (7.7e4, 0.0), (5.1e3, 0.02), (9.0e4, 0.0), (3.0e4, 0.01)]
     log: list[str] = []
     mon = _monitor(tmp_path, tiny_config, tiny_images, noise)
     assert _checks(mon, range(100, 700, 100), log) == [None] * 6
@@ -200,3 +201,23 @@ def test_diversity_falling_from_noise_is_no_collapse_warning(tmp_path, tiny_conf
     assert len(run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.65, 0.6])) == 1
     warned = run([400, 60, 50, 40, 45], [1.2, 1.0, 0.95, 0.6, 0.5])  # quality at step 300, diversity falls
     assert len(warned) == 1 and "step 400" in warned[0] and "(0.95 at step 300" in warned[0]
+
+
+def test_a_warm_up_check_is_never_the_best_state(tmp_path, tiny_config, tiny_images) -> None:
+    """The 64 px SAR run with a strided critic stem (session 11): KID 875 at step 200 (its second check) stayed
+    the best, and the ordinary rise to 2,629 and 2,947 at steps 1,200-1,300 was judged a collapse from it and
+    rolled back to that step-200 generator. From the third check on, the best is 1,028 (step 400): no verdict,
+    and best.pt is never a warm-up state."""
+    kids = [12467, 875, 1705, 1028, 1114, 1271, 1691, 1291, 1490, 1819, 2484, 2629, 2947]
+    covs = [0.017, 0.045, 0.015, 0.075, 0.098, 0.061, 0.052, 0.056, 0.063, 0.049, 0.045, 0.062, 0.042]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, list(zip(kids, covs)))
+    checks = [mon(lambda z, y: z, step, lambda s: None) for step in range(100, 1400, 100)]
+    assert [c.collapse for c in checks] == [None] * 13
+    best_steps = [c.best["step"] for c in checks if c.best is not None]
+    assert best_steps == [300, 400] and mon.best == 1028
+    # The same rise from a best reached after the warm-up is still a collapse.
+    mon = _monitor(
+        tmp_path, tiny_config, tiny_images, list(zip([12467, 2000, 1705, 875, 1000, 2629, 2947], covs))
+    )
+    verdicts = [mon(lambda z, y: z, step, lambda s: None).collapse for step in range(100, 800, 100)]
+    assert verdicts[:6] == [None] * 6 and "best 875 (step 400)" in verdicts[6]

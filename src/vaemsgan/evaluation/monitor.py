@@ -12,10 +12,10 @@ Values go to metrics.jsonl (through the trainer) and RUN/monitor.png; when `trai
 trainer keeps RUN/best.pt, and collapse or memorisation is reported in words.
 
 A collapse verdict (on which the trainer rolls back, stops or warns: `train.collapse_action`) is a fall from a
-good state: KID above 3x its best so far at two checks in a row, once the run has reached quality, i.e. some
-earlier check after a warm-up of `QUALITY_WARMUP_CHECKS` (3) had a KID at most `QUALITY_KID_FRACTION` (1/4) of
-the run's first check's, or a coverage of at least `QUALITY_COVERAGE` (0.5). Before that the generator is still noise, whose KID swings by 10x and more
-from check to check (4.7e3, 4.0e4, 7.7e4 on 64 px SAR chips): no verdict, nothing to roll back to.
+good state: KID above 3x its best so far (a warm-up check is never the best) at two checks in a row, once the
+run has reached quality, i.e. some earlier check after a warm-up of `QUALITY_WARMUP_CHECKS` (3) had a KID at
+most `QUALITY_KID_FRACTION` (1/4) of the run's first check's, or a coverage of at least `QUALITY_COVERAGE`
+(0.5). Before that the generator is still noise, whose KID swings by 10x and more from check to check (4.7e3, 4.0e4, 7.7e4 on 64 px SAR chips): no verdict, nothing to roll back to.
 
 The Trainer does not import this module: a higher layer (the CLI, the experiments) builds a `Monitor` and
 hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
@@ -54,7 +54,9 @@ BETTER = {"kid": -1, "coverage": +1, "diversity": +1}
 QUALITY_KID_FRACTION = 0.25
 QUALITY_COVERAGE = 0.5
 # ... and not before this many checks: the first checks are the warm-up, whose KID swings by 10x and more
-# (15,466 -> 1,092 -> 2,939 in the first 300 steps of the 64 px SAR run), so one lucky early check is no quality.
+# (15,466 -> 1,092 -> 2,939 in the first 300 steps of the 64 px SAR run), so one lucky early check is no quality,
+# and no best state either (best.pt, the reference of a collapse verdict): a 64 px SAR run's step-200 KID of 875
+# was its best for 1,100 steps, and its ordinary rise to 2,947 by step 1,300 was judged a collapse from it.
 QUALITY_WARMUP_CHECKS = 3
 
 
@@ -172,7 +174,14 @@ class Monitor:
         values = self.measure(sample)
         metric = self.cfg.train.best_metric
         value = values[metric]
-        improved = not math.isnan(value) and (self.best is None or (value - self.best) * BETTER[metric] > 0)
+        # A warm-up check is never the best state: a lucky early KID would make best.pt, and the reference of
+        # every later collapse verdict, a generator that was still noise.
+        warmed_up = len(self.history) >= self.warmup_checks - 1
+        improved = (
+            warmed_up
+            and not math.isnan(value)
+            and (self.best is None or (value - self.best) * BETTER[metric] > 0)
+        )
         if improved:
             self.best = value
         record: dict[str, Any] = {"step": step, **{f"monitor/{k}": v for k, v in values.items()}}
@@ -210,11 +219,13 @@ class Monitor:
 
     def judge(self, factor: float = 3.0, patience: int = 2) -> tuple[str | None, str | None]:
         """(collapse verdict, note): a verdict when the KID is above `factor` x the best KID since the last
-        rollback at the last `patience` checks (a collapsed generator's KID jumps by an order of magnitude
+        rollback (and the warm-up) at the last `patience` checks (a collapsed generator's KID jumps by an order of magnitude
         within a few hundred steps; ordinary noise between checks of a trained generator stays well under 2x),
         from a run that had reached quality before those checks (`quality_check`). The same rise before that
         is the noise of the first minutes: no verdict, only a note in words."""
-        judged = self.history[self.judge_from :]
+        judged = self.history[
+            max(self.judge_from, self.warmup_checks - 1) :
+        ]  # the best is never a warm-up check
         kids = [r["kid"] for r in judged if not math.isnan(r["kid"])]
         if len(kids) <= patience:
             return None, None
@@ -251,7 +262,11 @@ class Monitor:
             return []
         now, prev = h[-1], h[-2]
         out = []
-        earlier = [r for r in h[:-1] if not (math.isnan(r["kid"]) or math.isnan(r["diversity"]))]
+        earlier = [
+            r
+            for r in h[self.warmup_checks - 1 : -1]
+            if not (math.isnan(r["kid"]) or math.isnan(r["diversity"]))
+        ]
         ref = min(earlier, key=lambda r: r["kid"]) if earlier else None
         # Before the run has reached quality, diversity falling from the noise's (1.4x the data's on SAR chips)
         # toward the data's is learning, not a collapse; so is a fall from above the data's own diversity at any
