@@ -287,6 +287,18 @@ def test_curves_no_train_evaluates_what_is_there_and_table2_per_class(
     assert main([*args, "--no-train"]) == 0
     err = capsys.readouterr().err
     assert "train default" not in err and done[0].is_file()  # evaluated again, nothing trained
+    # What a later machine gets from the repository: the evaluated snapshots, TRAINED.json and trtr.json,
+    # without checkpoints or classifier weights: the table is written again from them, nothing retrained.
+    import shutil
+
+    shutil.rmtree(out / "runs" / "default" / "train")
+    for f in (out / "reference").glob("*.pt"):
+        f.unlink()
+    (out / "curves.md").unlink()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "train default" not in err and "reference: real-data" not in err
+    assert len(json.loads((out / "curves.json").read_text())["rows"]) == 2
     assert main(["reproduce", "gain", "--out", str(tmp_path / "g"), *QUICK, "--no-train"]) == 2
     assert "--no-train: only learning curves evaluate without training" in capsys.readouterr().err
 

@@ -163,12 +163,15 @@ def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dic
             m_all = train_classifier(real.train.images, real.train.labels, n_cls, ccfg, seed=seed)
             info["trtr_all"].append(accuracy(m_all, real.test.images, real.test.labels))
         atomic_write_json(ref_dir / "trtr.json", info)
-    models = []
-    for seed in range(opts.eval_seeds):
+
+    def model(seed: int) -> torch.nn.Module:
+        """The TRTR classifier of `seed`, loaded when a snapshot is evaluated (a table written from evaluated
+        snapshots kept from an earlier machine needs trtr.json only)."""
         m = new_classifier(c, n_cls, h, ccfg, seed)
         m.load_state_dict(torch.load(ref_dir / f"trtr-seed{seed}.pt", weights_only=True))
-        models.append(m.eval())
-    return {**info, "models": models}
+        return m.eval()
+
+    return {**info, "models": model}
 
 
 def _per_class_subset(s: ImageSet, per_class: int, seed: int) -> ImageSet:
@@ -254,7 +257,7 @@ def evaluate_snapshot(
         )
         tstr.append(accuracy(m, real.test.images, real.test.labels))
         recalls.append(_recall(m, real.test, n_cls))
-        trts.append(accuracy(ref["models"][seed], gen.images, gen.labels))
+        trts.append(accuracy(ref["models"](seed), gen.images, gen.labels))
     res = {
         "eval_key": key,
         "run": plan.name,
