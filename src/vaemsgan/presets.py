@@ -59,8 +59,9 @@ DEFAULT: Overrides = {
         "d_coarse_width": 0.5,  # the 1/2-scale critic at half width: ~5% of the step instead of ~30%
         # Above 32 px the full-resolution layers are thin (widths halved per doubling, as FastGAN's) and the
         # critic's blocks there have one 3x3 branch; the levels a 32 px model has keep its widths and its 3/5
-        # branches. 2.35x the images per CPU-second at 64 px, 5.05x at 128 px (issue 23,
-        # benchmarks/train_speed_hires.py). At 32 px and below nothing changes.
+        # branches. 2.52x the images per CPU-second at 64 px, 4.06x at 128 px (issue 23,
+        # benchmarks/train_speed_hires.py). At 32 px and below nothing changes. The faster
+        # model.d_strided_stem and loss.gp_every_hires stay off: they cost quality on SAR chips (docs/RESULTS.md).
         "width_resolution": 32,
         "d_hires_kernels": [3],
     },
