@@ -267,7 +267,7 @@ def test_collapse_verdict_needs_two_checks_far_above_the_best() -> None:
 
     mon = object.__new__(Monitor)
     mon.judge_from = 0
-    # coverage 0.5: the run has reached quality once the warm-up (3 checks) is over
+    mon.warmup_checks = 1  # the 3x / two-checks rule alone (the warm-up: tests/test_monitor_alarm.py)
     mon.history = [{"step": 100 * i, "kid": k, "coverage": 0.5} for i, k in enumerate([5.0, 1.0, 2.5, 2.9])]
     assert mon.collapsed() is None  # noise below 3x the best
     mon.history += [{"step": 500, "kid": 3.5, "coverage": 0.5}]
@@ -327,7 +327,8 @@ def test_resumed_monitor_continues_the_logged_history(tmp_path, tiny_config, tin
     assert [r["step"] for r in mon.history] == [5, 10, 12, 15]
     assert mon.history[1]["kid"] == 1.0 and first.collapse is None
     second = mon(lambda z, y: z, 20, lambda s: None)
-    assert second.collapse is not None and "best 1 (step 10)" in second.collapse
+    # the best is the first post-warm-up check, logged before the resume (step 12; steps 5 and 10 are the warm-up)
+    assert second.collapse is not None and "best 1 (step 12)" in second.collapse
     assert (run / "monitor.png").stat().st_size > 1000
 
 
