@@ -50,13 +50,11 @@ def reproduce(
     plans: dict[str, Any] = {}
     if not opts.train:
         for exp in exps:
-            trains = (
-                [p for p in (opts.parts or list(mstar.PARTS)) if p == "gain"] if "mstar" in exp.parts else []
-            )
-            if "curve" not in exp.parts and ("mstar" not in exp.parts or trains):
+            mstar_gain = "mstar" in exp.parts and "gain" in (opts.parts or mstar.PARTS)
+            if ("curve" not in exp.parts and "mstar" not in exp.parts) or mstar_gain:
                 raise ConfigError(
                     f"--no-train: only learning curves evaluate without training ({exp.name}"
-                    f"{' --parts gain' if trains else ''} trains its models); drop --no-train"
+                    f"{' --parts gain' if mstar_gain else ''} trains its models); drop --no-train"
                 )
     for exp in exps:
         if "gain" in exp.parts:  # one set of runs per real-set size (experiments/gain_study.py)
