@@ -287,6 +287,14 @@ def test_curves_no_train_evaluates_what_is_there_and_table2_per_class(
     assert main([*args, "--no-train"]) == 0
     err = capsys.readouterr().err
     assert "train default" not in err and done[0].is_file()  # evaluated again, nothing trained
+    # The kept state holds trtr.json but no classifier weights: a new snapshot's TRTS trains them again.
+    for f in (out / "reference").glob("*.pt"):
+        f.unlink()
+    done[0].unlink()
+    assert main([*args, "--no-train"]) == 0
+    err = capsys.readouterr().err
+    assert "trtr-seed0.pt is missing; training the seed-0 real-data classifier again" in err
+    assert done[0].is_file() and (out / "reference" / "trtr-seed0.pt").is_file()
     # What a later machine gets from the repository: the evaluated snapshots, TRAINED.json and trtr.json,
     # without checkpoints or classifier weights: the table is written again from them, nothing retrained.
     import shutil

@@ -151,13 +151,17 @@ def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dic
     info = _read_json(ref_dir / "trtr.json")
     n_cls = len(real.train.class_names)
     c, h = real.train.images.shape[1], real.train.images.shape[2]
+    def train_trtr(seed: int) -> torch.nn.Module:
+        sub = _per_class_subset(real.train, per_class, seed)
+        m = train_classifier(sub.images, sub.labels, n_cls, ccfg, seed=seed)
+        atomic_torch_save(ref_dir / f"trtr-seed{seed}.pt", m.state_dict())
+        return m
+
     if info is None or info.get("key") != key:
         info = {"key": key, "trtr": [], "trtr_all": [], "per_class_recall": []}
         for seed in range(opts.eval_seeds):
             ctx.log(f"reference: real-data classifiers, seed {seed + 1}/{opts.eval_seeds}")
-            sub = _per_class_subset(real.train, per_class, seed)
-            m = train_classifier(sub.images, sub.labels, n_cls, ccfg, seed=seed)
-            atomic_torch_save(ref_dir / f"trtr-seed{seed}.pt", m.state_dict())
+            m = train_trtr(seed)
             info["trtr"].append(accuracy(m, real.test.images, real.test.labels))
             info["per_class_recall"].append(_recall(m, real.test, n_cls))
             m_all = train_classifier(real.train.images, real.train.labels, n_cls, ccfg, seed=seed)
@@ -166,9 +170,14 @@ def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dic
 
     def model(seed: int) -> torch.nn.Module:
         """The TRTR classifier of `seed`, loaded when a snapshot is evaluated (a table written from evaluated
-        snapshots kept from an earlier machine needs trtr.json only)."""
+        snapshots kept from an earlier machine needs trtr.json only). Its weights are not kept with the
+        results (trtr.json is), so where they are missing it is trained again, as seeded as the first time."""
+        path = ref_dir / f"trtr-seed{seed}.pt"
+        if not path.is_file():
+            ctx.log(f"reference: {path} is missing; training the seed-{seed} real-data classifier again")
+            return train_trtr(seed).eval()
         m = new_classifier(c, n_cls, h, ccfg, seed)
-        m.load_state_dict(torch.load(ref_dir / f"trtr-seed{seed}.pt", weights_only=True))
+        m.load_state_dict(torch.load(path, weights_only=True))
         return m.eval()
 
     return {**info, "models": model}
