@@ -241,3 +241,43 @@ def test_every_arm_but_the_reference_trains_with_the_classical_policy(
     )
     assert len(calls) == 2 * n_first - 4 and all(c[0] > 8 for c in calls[n_first:])
     assert again["baseline"]["accuracy"] == first["baseline"]["accuracy"]
+
+
+def test_an_interrupted_study_resumes_from_its_journal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every classifier's result goes to the journal as it comes (FitJournal writes it to disk); a study
+    stopped part-way and started again trains only what the journal lacks and gives the same result."""
+    from vaemsgan.evaluation import gain
+    from vaemsgan.experiments.gain_study import FitJournal
+
+    real, test, pool = _toy(4, 0), _toy(2, 1), _toy(8, 2)
+    arms = [Arm("prior", "real + prior", pool), Arm("var", "real + var", pool)]
+    opts = GainOptions(seeds=2, ratios=(1.0, 2.0), classifier=SMALL)
+    whole = run_gain_study(real, test, arms, ["a", "b"], opts)
+    n_fits = 2 * (2 + 2 * 2)
+
+    calls: list[int] = []
+    real_fit = gain.train_classifier
+
+    def stops_after_five(images, labels, n_cls, cfg, *, seed, augment):  # noqa: ANN001, ANN202
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the session ends
+        calls.append(seed)
+        return real_fit(images, labels, n_cls, cfg, seed=seed, augment=augment)
+
+    monkeypatch.setattr(gain, "train_classifier", stops_after_five)
+    key = {"checkpoint_sha256": "abc"}
+    path = tmp_path / "gain.fits.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_gain_study(real, test, arms, ["a", "b"], opts, journal=FitJournal(path, key))
+    assert len(json.loads(path.read_text())["fits"]) == 5
+    calls.clear()
+    monkeypatch.setattr(gain, "train_classifier", lambda *a, **k: (calls.append(0), real_fit(*a, **k))[1])
+    resumed = run_gain_study(real, test, arms, ["a", "b"], opts, journal=FitJournal(path, key))
+    assert len(calls) == n_fits - 5
+    assert resumed["baseline"]["accuracy"] == whole["baseline"]["accuracy"]
+    assert [a.get("ratios") for a in resumed["arms"]] == [a.get("ratios") for a in whole["arms"]]
+    # Another key (another checkpoint or settings) or --force: nothing is kept.
+    assert len(FitJournal(path, {"checkpoint_sha256": "other"})) == 0
+    assert len(FitJournal(path, key, fresh=True)) == 0 and len(FitJournal(path, key)) == n_fits

@@ -33,7 +33,17 @@ def _imports(module: Path) -> set[str]:
 
 
 def test_experiments_layers_point_one_way() -> None:
-    order = ["registry", "tables", "runner", "curve_report", "curves", "gain_study", "mstar", "reproduce"]
+    order = [
+        "registry",
+        "tables",
+        "runner",
+        "curve_report",
+        "curves",
+        "gain_report",
+        "gain_study",
+        "mstar",
+        "reproduce",
+    ]
     for i, name in enumerate(order):
         later = set(order[i + 1 :])
         found = _imports(EXPERIMENTS / f"{name}.py") & later

@@ -414,6 +414,17 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     assert other["command_options"]["gain_policy"] == "none" and "augmentation of the baseline and every " \
         "synthetic arm: none" in (out / "gain-none-4steps.md").read_text()  # fmt: skip
     assert all(s["baseline"]["label"] == "real only, no augmentation" for s in other["sizes"])
+    assert not list(out.glob("n*/runs/*/*.fits.json"))  # a finished evaluation leaves no journal behind
+    # An experiment's own target per size (MSTAR: +3 points at 10% and 20%, 50% reported only).
+    from vaemsgan.experiments.gain_report import pool_size, size_lines
+
+    runs6 = [json.loads(p.read_text()) for p in sorted(out.glob("n6/runs/*/gain.json"))]
+    reported = pool_size(6, runs6, ["trouser", "bag"], None)
+    assert reported["target_points"] is None and reported["target_met"] is None
+    assert "No target at this size (reported)" in "\n".join(
+        size_lines(reported, table["trained"]["6"], runs6)
+    )
+    assert pool_size(6, runs6, ["trouser", "bag"], 1000.0)["target_met"] is False
 
 
 def test_curves_plot_accepts_an_fid_interval_above_its_estimate(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ data (cache.py), so a second evaluation against the same real data pays only for
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -477,9 +477,10 @@ def gain_part(
     log: Log | None = None,
     arms: list[Any] | None = None,
     real_memo: dict[Any, Any] | None = None,
+    journal: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The augmentation-gain study (gain.run_gain_study) of the arms of `gain_arms` (or `arms` made by it
-    earlier); `real_memo` as in run_gain_study."""
+    earlier); `real_memo` and `journal` as in run_gain_study."""
     from vaemsgan.evaluation.gain import run_gain_study
 
     log = log or _quiet
@@ -492,5 +493,12 @@ def gain_part(
         f"{len([a for a in arms if a.pool is not None])} synthetic arms against real + {options.policy}"
     )
     return run_gain_study(
-        labelled(real.train), labelled(real.test), arms, real.names, options, log, real_memo=real_memo
+        labelled(real.train),
+        labelled(real.test),
+        arms,
+        real.names,
+        options,
+        log,
+        real_memo=real_memo,
+        journal=journal,
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -191,12 +191,17 @@ def run_gain_study(
     options: GainOptions | None = None,
     progress: Callable[[str], None] | None = None,
     real_memo: dict[tuple[str, int], tuple[float, list[float]]] | None = None,
+    journal: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train every arm's classifiers over `options.seeds` seeds; returns a JSON-ready dict (module doc).
 
     `real_memo` holds the two real-only arms' results (accuracy, per-class recall) by (arm, seed): given,
     they are read from it and written to it, so a study of several models on the same real images and
-    options trains those classifiers once (the caller keeps one memo per real set and options)."""
+    options trains those classifiers once (the caller keeps one memo per real set and options).
+    `journal` holds every classifier's result by "<arm>[/<ratio>]#<seed>" as [accuracy, per-class recall]:
+    given, a result found there is not trained again and each new one is stored as soon as it exists, so a
+    caller that persists the mapping on every write makes an interrupted study resume where it stopped (the
+    arms must be the same: the same model, pools and options)."""
     opt = (options or GainOptions()).validate()
     n_cls = len(class_names)
     cfg = opt.classifier
@@ -205,7 +210,18 @@ def run_gain_study(
     log = progress or (lambda _m: None)
     timings: dict[str, float] = {}
 
-    def fit_eval(data: LabelledImages, seed: int, policy: str, what: str) -> tuple[float, list[float]]:
+    def fit_eval(
+        data: LabelledImages, seed: int, policy: str, what: str, key: str
+    ) -> tuple[float, list[float]]:
+        if journal is not None and f"{key}#{seed}" in journal:
+            acc_, recalls = journal[f"{key}#{seed}"]
+            return float(acc_), [float(r) for r in recalls]
+        value = _fit_eval(data, seed, policy, what)
+        if journal is not None:
+            journal[f"{key}#{seed}"] = [value[0], value[1]]
+        return value
+
+    def _fit_eval(data: LabelledImages, seed: int, policy: str, what: str) -> tuple[float, list[float]]:
         t0 = time.perf_counter()
         model = train_classifier(data.images, data.labels, n_cls, cfg, seed=seed, augment=policy)
         timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
@@ -246,9 +262,12 @@ def run_gain_study(
 
     def real_only(what: str, seed: int, policy: str, tag: str) -> tuple[float, list[float]]:
         if real_memo is not None and (what, seed) in real_memo:
-            return real_memo[(what, seed)]
+            value = real_memo[(what, seed)]
+            if journal is not None and f"{what}#{seed}" not in journal:
+                journal[f"{what}#{seed}"] = [value[0], value[1]]  # this study resumes without the memo
+            return value
         log(f"{tag}: real only, {'no' if policy == 'none' else policy} augmentation ({what})")
-        value = fit_eval(real_train, seed, policy, what)
+        value = fit_eval(real_train, seed, policy, what, what)
         if real_memo is not None:
             real_memo[(what, seed)] = value
         return value
@@ -266,7 +285,8 @@ def run_gain_study(
                 r = item["ratio"]
                 log(f"{tag}: {arm.label}, {r:g}x")
                 extra = _pick(arm.pool, item["_need"], _stream(arm.key, f"{r:g}", seed))
-                put(f"{arm.key}/{r:g}", fit_eval(concat(real_train, extra), seed, opt.policy, arm.key))
+                key = f"{arm.key}/{r:g}"
+                put(key, fit_eval(concat(real_train, extra), seed, opt.policy, arm.key, key))
 
     def class_means(key: str) -> dict[str, float]:
         return {name: _ci([run[c] for run in per_class[key]])["mean"] for c, name in enumerate(class_names)}

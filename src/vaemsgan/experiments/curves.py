@@ -151,6 +151,7 @@ def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dic
     info = _read_json(ref_dir / "trtr.json")
     n_cls = len(real.train.class_names)
     c, h = real.train.images.shape[1], real.train.images.shape[2]
+
     def train_trtr(seed: int) -> torch.nn.Module:
         sub = _per_class_subset(real.train, per_class, seed)
         m = train_classifier(sub.images, sub.labels, n_cls, ccfg, seed=seed)

@@ -42,10 +42,9 @@ that differ from the defaults): the same GANs judged otherwise, written beside.
 
 from __future__ import annotations
 
-import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -55,9 +54,10 @@ import torch
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation import core
 from vaemsgan.evaluation.classifier import SmallVGG, folded_for_inference, logits
-from vaemsgan.evaluation.crossval import LabelledImages, _ci
-from vaemsgan.evaluation.gain import GainOptions, best_verdict, paired_difference
+from vaemsgan.evaluation.crossval import LabelledImages
+from vaemsgan.evaluation.gain import GainOptions
 from vaemsgan.experiments.curves import train_curve_run
+from vaemsgan.experiments.gain_report import RECON_PER_CLASS, pool_size, target_points, write_gain
 from vaemsgan.experiments.runner import (
     DEFAULT_CLASSIFIER_STEPS,
     DEFAULT_GAIN_PER_CLASS,
@@ -70,17 +70,10 @@ from vaemsgan.experiments.runner import (
     judge_key,
     plan_runs,
 )
-from vaemsgan.metrics.distances import mean_ci
-from vaemsgan.utils.io import atomic_write, atomic_write_json, atomic_write_text, json_safe
+from vaemsgan.utils.io import atomic_write_json, json_safe
 
-RECON_PER_CLASS = 100  # real test images per class whose reconstructions are measured (1,000 for 10 classes)
 QUICK_BUDGET_MINUTES = 0.003  # `--quick`: a fraction of a CPU-second of training per run
 EVAL_VERSION = 1
-
-
-def target_points(per_class: int) -> float:
-    """The issue's target gain over real + classical augmentation: 2 points at <= 100 images per class, 1 above."""
-    return 2.0 if per_class <= 100 else 1.0
 
 
 def sizes(opts: ReproduceOptions) -> list[int]:
@@ -231,6 +224,11 @@ def evaluate_gain_run(
         log(f"{plan.name}: evaluated earlier, kept")
         return prev
     t0 = time.perf_counter()
+    journal = FitJournal(path.with_suffix(".fits.json"), key, fresh=opts.force)
+    if journal:
+        log(
+            f"{plan.name}: resuming its evaluation, {len(journal)} classifier(s) kept from {journal.path.name}"
+        )
     model = load_model(ckpt, "cpu")
     real = ctx.real(plan.cfg.data.classes)
     names = real.names
@@ -244,7 +242,15 @@ def evaluate_gain_run(
     judged = {"real test": judge_pool(judge, core.labelled(real.test), names)}
     judged.update({a.key: judge_pool(judge, a.pool, names) for a in arms if a.pool is not None})
     study = core.gain_part(
-        model, real, gen, gopts, domain_cfg=domain_cfg, log=log, arms=arms, real_memo=real_memo
+        model,
+        real,
+        gen,
+        gopts,
+        domain_cfg=domain_cfg,
+        log=log,
+        arms=arms,
+        real_memo=real_memo,
+        journal=journal,
     )
     recon = reconstruction_part(model, real.test, judge)
     res = {
@@ -261,308 +267,23 @@ def evaluate_gain_run(
     }
     res = json_safe(res)
     atomic_write_json(path, res)
+    journal.path.unlink(missing_ok=True)
     return res
 
 
-# ---------------------------------------------------------------------------------------------- pooling
-def _interval(values: list[float]) -> dict[str, Any]:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if len(vals) < 2:
-        m = vals[0] if vals else float("nan")
-        return {"mean": m, "low": float("nan"), "high": float("nan"), "n": len(vals), "values": values}
-    m, lo, hi = mean_ci(vals)
-    return {"mean": m, "low": lo, "high": hi, "n": len(vals), "values": values}
+class FitJournal(dict):
+    """A gain evaluation's classifier results as they come (run_gain_study's `journal`), written to `path`
+    with the evaluation's key on every new one, so that an evaluation stopped at a session's end resumes
+    there; read back only under the same key (same checkpoint and settings)."""
 
+    def __init__(self, path: Path, key: dict[str, Any], fresh: bool = False) -> None:
+        prev = None if fresh else _read_json(path)
+        super().__init__(prev["fits"] if prev is not None and prev.get("eval_key") == key else {})
+        self.path, self.key = path, key
 
-def _values(entry: dict[str, Any]) -> list[float]:
-    return list(entry["accuracy"]["values"])
-
-
-def pool_size(per_class: int, runs: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """One size's runs pooled: accuracies and differences over every (GAN seed, classifier seed) pair, in
-    the shape of run_gain_study's result (so best_verdict and the report's figure read it)."""
-    studies = [r["study"] for r in runs]
-    base = [v for s in studies for v in _values(s["baseline"])]  # paired with every run's arm values
-    label = studies[0]["baseline"]["label"]
-    arms: list[dict[str, Any]] = []
-    for i, first in enumerate(studies[0]["arms"]):
-        entries = [s["arms"][i] for s in studies]
-        arm: dict[str, Any] = {k: v for k, v in first.items() if k not in ("ratios", "pool_per_class")}
-        skipped = next((e.get("skipped") for e in entries if "skipped" in e), None)
-        if skipped:
-            arm["skipped"] = skipped
-            arms.append(arm)
-            continue
-        arm["ratios"] = []
-        for j, item in enumerate(first["ratios"]):
-            items = [e["ratios"][j] for e in entries]
-            out: dict[str, Any] = {"ratio": item["ratio"], "n_generated": item["n_generated"]}
-            why = next((it.get("skipped") for it in items if "skipped" in it), None)
-            if why:
-                out["skipped"] = why
-                arm["ratios"].append(out)
-                continue
-            acc = [v for it in items for v in _values(it)]
-            out["accuracy"] = _ci(acc)
-            out["difference_points"] = paired_difference(acc, base)
-            out["difference_over_gan_seeds"] = _interval([it["difference_points"]["mean"] for it in items])
-            out["per_class_difference_points"] = {
-                name: _interval(
-                    [v for it in items for v in it["per_class_difference_points"][name]["values"]]
-                )
-                for name in names
-            }
-            arm["ratios"].append(out)
-        arms.append(arm)
-    best, sentence = best_verdict(arms, label)
-    target = target_points(per_class)
-    met = False
-    if best is not None:
-        d = best["difference_points"]
-        met = d["n"] >= 2 and d["mean"] >= target and d["low"] > 0
-        item = next(
-            r for a in arms if a["arm"] == best["arm"] for r in a["ratios"] if r["ratio"] == best["ratio"]
-        )
-        best["per_class_difference_points"] = item["per_class_difference_points"]
-        best["difference_over_gan_seeds"] = item["difference_over_gan_seeds"]
-    judge_keys = list(runs[0].get("judge", {}))
-    judge = {
-        k: {
-            m: _avg([r["judge"][k].get(m) for r in runs if k in r.get("judge", {})])
-            for m in ("mean_confidence", "accuracy")
-        }
-        for k in judge_keys
-    }
-    recon = [{"run": r["run"], **r["reconstruction"]} for r in runs]
-    return {
-        "per_class": per_class,
-        "gan_seeds": len(runs),
-        "classifier_seeds": studies[0]["seeds"],
-        "ratios": studies[0]["ratios"],
-        # The real-only classifiers are the same for every GAN seed (same real images, seeds, options):
-        # their accuracy is shown over the classifier seeds once; differences pair them with each run's.
-        "reference": {
-            "label": "real only, no augmentation",
-            "accuracy": _ci(_values(studies[0]["reference"])),
-            "difference_points": paired_difference(
-                _values(studies[0]["reference"]), _values(studies[0]["baseline"])
-            ),
-        },
-        "baseline": {"label": label, "accuracy": _ci(_values(studies[0]["baseline"]))},
-        "arms": arms,
-        "best": best,
-        "verdict": sentence,
-        "target_points": target,
-        "target_met": met,
-        "judge": judge,
-        "judge_per_run": {r["run"]: r.get("judge", {}) for r in runs},
-        "reconstruction": recon,
-        "reconstruction_mean": {
-            m: _avg([x.get(m) for x in recon]) for m in ("mae", "rmse", "psnr", "ssim", "classifier_accuracy")
-        },
-    }
-
-
-def _avg(vals: list[Any]) -> float | None:
-    v = [x for x in vals if isinstance(x, (int, float)) and not math.isnan(x)]
-    return sum(v) / len(v) if v else None
-
-
-# ---------------------------------------------------------------------------------------------- report
-def _pct(c: dict[str, Any]) -> str:
-    if not c or c.get("n", 0) == 0 or math.isnan(c["mean"]):
-        return "-"
-    if c["n"] < 2 or math.isnan(c.get("low", float("nan"))):
-        return f"{100 * c['mean']:.1f}"
-    return f"{100 * c['mean']:.1f} [{100 * c['low']:.1f}, {100 * c['high']:.1f}]"
-
-
-def _pts(d: dict[str, Any] | None) -> str:
-    if not d or d.get("n", 0) == 0 or math.isnan(d["mean"]):
-        return "-"
-    if d["n"] < 2 or math.isnan(d.get("low", float("nan"))):
-        return f"{d['mean']:+.1f} (n={d['n']})"
-    return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] (n={d['n']})"
-
-
-def _f(v: Any, fmt: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-
-
-def size_lines(s: dict[str, Any], trained: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
-    n = s["per_class"]
-    verdict = "**met**" if s["target_met"] else "**not met**"
-    lines = [
-        f"## {n} real images per class",
-        "",
-        f"Target: the best synthetic option >= +{s['target_points']:g} points over {s['baseline']['label']}, "
-        f"95% interval above zero: {verdict}. {s['verdict']}",
-        "",
-        "Training (`scarce` preset, CPU-minutes of the run's own training; the evaluation uses best.pt, the "
-        "monitor's best state by KID, else the newest checkpoint):",
-        "",
-        "| run | GAN seed | steps | CPU-min | evaluated checkpoint (step) | eval s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for t, r in zip(trained, runs):
-        lines.append(
-            f"| {r['run']} | {r['seed']} | {t.get('steps', '-')} | {_f(t.get('minutes'), '.1f')} | "
-            f"{r['checkpoint']} ({r['checkpoint_step']}) | {_f(r.get('eval_seconds'), '.0f')} |"
-        )
-    lines += [
-        "",
-        f"Accuracy on the real test set: mean and 95% interval over {s['gan_seeds']} GAN seeds x "
-        f"{s['classifier_seeds']} classifier seeds (pooled; the two real-only rows: over the classifier "
-        "seeds, their classifiers do not depend on the GAN); difference to the baseline in points, paired by "
-        "classifier seed and pooled, and over the GAN seeds' mean differences (n = GAN seeds).",
-        "",
-        "| arm | ratio | accuracy % [95%] | difference, points [95%] (pooled) | [95%] over GAN seeds | "
-        "judge: p(intended class) | judge: classified as intended % |",
-        "|---|---|---|---|---|---|---|",
-        f"| {s['baseline']['label']} (baseline) | - | {_pct(s['baseline']['accuracy'])} | 0 | - | - | - |",
-        f"| {s['reference']['label']} | - | {_pct(s['reference']['accuracy'])} | "
-        f"{_pts(s['reference']['difference_points'])} | - | - | - |",
-    ]
-    for a in s["arms"]:
-        j = s["judge"].get(a["arm"], {})
-        conf, acc = (
-            _f(j.get("mean_confidence"), ".2f"),
-            _f(100 * j["accuracy"] if j.get("accuracy") is not None else None, ".0f"),
-        )
-        if "skipped" in a:
-            lines.append(f"| {a['label']} | - | skipped: {a['skipped']} | | | | |")
-            continue
-        for r in a["ratios"]:
-            if "skipped" in r:
-                lines.append(f"| {a['label']} | {r['ratio']:g}x | skipped: {r['skipped']} | | | | |")
-                continue
-            lines.append(
-                f"| {a['label']} | {r['ratio']:g}x | {_pct(r['accuracy'])} | {_pts(r['difference_points'])} | "
-                f"{_pts(r['difference_over_gan_seeds'])} | {conf} | {acc} |"
-            )
-    jr = s["judge"].get("real test", {})
-    lines += [
-        "",
-        "Judge: the domain classifier trained on all real training images; on the real test images it gives "
-        f"p(intended class) {_f(jr.get('mean_confidence'), '.2f')} and "
-        f"{_f(100 * jr['accuracy'] if jr.get('accuracy') is not None else None, '.0f')}% classified as "
-        "intended. Its numbers on an arm are over the arm's whole pool (the largest ratio's), mean over GAN "
-        "seeds.",
-    ]
-    best = s.get("best")
-    if best:
-        lines += [
-            "",
-            f"Per-class recall difference of the best arm ({best['label']}, {best['ratio']:g}x) to the "
-            "baseline, points (pooled):",
-            "",
-            "| class | difference [95%] |",
-            "|---|---|",
-        ]
-        for name, d in best["per_class_difference_points"].items():
-            lines.append(f"| {name} | {_pts(d)} |")
-    lines += [
-        "",
-        "Reconstruction of real test images by each GAN's encoder and generator "
-        f"({RECON_PER_CLASS} per class; pixel values 0-1; the judge's accuracy on the reconstructions and on "
-        "the originals; and the same images decoded with the next class's label, judged as that label / as "
-        "their true one: a conditional decoder that follows its label keeps the class whatever the code):",
-        "",
-        "| run | images | MAE | RMSE | PSNR dB | SSIM | SSIM min | judge on reconstructions % | on originals % "
-        "| label shifted: judged as given / true label % |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in s["reconstruction"]:
-        if "skipped" in r:
-            lines.append(f"| {r['run']} | skipped: {r['skipped']} | | | | | | | | |")
-            continue
-        ca, cr = r.get("classifier_accuracy"), r.get("classifier_accuracy_real")
-        sh = r.get("shifted_label")
-        shifted = (
-            f"{100 * sh['judged_as_given_label']:.0f} / {100 * sh['judged_as_true_label']:.0f}" if sh else "-"
-        )
-        lines.append(
-            f"| {r['run']} | {r['images']} | {r['mae']:.3f} | {r['rmse']:.3f} | {r['psnr']:.1f} | "
-            f"{r['ssim']:.3f} | {r['ssim_min']:.3f} | {_f(100 * ca if ca is not None else None, '.1f')} | "
-            f"{_f(100 * cr if cr is not None else None, '.1f')} | {shifted} |"
-        )
-    return lines + [""]
-
-
-def write_gain(
-    summaries: list[dict[str, Any]],
-    trained: dict[int, list[dict[str, Any]]],
-    runs: dict[int, list[dict[str, Any]]],
-    out: Path,
-    meta: dict[str, Any],
-    title: str,
-) -> dict[str, Any]:
-    """OUT/<name>.md, .json, .png (name: `result_name`, 'gain' with the default classifier settings)."""
-    o = meta.get("command_options", {})
-    name = str(meta.get("result_name", "gain"))
-    lines = [
-        f"# {title}",
-        "",
-        f"Real data: {o.get('data')} at {o.get('resolution')} px, a seeded subset (seed 0) of N images per "
-        f"class, the whole test split; GAN: `scarce` preset, {meta.get('budget_minutes'):g} CPU-minutes per "
-        f"run, {o.get('seeds')} GAN seed(s); classifiers: {o.get('classifier_steps')} steps, "
-        f"augmentation of the baseline and every synthetic arm: {o.get('gain_policy', 'classical')}, "
-        f"{o.get('eval_seeds')} seed(s), ratios {', '.join(f'{r:g}x' for r in o.get('gain_ratios', []))}, "
-        f"variation temperatures {', '.join(f'{t:g}' for t in o.get('gain_temperatures', []))}."
-        + (" `--quick`: the numbers mean nothing." if o.get("quick") else ""),
-        "",
-        "| real images per class | best option | difference, points [95%] (pooled) | target | met |",
-        "|---|---|---|---|---|",
-    ]
-    for s in summaries:
-        b = s.get("best")
-        what = f"{b['label']}, {b['ratio']:g}x" if b else "-"
-        lines.append(
-            f"| {s['per_class']} | {what} | "
-            f"{_pts(b['difference_points']) if b else '-'} | >= +{s['target_points']:g} | "
-            f"{'yes' if s['target_met'] else 'no'} |"
-        )
-    lines += [
-        "",
-        "The best option is chosen on the same test set it is judged on, which favours it slightly; the pooled "
-        "interval treats the classifier seeds of one GAN as independent (the interval over GAN seeds does not).",
-        "",
-    ]
-    for s in summaries:
-        lines += size_lines(s, trained[s["per_class"]], runs[s["per_class"]])
-    lines += [f"Machine: {meta.get('machine', {})}", ""]
-    atomic_write_text(out / f"{name}.md", "\n".join(lines))
-    table = {"sizes": summaries, "trained": {str(k): v for k, v in trained.items()}, **meta}
-    atomic_write_json(out / f"{name}.json", json_safe(table))
-    plot_gain(summaries, out / f"{name}.png")
-    return table
-
-
-def plot_gain(summaries: list[dict[str, Any]], path: Path) -> None:
-    """One panel per size (evaluation.report.gain_figure_png), side by side."""
-    from PIL import Image
-
-    from vaemsgan.evaluation.report import gain_figure_png
-
-    panels = []
-    for s in summaries:
-        png = gain_figure_png(
-            s,
-            title=f"{s['per_class']} real images per class: difference to {s['baseline']['label']}\n"
-            f"(mean, 95% interval over {s['gan_seeds']} GAN x {s['classifier_seeds']} classifier seeds)",
-            target=s["target_points"],
-        )
-        if png is not None:
-            panels.append(Image.open(io.BytesIO(png)).convert("RGB"))
-    if not panels:
-        return
-    h = max(p.height for p in panels)
-    img = Image.new("RGB", (sum(p.width for p in panels), h), "white")
-    x = 0
-    for p in panels:
-        img.paste(p, (x, 0))
-        x += p.width
-    atomic_write(path, lambda f: img.save(f, format="PNG"))
+    def __setitem__(self, name: str, value: Any) -> None:
+        super().__setitem__(name, value)
+        atomic_write_json(self.path, {"eval_key": self.key, "fits": dict(self)})
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -573,8 +294,11 @@ def run_gain(
     opts: ReproduceOptions,
     meta: dict[str, Any],
     log: Callable[[str], None],
+    targets: Mapping[int, float | None] | None = None,
 ) -> dict[str, Any]:
-    """Train every run of every size (resuming), evaluate each (cached), pool per size, write the report."""
+    """Train every run of every size (resuming), evaluate each (cached), pool per size, write the report.
+    `targets`: the gain in points each size must reach (None: reported only); sizes it does not name get
+    issue 12's `target_points`."""
 
     minutes = budget_minutes(opts)
     gain_options(opts)  # bad options fail before any training
@@ -603,7 +327,8 @@ def run_gain(
         ]
         if results[n]:
             names = ctx.real(size_plans[0].cfg.data.classes).names
-            summaries.append(pool_size(n, results[n], names))
+            target = targets[n] if targets is not None and n in targets else target_points(n)
+            summaries.append(pool_size(n, results[n], names, target))
             log(f"{n} per class: {summaries[-1]['verdict']}")
     meta = {**meta, "budget_minutes": minutes, "eval_version": EVAL_VERSION, "result_name": result_name(opts)}
     trained_info = {
