@@ -34,6 +34,8 @@ Layout (every file written atomically; a rerun with the same settings trains and
     OUT/n<N>/runs/<run>/TRAINED.json            written when the run reached its budget
     OUT/n<N>/runs/<run>/gain.json               the run's evaluation, keyed by its settings and the
                                                 checkpoint's hash (a retrained model is evaluated again)
+    OUT/n<N>/runs/<run>/gain.fits.json          while it is evaluated: each classifier's result as it comes,
+                                                so a stopped evaluation resumes (FitJournal); removed at the end
     OUT/gain.md / gain.json / gain.png           tables, every number, one plot panel per size
 With another classifier augmentation policy (--gain-policy) or step count (--classifier-steps), `gain`
 above reads `gain-<policy>`, `gain-<steps>steps` or `gain-<policy>-<steps>steps` (`result_name`: the settings
