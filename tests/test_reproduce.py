@@ -281,6 +281,12 @@ def test_curves_no_train_evaluates_what_is_there_and_table2_per_class(
         grid = path.with_name(path.stem + "-real-vs-generated.png")
         assert grid.stat().st_size > 0
     assert "Table-2 statistics per class" in (out / "curves.md").read_text()
+    dom = json.loads((out / "curves.json").read_text())["domain_extractor"]
+    assert 0 <= dom["test_accuracy"] <= 1 and dom["train_images"] > 0  # the FID feature space, stated
+    assert (
+        f"its accuracy on the test split: {100 * dom['test_accuracy']:.1f}%"
+        in (out / "curves.md").read_text()
+    )
     row = json.loads((out / "curves.json").read_text())["rows"][0]
     assert set(row["table2_gap_pct"]) == {"mean", "std", "entropy", "laplacian_var"}
     done[0].unlink()

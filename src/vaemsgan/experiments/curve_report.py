@@ -116,6 +116,17 @@ def _f(v: Any, fmt: str = ".1f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
 
+def _domain_line(d: dict[str, Any] | None) -> list[str]:
+    if not d:
+        return []
+    return [
+        "",
+        f"Domain features (FID, KID, precision/recall, density/coverage): the penultimate layer of the same "
+        f"classifier trained on all {d['train_images']} real training images (seed 0, {d['steps']} steps); its "
+        f"accuracy on the test split: {100 * d['test_accuracy']:.1f}%.",
+    ]
+
+
 def write_curves(
     rows: list[dict[str, Any]],
     ref: dict[str, Any],
@@ -136,6 +147,7 @@ def write_curves(
         f"on all real training images: {100 * trtr_all['mean']:.1f}% "
         f"[{100 * trtr_all['low']:.1f}, {100 * trtr_all['high']:.1f}] "
         f"({ref['key']['seeds']} classifier seeds, {ref['key']['steps']} steps each).",
+        *_domain_line(meta.get("domain_extractor")),
         "",
         "| model | CPU-min | seeds | steps | img per CPU-s | domain FID [95%] | KID | TSTR % [95%] | TSTR/TRTR | "
         "TRTS % | precision | recall | coverage | Laplacian gap % |",

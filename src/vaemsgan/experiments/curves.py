@@ -341,4 +341,13 @@ def run_curves(
     grids_image([p for p in plans if p.seed == 0], marks, out / f"{exp.name}-grids.png")
     labels = {p.spec.name: p.spec.label for p in plans if p.seed == 0 and p.spec.label}
     meta = {**meta, "class_names": list(real.train.class_names), "marks": marks, "labels": labels}
+    if points:  # the feature space of FID/KID and precision/recall is only as good as its classifier
+        from vaemsgan.evaluation.classifier import accuracy
+
+        ext = ctx.extractor(real)
+        meta["domain_extractor"] = {
+            "steps": opts.domain_steps,
+            "train_images": len(real.train),
+            "test_accuracy": accuracy(ext.model, real.test.images, real.test.labels),
+        }
     return write_curves(rows, ref, out, meta, exp.name, exp.title)
