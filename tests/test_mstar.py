@@ -71,3 +71,44 @@ def test_reproduce_mstar_quick_writes_every_part_and_resumes(tmp_path, capsys) -
     # A rerun trains nothing again.
     assert main([*argv, "--parts", "curves"]) == 0
     assert "train scarce" not in capsys.readouterr().err
+
+
+def test_the_summary_says_where_each_run_stands_against_the_targets() -> None:
+    """mstar.md's target table: each curve run at its latest snapshot (TSTR/TRTR, TRTS/TRTR, the largest
+    Table-2 gap) and each gain size against its own target (27 and 55 chips: +3 points; 137: reported)."""
+    from vaemsgan.experiments.mstar import MSTAR_GAIN_TARGETS, summary_markdown
+
+    def row(model: str, minutes: float, tstr: float, trts: float, gap: float) -> dict:
+        gaps = {"mean": [1.0, -gap], "std": [2.0, float("nan")]}
+        return {"model": model, "minutes": minutes, "steps": 100 * minutes, "tstr_over_trtr": tstr,
+                "trts_over_trtr": trts, "table2_gap_pct": gaps}  # fmt: skip
+
+    best = {"label": "real + prior samples", "ratio": 1.0, "difference_points": {"mean": 3.4}}
+    summary = {
+        "gain_result": "gain",
+        "curves": {
+            "rows": [
+                row("scarce", 60, 0.95, 0.95, 30),
+                row("scarce", 120, 0.87, 0.96, 9.4),
+                row("acgan", 30, 0.5, 0.6, 40),
+            ]
+        },  # fmt: skip
+        "gain": {
+            "sizes": [
+                {"per_class": 27, "best": best, "target_points": MSTAR_GAIN_TARGETS[27], "target_met": True},
+                {
+                    "per_class": 137,
+                    "best": None,
+                    "target_points": MSTAR_GAIN_TARGETS[137],
+                    "target_met": None,
+                },
+            ]
+        },  # fmt: skip
+    }
+    md = summary_markdown(summary)
+    assert "| scarce | 120 | 12000 | 0.87 (**not met**) | 0.96 (met) | 9% (met) |" in md
+    assert "| acgan | 30 | 3000 | 0.50 (**not met**) | 0.60 (**not met**) | 40% (**not met**) |" in md
+    assert "| scarce | 60 |" not in md  # only the latest snapshot of a run
+    assert "| 27 | +3.4 (real + prior samples, 1x) | >= +3 | met |" in md
+    assert "| 137 | - | report | - |" in md
+    assert "## Targets" not in summary_markdown({"gain_result": "gain"})
