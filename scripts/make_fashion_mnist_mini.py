@@ -56,8 +56,10 @@ def main() -> None:
         arrays[f"y_{split}"] = y.numpy()[keep].astype(np.uint8)
     arrays["classes"] = np.array(FASHION_MNIST_CLASSES)
     write_npz(args.out, arrays)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
-          + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
+        + ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
+    )
 
 
 if __name__ == "__main__":

@@ -213,22 +213,23 @@ def run_gain_study(
     def fit_eval(
         data: LabelledImages, seed: int, policy: str, what: str, key: str
     ) -> tuple[float, list[float]]:
-        if journal is not None and f"{key}#{seed}" in journal:
-            acc_, recalls = journal[f"{key}#{seed}"]
+        """Accuracy and per-class recall of a classifier of `data` (`what`: its timing label), or the journal's
+        result under `key`#`seed`."""
+        name = f"{key}#{seed}"
+        if journal is not None and name in journal:
+            acc_, recalls = journal[name]
             return float(acc_), [float(r) for r in recalls]
-        value = _fit_eval(data, seed, policy, what)
-        if journal is not None:
-            journal[f"{key}#{seed}"] = [value[0], value[1]]
-        return value
-
-    def _fit_eval(data: LabelledImages, seed: int, policy: str, what: str) -> tuple[float, list[float]]:
         t0 = time.perf_counter()
         model = train_classifier(data.images, data.labels, n_cls, cfg, seed=seed, augment=policy)
         timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
         pred = predict(model, real_test.images)
-        return float((pred == real_test.labels).double().mean()), _per_class_acc(
-            pred, real_test.labels, n_cls
+        value = (
+            float((pred == real_test.labels).double().mean()),
+            _per_class_acc(pred, real_test.labels, n_cls),
         )
+        if journal is not None:
+            journal[name] = list(value)
+        return value
 
     # The plan: per arm and ratio, how many images of each class are added, or why not.
     plans: list[dict[str, Any]] = []
@@ -264,7 +265,7 @@ def run_gain_study(
         if real_memo is not None and (what, seed) in real_memo:
             value = real_memo[(what, seed)]
             if journal is not None and f"{what}#{seed}" not in journal:
-                journal[f"{what}#{seed}"] = [value[0], value[1]]  # this study resumes without the memo
+                journal[f"{what}#{seed}"] = list(value)  # so that this study resumes without the memo
             return value
         log(f"{tag}: real only, {'no' if policy == 'none' else policy} augmentation ({what})")
         value = fit_eval(real_train, seed, policy, what, what)

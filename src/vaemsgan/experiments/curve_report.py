@@ -39,6 +39,11 @@ def table2_gaps(
     }
 
 
+def largest_gap(gaps: list[float | None]) -> float | None:
+    """The largest |gap| of the measured ones (None and NaN: a class without images), or None."""
+    return max((abs(g) for g in gaps if g is not None and not math.isnan(g)), default=None)
+
+
 def write_real_vs_generated(real: ImageSet, gen: ImageSet, path: Path, n: int = 8) -> None:
     """One row per class: `n` real images (seeded draw), a gap, then the class's first `n` generated images."""
     from PIL import Image
@@ -185,7 +190,7 @@ def write_curves(
         ]
         for r in t2:
             for stat, gaps in r["table2_gap_pct"].items():
-                worst = max((abs(g) for g in gaps if g is not None and not math.isnan(g)), default=None)
+                worst = largest_gap(gaps)
                 lines.append(
                     f"| {r['model']} | {r['minutes']:g} | {stat} | "
                     + " | ".join(_f(g, "+.0f") for g in gaps)

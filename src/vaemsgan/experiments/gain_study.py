@@ -276,7 +276,8 @@ def evaluate_gain_run(
 class FitJournal(dict):
     """A gain evaluation's classifier results as they come (run_gain_study's `journal`), written to `path`
     with the evaluation's key on every new one, so that an evaluation stopped at a session's end resumes
-    there; read back only under the same key (same checkpoint and settings)."""
+    there; read back only under the same key (same checkpoint and settings). Item assignment, the only write
+    run_gain_study makes, is what persists."""
 
     def __init__(self, path: Path, key: dict[str, Any], fresh: bool = False) -> None:
         prev = None if fresh else _read_json(path)

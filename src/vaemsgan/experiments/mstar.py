@@ -29,6 +29,7 @@ from typing import Any
 from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
 from vaemsgan.experiments import curves, gain_study
+from vaemsgan.experiments.curve_report import largest_gap
 from vaemsgan.experiments.registry import GAIN_RUNS, MSTAR_CURVE_RUNS, ExperimentSpec
 from vaemsgan.experiments.runner import Context, ReproduceOptions, RunPlan, judge_config, plan_runs
 from vaemsgan.utils.io import atomic_write_json, atomic_write_text
@@ -161,9 +162,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 def _worst_gap(row: dict[str, Any]) -> float | None:
-    gaps = row.get("table2_gap_pct") or {}
-    vals = [abs(v) for vs in gaps.values() for v in vs if v is not None and v == v]
-    return max(vals) if vals else None
+    """The largest |gap| of any Table-2 statistic in any class."""
+    worst = [largest_gap(vals) for vals in (row.get("table2_gap_pct") or {}).values()]
+    return max((w for w in worst if w is not None), default=None)
 
 
 def target_lines(summary: dict[str, Any]) -> list[str]:
