@@ -1,7 +1,8 @@
-"""Why the training monitor and the MSTAR curves disagree (issue 23, session 12): the KID of each curve snapshot's
-samples (50 per class) against the monitor's own fixed training subset, in the monitor's feature space (its
-MONITOR_CLASSIFIER, as `Monitor.setup` builds it) and in the curves' `sar` domain space, and each classifier's
-accuracy on the test split. Usage (after `vaemsgan reproduce mstar --parts curves --out OUT`):
+"""Why the training monitor and the MSTAR curves disagreed (issue 23, session 12), and whether the fix agrees: the
+KID of each curve snapshot's samples (50 per class) against the monitor's own fixed training subset, in the
+feature space of the monitor's quick classifier (`train.monitor_classifier` = quick, as `Monitor.setup` builds
+it), of the monitor with the `sar` judge preset (the fix, session 13) and of the curves' `sar` domain extractor,
+and each classifier's accuracy on the test split. Usage (after `vaemsgan reproduce mstar --parts curves --out OUT`):
     python scripts/monitor_feature_check.py RUN [RUN ...] [--out runs/mstar] [--data ../shared/data/mstar-soc]
 e.g. `acgan scarce`; writes OUT/monitor-vs-curve.json."""
 
@@ -41,11 +42,16 @@ def main() -> None:
     ctx = Context(opts, print)
     real = ctx.real(None)
     test = real.test
-    mon = Monitor(build_config("scarce"), real.train, tempfile.mkdtemp())  # train.seed 0, as the curve runs
-    mon.setup(print)
+    monitors = {}
+    for name in ("quick", "sar"):  # train.seed 0, as the curve runs
+        cfg = build_config("scarce", {"train.monitor_classifier": name})
+        monitors[name] = Monitor(cfg, real.train, tempfile.mkdtemp())
+        monitors[name].setup(print)
+    mon = monitors["quick"]
     sar = ctx.extractor(real)
     out = {
         "monitor_val_acc": accuracy(mon.extractor.model, test.images, test.labels),
+        "sar_monitor_val_acc": accuracy(monitors["sar"].extractor.model, test.images, test.labels),
         "sar_val_acc": accuracy(sar.model, test.images, test.labels),
         "rows": [],
     }
@@ -56,8 +62,16 @@ def main() -> None:
             snap = Path(a.out) / "curves" / "runs" / run / "train" / "snapshots" / f"cpu-{m:g}min.pt"
             gen = sample_checkpoint(snap, mon.per_class)
             km, _ = kid(mon.real_feats, mon.extractor(gen.images), subsets=20, subset_size=500, seed=0)
+            fixed = monitors["sar"]
+            kf, _ = kid(fixed.real_feats, fixed.extractor(gen.images), subsets=20, subset_size=500, seed=0)
             ks, _ = kid(real_sar, sar(gen.images), subsets=20, subset_size=500, seed=0)
-            row = {"run": run, "minutes": m, "kid_monitor_features": float(km), "kid_sar_features": float(ks)}
+            row = {
+                "run": run,
+                "minutes": m,
+                "kid_monitor_features": float(km),
+                "kid_sar_monitor_features": float(kf),
+                "kid_sar_features": float(ks),
+            }
             print(row, flush=True)
             out["rows"].append(row)
     (Path(a.out) / "monitor-vs-curve.json").write_text(json.dumps(out, indent=1))

@@ -63,7 +63,7 @@ def test_reproduce_mstar_quick_writes_every_part_and_resumes(tmp_path, capsys) -
     runs = {p.name for p in (out / "curves" / "runs").iterdir()}
     assert runs == {"scarce", "acgan", "cdcgan-wgan-gp", "paper"}
     cfg = (out / "curves" / "runs" / "scarce" / "train" / "config.yaml").read_text()
-    assert "crop: 64" in cfg and "resolution: 64" in cfg
+    assert "crop: 64" in cfg and "resolution: 64" in cfg and "monitor_classifier: sar" in cfg
     gain = summary["gain_result"]
     assert (out / "gain" / f"{gain}.md").is_file()
     assert "The judge" in (out / "mstar.md").read_text()

@@ -224,6 +224,13 @@ class TrainConfig:
     best_metric: str = _opt(
         "kid", choices=("kid", "coverage", "diversity"), help="monitor value that picks RUN/best.pt"
     )
+    monitor_classifier: str = _opt(
+        "quick",
+        choices=("quick", "small", "sar"),
+        help="the classifier whose features the monitor (and the `classifier` curation filter) measures in: "
+        "'quick' (150 steps, ~10 s) or a judge preset of evaluation.classifier (`sar` for SAR chips: the "
+        "quick one is 72% right on MSTAR and missed a collapse there; ~3 CPU-minutes once, cached)",
+    )
     snapshot_minutes: list[float] = _opt(
         [],
         help="training CPU-minutes at which RUN/snapshots/cpu-<M>min.pt is kept (learning curves from one run)",

@@ -84,7 +84,7 @@ def classifier_scorer(model: LoadedModel, cache_dir: str | None = None) -> tuple
     """Score = p(intended class); an image argmax-assigned elsewhere gets p - 1 (ranks below all others)."""
     from vaemsgan.data import load_from_config
     from vaemsgan.evaluation.extractors import domain_extractor
-    from vaemsgan.evaluation.monitor import MONITOR_CLASSIFIER
+    from vaemsgan.evaluation.monitor import monitor_classifier
 
     cfg = model.cfg
     data = load_from_config(cfg.data, "train", seed=cfg.train.seed)
@@ -93,7 +93,7 @@ def classifier_scorer(model: LoadedModel, cache_dir: str | None = None) -> tuple
         data.images,
         data.labels,
         list(data.class_names),
-        MONITOR_CLASSIFIER,
+        monitor_classifier(cfg),
         seed=cfg.train.seed,
         cache_dir=cache_dir,
     )

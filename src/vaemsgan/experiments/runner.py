@@ -249,6 +249,9 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
         "data.channels": opts.channels,
         "data.crop": opts.crop,
         "train.threads": opts.threads,
+        # A run judged by a named judge (`--classifier sar`) is monitored in that judge's features: the monitor's
+        # quick classifier is 72% right on SAR chips and missed a collapse there. The default judge keeps it.
+        **({"train.monitor_classifier": opts.classifier} if opts.classifier != "small" else {}),
         **opts.overrides,
     }
     if opts.data_dir:
