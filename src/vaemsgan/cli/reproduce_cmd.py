@@ -52,6 +52,12 @@ def add_reproduce(sub: Any) -> None:
         type=Num.key("data.resolution", values=(16, 32, 64, 128, 256)),
         help="image size (32; mstar: 64)",
     )
+    p.add_argument(
+        "--channels",
+        type=Num.key("data.channels"),
+        default=1,
+        help="1 = grey (default), 3 = RGB (colour folders)",
+    )
     add_crop_option(
         p, "centre crop of N x N source pixels of every image before resizing (SAR chips: 64-88; mstar: 64)"
     )
@@ -207,6 +213,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         data_dir=args.data_dir,
         per_class=args.per_class,
         resolution=given("resolution", args.resolution),
+        channels=args.channels,
         crop=given("crop", args.crop),
         budget_minutes=given("budget_minutes", args.budget),
         clock=args.clock,
