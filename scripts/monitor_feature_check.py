@@ -19,7 +19,7 @@ from vaemsgan.evaluation.classifier import accuracy
 from vaemsgan.evaluation.monitor import Monitor
 from vaemsgan.experiments.mstar import DEFAULTS
 from vaemsgan.experiments.runner import Context, ReproduceOptions, sample_checkpoint
-from vaemsgan.metrics import kid
+from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.presets import build_config
 
 
@@ -63,13 +63,16 @@ def main() -> None:
             gen = sample_checkpoint(snap, mon.per_class)
             km, _ = kid(mon.real_feats, mon.extractor(gen.images), subsets=20, subset_size=500, seed=0)
             fixed = monitors["sar"]
-            kf, _ = kid(fixed.real_feats, fixed.extractor(gen.images), subsets=20, subset_size=500, seed=0)
+            fixed_feats = fixed.extractor(gen.images)
+            kf, _ = kid(fixed.real_feats, fixed_feats, subsets=20, subset_size=500, seed=0)
+            _, coverage = density_coverage(fixed.real_feats, fixed_feats, k=5)
             ks, _ = kid(real_sar, sar(gen.images), subsets=20, subset_size=500, seed=0)
             row = {
                 "run": run,
                 "minutes": m,
                 "kid_monitor_features": float(km),
                 "kid_sar_monitor_features": float(kf),
+                "coverage_sar_monitor_features": float(coverage),
                 "kid_sar_features": float(ks),
             }
             print(row, flush=True)

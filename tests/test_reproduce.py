@@ -451,3 +451,22 @@ def test_curves_plot_accepts_an_fid_interval_above_its_estimate(tmp_path: Path) 
     ]
     plot_curves(rows, 0.88, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_augment_runs_differ_from_scarce_only_in_augmentation(tmp_path: Path) -> None:
+    opts = ReproduceOptions(data="cifar-folder", channels=3, per_class=500)
+    plans = {p.name: p.cfg for p in plan_runs(EXPERIMENTS["augment"], tmp_path, opts)}
+    assert sorted(plans) == ["scarce", "scarce-ada", "scarce-diffaugment"]
+    for cfg in plans.values():
+        assert (cfg.data.channels, cfg.data.per_class) == (3, 500)
+    assert plans["scarce"].train.augment == "" and plans["scarce"].train.ada_target == 0.0
+    assert plans["scarce-diffaugment"].train.augment == "color,translation,cutout"
+    assert plans["scarce-diffaugment"].train.ada_target == 0.0
+    assert plans["scarce-ada"].train.augment == "color,translation,cutout"
+    assert plans["scarce-ada"].train.ada_target == 0.6
+    # Apart from augmentation, the three runs are the same model trained the same way.
+    same = [
+        {**c.to_dict(), "train": {**c.to_dict()["train"], "augment": "", "ada_target": 0.0}}
+        for c in plans.values()
+    ]
+    assert same[0] == same[1] == same[2]
