@@ -112,3 +112,19 @@ def test_the_summary_says_where_each_run_stands_against_the_targets() -> None:
     assert "| 27 | +3.4 (real + prior samples, 1x) | >= +3 | met |" in md
     assert "| 137 | - | report | - |" in md
     assert "## Targets" not in summary_markdown({"gain_result": "gain"})
+
+
+def test_mstar_defaults_apply_where_the_user_gave_none() -> None:
+    from vaemsgan.cli.main import build_parser
+    from vaemsgan.cli.reproduce_cmd import options_from_args
+
+    def opts(*extra: str):
+        return options_from_args(build_parser().parse_args(["reproduce", "mstar", "--out", "o", *extra]))
+
+    o = opts()
+    assert (o.resolution, o.crop, o.classifier, o.gain_policy) == (64, 64, "sar", "standard")
+    assert o.gain_temperatures == [1.0] and o.marks == [10.0, 30.0, 60.0, 120.0]
+    assert opts("--gain-temperatures", "0.5,1").gain_temperatures == [0.5, 1.0]
+    # Other experiments keep the general defaults.
+    gain = options_from_args(build_parser().parse_args(["reproduce", "gain", "--out", "o"]))
+    assert gain.gain_temperatures == [0.5, 1.0] and gain.classifier == "small"

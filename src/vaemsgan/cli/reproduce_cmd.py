@@ -203,6 +203,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         extra["gain_ratios"] = [float(r) for r in args.gain_ratios]
     if args.gain_temperatures:
         extra["gain_temperatures"] = [float(t) for t in args.gain_temperatures]
+    elif "gain_temperatures" in d:
+        extra["gain_temperatures"] = list(d["gain_temperatures"])
     extra["gain_policy"] = args.gain_policy or d.get("gain_policy", "classical")
 
     def given(name: str, value: Any) -> Any:
