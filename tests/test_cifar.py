@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vaemsgan.cli.main import main
@@ -64,3 +65,35 @@ def test_train_generate_evaluate_on_real_cifar10_images(tmp_path) -> None:
     # Colour images: the entropy of whole RGB pixel values exceeds that of one channel (equal for grey).
     assert all(j["real_mean"] > e["real_mean"] for j, e in zip(joint, per_channel))
     assert (rep / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(
+    not (CIFAR / "train").is_dir(),
+    reason=f"CIFAR-10 not found at {CIFAR} (put the train/ and test/ class folders of ../shared/data/cifar10 there)",
+)
+def test_augmentation_gain_and_the_python_api_keep_colour(tmp_path) -> None:
+    from vaemsgan import api
+
+    data = _subset(tmp_path / "cifar", {"train": 12, "test": 6})
+    run, rep = tmp_path / "run", tmp_path / "gain"
+    tiny = ["--set", "model.g_width=8", "--set", "model.d_width=8", "--set", "model.e_width=8"]
+    argv = ["train", "--data", str(data), "--out", str(run), "--channels", "3", "--resolution", "32"]
+    assert main([*argv, "--steps", "4", "--batch-size", "8", "--threads", "1", "--no-progress", *tiny]) == 0
+
+    model = api.load(run)
+    assert model.channels == 3 and model.class_names == sorted(CLASSES)
+    imgs = model.sample("frog", 4, seed=1)
+    assert imgs.shape == (4, 3, 32, 32) and imgs.dtype == torch.uint8
+    assert (imgs[:, 0] != imgs[:, 1]).any()  # colour, not grey in three channels
+    assert all(p.mode == "RGB" for p in model.sample("frog", 2, as_pil=True))
+
+    ev = ["evaluate", "--real", str(data), "--checkpoint", str(run), "--out", str(rep), "--augmentation-gain"]
+    fast = ["--gain-ratios", "1", "--gain-temperatures", "1", "--gain-seeds", "1", "--classifier-steps", "10"]
+    assert main([*ev, *fast, "--domain-steps", "10", "--threads", "1", "--no-progress"]) == 0
+    gain = json.loads((rep / "metrics.json").read_text())["augmentation_gain"]
+    assert {a["arm"] for a in gain["arms"]} == {"prior", "curated", "variations-T1"}
+    assert (
+        gain["n_real_test"] == 18 and gain["policy"]["flip"]
+    )  # photographs: horizontal flips in the baseline
+    assert 0.0 <= gain["baseline"]["accuracy"]["mean"] <= 1.0
+    assert (rep / "augmentation_gain.png").is_file()
