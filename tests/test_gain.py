@@ -210,7 +210,7 @@ def test_gain_options_are_range_checked(extra: list[str], needle: str, capsys, t
 
 
 def test_every_arm_but_the_reference_trains_with_the_classical_policy(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from vaemsgan.evaluation import gain
 
@@ -234,13 +234,25 @@ def test_every_arm_but_the_reference_trains_with_the_classical_policy(
     first = run_gain_study(
         real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=memo
     )
-    assert sorted(memo) == [("baseline", 0), ("baseline", 1), ("reference", 0), ("reference", 1)]
+    assert sorted(memo) == ["baseline#0", "baseline#1", "reference#0", "reference#1"]
     n_first = len(calls)
     again = run_gain_study(
         real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=memo
     )
     assert len(calls) == 2 * n_first - 4 and all(c[0] > 8 for c in calls[n_first:])
     assert again["baseline"]["accuracy"] == first["baseline"]["accuracy"]
+    # Persisted (reproduce gain: one file per real-set size), the memo serves another process's study too.
+    from vaemsgan.experiments.gain_study import FitJournal
+
+    path, key = tmp_path / "gain.real-fits.json", {"per_class": 4}
+    run_gain_study(
+        real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=FitJournal(path, key)
+    )
+    calls.clear()
+    other = run_gain_study(
+        real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=FitJournal(path, key)
+    )
+    assert len(calls) == n_first - 4 and other["baseline"]["accuracy"] == first["baseline"]["accuracy"]
 
 
 def test_an_interrupted_study_resumes_from_its_journal(

@@ -385,6 +385,10 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     kept = [*out.glob("n*/runs/*/*.json"), *out.glob("n*/runs/*/train/checkpoints/*.pt")]
     before = {p: p.stat().st_mtime_ns for p in kept}
     assert len([p for p in kept if p.name == "gain.json"]) == 4
+    # The real-only classifiers (baseline, no augmentation), one file per size, shared by its GAN seeds.
+    for n in (6, 10):
+        shared = json.loads((out / f"n{n}" / "gain.real-fits.json").read_text())
+        assert sorted(shared["fits"]) == ["baseline#0", "reference#0"] and shared["eval_key"]["per_class"] == n
     capsys.readouterr()
     assert main([*args, "--seeds", "2", "--gain-ratios", "1,0.5", "--gain-temperatures", "1"]) == 0
     err = capsys.readouterr().err

@@ -476,7 +476,7 @@ def gain_part(
     truncation: float | None = None,
     log: Log | None = None,
     arms: list[Any] | None = None,
-    real_memo: dict[Any, Any] | None = None,
+    real_memo: MutableMapping[str, Any] | None = None,
     journal: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The augmentation-gain study (gain.run_gain_study) of the arms of `gain_arms` (or `arms` made by it

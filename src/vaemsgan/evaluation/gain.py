@@ -190,14 +190,15 @@ def run_gain_study(
     class_names: list[str],
     options: GainOptions | None = None,
     progress: Callable[[str], None] | None = None,
-    real_memo: dict[tuple[str, int], tuple[float, list[float]]] | None = None,
+    real_memo: MutableMapping[str, Any] | None = None,
     journal: MutableMapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train every arm's classifiers over `options.seeds` seeds; returns a JSON-ready dict (module doc).
 
-    `real_memo` holds the two real-only arms' results (accuracy, per-class recall) by (arm, seed): given,
-    they are read from it and written to it, so a study of several models on the same real images and
-    options trains those classifiers once (the caller keeps one memo per real set and options).
+    `real_memo` holds the two real-only arms' results by "<arm>#<seed>" as [accuracy, per-class recall]:
+    given, they are read from it and written to it, so a study of several models on the same real images and
+    options trains those classifiers once (the caller keeps one memo per real set and options; persisted, as
+    a FitJournal, it serves studies in other processes too).
     `journal` holds every classifier's result by "<arm>[/<ratio>]#<seed>" as [accuracy, per-class recall]:
     given, a result found there is not trained again and each new one is stored as soon as it exists, so a
     caller that persists the mapping on every write makes an interrupted study resume where it stopped (the
@@ -262,15 +263,17 @@ def run_gain_study(
         per_class.setdefault(key, []).append(value[1])
 
     def real_only(what: str, seed: int, policy: str, tag: str) -> tuple[float, list[float]]:
-        if real_memo is not None and (what, seed) in real_memo:
-            value = real_memo[(what, seed)]
-            if journal is not None and f"{what}#{seed}" not in journal:
-                journal[f"{what}#{seed}"] = list(value)  # so that this study resumes without the memo
+        name = f"{what}#{seed}"
+        if real_memo is not None and name in real_memo:
+            acc_, recalls = real_memo[name]
+            value = (float(acc_), [float(r) for r in recalls])
+            if journal is not None and name not in journal:
+                journal[name] = list(value)  # so that this study resumes without the memo
             return value
         log(f"{tag}: real only, {'no' if policy == 'none' else policy} augmentation ({what})")
         value = fit_eval(real_train, seed, policy, what, what)
         if real_memo is not None:
-            real_memo[(what, seed)] = value
+            real_memo[name] = list(value)
         return value
 
     for seed in range(opt.seeds):

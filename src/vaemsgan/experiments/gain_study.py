@@ -36,6 +36,8 @@ Layout (every file written atomically; a rerun with the same settings trains and
                                                 checkpoint's hash (a retrained model is evaluated again)
     OUT/n<N>/runs/<run>/gain.fits.json          while it is evaluated: each classifier's result as it comes,
                                                 so a stopped evaluation resumes (FitJournal); removed at the end
+    OUT/n<N>/gain.real-fits.json                the real-only classifiers' results (baseline, no augmentation),
+                                                shared by every GAN seed of the size (the same real images)
     OUT/gain.md / gain.json / gain.png           tables, every number, one plot panel per size
 With another classifier augmentation policy (--gain-policy) or step count (--classifier-steps), `gain`
 above reads `gain-<policy>`, `gain-<steps>steps` or `gain-<policy>-<steps>steps` (`result_name`: the settings
@@ -46,7 +48,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -204,12 +206,18 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
     }
 
 
+def real_fits_key(opts: ReproduceOptions, per_class: int) -> dict[str, Any]:
+    """The settings the real-only classifiers of a size depend on: the evaluation's, less the checkpoint."""
+    key = {k: v for k, v in eval_key(opts, "").items() if k != "checkpoint_sha256"}
+    return {**key, "per_class": per_class}
+
+
 def evaluate_gain_run(
     plan: RunPlan,
     ctx: Context,
     judge_of: Callable[[], SmallVGG],
     opts: ReproduceOptions,
-    real_memo: dict[Any, Any],
+    real_memo: MutableMapping[str, Any],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The gain study, the judge's view of the pools and the reconstruction quality of one trained run;
@@ -324,7 +332,11 @@ def run_gain(
     for n, size_plans in plans.items():
         ctx = Context(replace(opts, per_class=n), log)
         trained[n] = [train_curve_run(p, ctx, opts, [minutes]) for p in size_plans]
-        memo: dict[Any, Any] = {}  # the real-only classifiers, shared by the runs of this size
+        # The real-only classifiers, shared by the runs of this size, on disk: the real images are the same for
+        # every GAN seed, so parallel workers and later sessions do not train them again.
+        memo = FitJournal(
+            out / f"n{n}" / f"{result_name(opts)}.real-fits.json", real_fits_key(opts, n), fresh=opts.force
+        )
         results[n] = [
             evaluate_gain_run(p, ctx, judge_for(p.cfg.data.classes), opts, memo, log) for p in size_plans
         ]
