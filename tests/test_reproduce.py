@@ -323,12 +323,23 @@ def test_table2_gaps_known_answer() -> None:
 
     labels = torch.tensor([0, 0, 1])
     stats = {s: torch.tensor([100.0, 120.0, 50.0], dtype=torch.float64) for s in TABLE2_STATISTICS}
-    means = _class_means(stats, labels, 3)
+    grey = torch.zeros(3, 1, 4, 4, dtype=torch.uint8)
+    means = _class_means(stats, grey, labels, 3)
     assert means["mean"][:2] == [110.0, 50.0] and math.isnan(means["mean"][2])
+    assert sorted(means) == sorted(TABLE2_STATISTICS)  # grey: the paper's four
     gen = {s: [121.0, 45.0, 1.0] for s in TABLE2_STATISTICS}
     gaps = table2_gaps({"generated": gen, "real_train": means})
     assert gaps["std"][0] == pytest.approx(10.0) and gaps["std"][1] == pytest.approx(-10.0)
     assert math.isnan(gaps["std"][2])
+    # Colour: each channel's mean level per class too (a red, a red and a blue image).
+    rgb = torch.zeros(3, 3, 4, 4, dtype=torch.uint8)
+    rgb[0, 0], rgb[1, 0], rgb[2, 2] = 200, 100, 60
+    stats["entropy_joint"] = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    colour = _class_means(stats, rgb, labels, 2)
+    assert colour["mean_red"] == [150.0, 0.0] and colour["mean_blue"] == [0.0, 60.0]
+    assert colour["entropy_joint"] == [1.5, 3.0]
+    gen = {**{s: [1.0, 1.0] for s in colour}, "mean_red": [165.0, 0.0]}
+    assert table2_gaps({"generated": gen, "real_train": colour})["mean_red"][0] == pytest.approx(10.0)
 
 
 def test_screen_runs_change_one_thing_each() -> None:
@@ -388,7 +399,9 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     # The real-only classifiers (baseline, no augmentation), one file per size, shared by its GAN seeds.
     for n in (6, 10):
         shared = json.loads((out / f"n{n}" / "gain.real-fits.json").read_text())
-        assert sorted(shared["fits"]) == ["baseline#0", "reference#0"] and shared["eval_key"]["per_class"] == n
+        assert (
+            sorted(shared["fits"]) == ["baseline#0", "reference#0"] and shared["eval_key"]["per_class"] == n
+        )
     capsys.readouterr()
     assert main([*args, "--seeds", "2", "--gain-ratios", "1,0.5", "--gain-temperatures", "1"]) == 0
     err = capsys.readouterr().err

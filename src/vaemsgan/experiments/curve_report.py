@@ -15,6 +15,9 @@ from vaemsgan.utils.io import atomic_write_json, atomic_write_text, json_safe
 
 # The paper's Table 2, per class (image_stats.STATISTICS names them).
 TABLE2_STATISTICS = ("mean", "std", "entropy", "laplacian_var")
+# Colour images also get what the grey statistics cannot see: each channel's mean (the colour balance) and the
+# entropy of whole RGB values (docs/EVALUATION.md); `mean`, `entropy` and the Laplacian average the channels.
+COLOUR_STATISTICS = ("mean_red", "mean_green", "mean_blue", "entropy_joint")
 
 
 def _mean_ci(values: list[float]) -> dict[str, Any]:
@@ -35,7 +38,8 @@ def table2_gaps(
     gen, real = class_stats["generated"], class_stats[against]
     return {
         s: [100.0 * (g - r) / r if r else float("nan") for g, r in zip(gen[s], real[s])]
-        for s in TABLE2_STATISTICS
+        for s in (*TABLE2_STATISTICS, *COLOUR_STATISTICS)
+        if s in gen and s in real
     }
 
 
@@ -102,7 +106,7 @@ def summarise(points: list[dict[str, Any]], ref: dict[str, Any]) -> list[dict[st
         }
         gaps = [table2_gaps(p["class_statistics"]) for p in ps if "class_statistics" in p]
         row["table2_gap_pct"] = (
-            {s: [_avg([g[s][c] for g in gaps]) for c in range(len(gaps[0][s]))] for s in TABLE2_STATISTICS}
+            {s: [_avg([g[s][c] for g in gaps]) for c in range(len(gaps[0][s]))] for s in gaps[0]}
             if gaps
             else None
         )
@@ -183,7 +187,8 @@ def write_curves(
         lines += [
             "",
             "Table-2 statistics per class: gap (%) of the generated images' mean from the real training images' "
-            "(mean grey level, std, entropy, Laplacian variance; the last column the largest |gap| of the row):",
+            "(mean grey level, std, entropy, Laplacian variance, over all channels; colour images also each "
+            "channel's mean and the joint RGB entropy; the last column the largest |gap| of the row):",
             "",
             "| model | CPU-min | statistic | " + " | ".join(names) + " | max abs |",
             "|---|---|---|" + "---|" * (len(names) + 1),

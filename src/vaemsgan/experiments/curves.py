@@ -42,6 +42,7 @@ import torch
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
 from vaemsgan.experiments.curve_report import (
+    COLOUR_STATISTICS,
     TABLE2_STATISTICS,
     grids_image,
     summarise,
@@ -244,11 +245,11 @@ def evaluate_snapshot(
     lap_gen = float(gen_stats["laplacian_var"].mean())
     lap_real = float(test_stats["laplacian_var"].mean())
     class_stats = {
-        side: _class_means(stats, labels, n_cls)
-        for side, stats, labels in (
-            ("generated", gen_stats, gen.labels),
-            ("real_train", image_statistics(real.train.images), real.train.labels),
-            ("real_test", test_stats, real.test.labels),
+        side: _class_means(stats, images, labels, n_cls)
+        for side, stats, images, labels in (
+            ("generated", gen_stats, gen.images, gen.labels),
+            ("real_train", image_statistics(real.train.images), real.train.images, real.train.labels),
+            ("real_test", test_stats, real.test.images, real.test.labels),
         )
     }
     write_real_vs_generated(real.train, gen, out_path.with_name(f"cpu-{minutes:g}min-real-vs-generated.png"))
@@ -301,14 +302,22 @@ def evaluate_snapshot(
     return res
 
 
-def _class_means(stats: dict[str, torch.Tensor], labels: torch.Tensor, n_cls: int) -> dict[str, list[float]]:
-    """{statistic: its mean over each class's images} for the Table-2 statistics."""
+def _class_means(
+    stats: dict[str, torch.Tensor], images: torch.Tensor, labels: torch.Tensor, n_cls: int
+) -> dict[str, list[float]]:
+    """{statistic: its mean over each class's images} for the Table-2 statistics (`stats`: image_statistics of
+    `images`) and, for colour images, COLOUR_STATISTICS."""
+    names = list(TABLE2_STATISTICS)
+    if images.shape[1] == 3:
+        per_channel = images.double().mean(dim=(2, 3))  # n x 3 mean levels
+        stats = {**stats, **{s: per_channel[:, i] for i, s in enumerate(COLOUR_STATISTICS[:3])}}
+        names += COLOUR_STATISTICS
     return {
         s: [
             float(stats[s][labels == c].mean()) if bool((labels == c).any()) else float("nan")
             for c in range(n_cls)
         ]
-        for s in TABLE2_STATISTICS
+        for s in names
     }
 
 
