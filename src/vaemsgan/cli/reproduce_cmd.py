@@ -109,12 +109,14 @@ def add_reproduce(sub: Any) -> None:
         help="images per class (1000)",
     )
     p.add_argument(
-        "--classifier-steps", type=STEPS, help="training steps per classifier (300; mstar: the judge's)"
+        "--classifier-steps",
+        type=STEPS,
+        help="training steps per classifier (300; with --classifier sar|cifar, and for mstar: the judge's)",
     )
     p.add_argument(
         "--classifier",
         choices=sorted(CLASSIFIER_PRESETS),
-        help="the judge of every accuracy and of the domain features: small (default) or sar (mstar's default)",
+        help="the judge of every accuracy and of the domain features: small (default), sar (SAR chips; mstar's default) or cifar (colour photographs)",
     )
     p.add_argument(
         "--domain-steps",
@@ -198,6 +200,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
         if args.quick:  # the smoke test: 10 chips per class for the curves, one small gain study of 1 GAN
             d.update(gain_per_class=[6], seeds=1)
             args.per_class = args.per_class or 10
+    if args.classifier and args.classifier != "small":
+        # A named judge is trained as its preset says (the steps are part of what made it credible).
+        steps = CLASSIFIER_PRESETS[args.classifier].steps
+        d.update(classifier_steps=steps, domain_steps=steps)
     extra: dict[str, Any] = {}
     if args.gain_ratios:
         extra["gain_ratios"] = [float(r) for r in args.gain_ratios]

@@ -88,11 +88,16 @@ class ClassifierConfig:
 # pixels, no flips (a mirrored chip is another aspect; flips cost 3 points on val/), each chip standardised
 # (MSTAR's 15-degree test chips are darker than the 17-degree training chips, 2S1 by 15%: without it the
 # judge called a third of the 2S1 test chips something else). docs/RESULTS.md "MSTAR" has the screen.
+# `cifar` is the judge of colour photographs (CIFAR-10 at 32 px, issue 25): twice the small one's widths, crops
+# of up to 4 pixels and flips (the standard CIFAR augmentation), 3,000 steps: 75.8% on the test set against the
+# small one's 55.9% at 300 steps, ~4 CPU-minutes a training (one thread; a second conv per block: 78.0%, 2.3x
+# the cost). docs/RESULTS.md "CIFAR-10" has the screen.
 CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
     "small": ClassifierConfig(),
     "sar": ClassifierConfig(
         width=16, max_width=128, depth=4, steps=1500, flip=False, crop_pad=6, standardize=True, gamma=1.5
     ),
+    "cifar": ClassifierConfig(width=32, max_width=128, depth=3, steps=3000, crop_pad=4),
 }
 
 
