@@ -211,6 +211,8 @@ def snapshot_eval_key(opts: Any) -> dict[str, Any]:
         "n_boot": opts.n_boot,
         "v": 2,  # 2: per-class Table-2 statistics and the real-vs-generated grid
         **judge_key(opts),
+        # A subset's curves measure FID & co. in the features of all training images (Context.all_images).
+        **({"features_of": "all training images"} if opts.per_class is not None else {}),
     }
 
 
@@ -236,10 +238,11 @@ def evaluate_snapshot(
     real = ctx.real(None)
     n_cls = len(real.train.class_names)
     gen = sample_checkpoint(path, opts.per_class_generated, name=f"{plan.name} at {minutes:g} CPU-minutes")
-    ext = ctx.extractor(real)
+    features = ctx.all_images(None)  # the same test images as `real`'s; with a subset, more training images
+    ext = ctx.extractor(features)
     # All generated images against all real test images (not matched per class, unlike `evaluate`).
     fm = feature_metrics(
-        real.features(ext, "test"), ext(gen.images), n_boot=opts.n_boot, kid_subsets=50, seed=0
+        features.features(ext, "test"), ext(gen.images), n_boot=opts.n_boot, kid_subsets=50, seed=0
     )
     gen_stats, test_stats = image_statistics(gen.images), image_statistics(real.test.images)
     lap_gen = float(gen_stats["laplacian_var"].mean())
@@ -353,10 +356,11 @@ def run_curves(
     if points:  # the feature space of FID/KID and precision/recall is only as good as its classifier
         from vaemsgan.evaluation.classifier import accuracy
 
-        ext = ctx.extractor(real)
+        features = ctx.all_images(None)
+        ext = ctx.extractor(features)
         meta["domain_extractor"] = {
             "steps": opts.domain_steps,
-            "train_images": len(real.train),
+            "train_images": len(features.train),
             "test_accuracy": accuracy(ext.model, real.test.images, real.test.labels),
         }
     return write_curves(rows, ref, out, meta, exp.name, exp.title)

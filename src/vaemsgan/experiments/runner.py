@@ -181,6 +181,7 @@ class Context:
         self.opts, self.log = opts, log
         self._real: dict[tuple[str, ...] | None, RealSide] = {}
         self._logged: set[int] = set()
+        self._all: Context | None = None
 
     def real(self, classes: list[str] | None) -> RealSide:
         key = tuple(classes) if classes else None
@@ -203,6 +204,16 @@ class Context:
             )
             self._real[key] = RealSide(train, test, o.cache_dir, log=self.log)
         return self._real[key]
+
+    def all_images(self, classes: list[str] | None) -> RealSide:
+        """The real side with every training image, also when the runs train on a subset (`--per-class`): the
+        feature space that measures a subset's generators is trained on everything the data has (as the gain
+        study's judge), so that it is as credible as the full-data one and the same for every subset size."""
+        if self.opts.per_class is None:
+            return self.real(classes)
+        if self._all is None:
+            self._all = Context(replace(self.opts, per_class=None), self.log)
+        return self._all.real(classes)
 
     def extractor(self, real: RealSide) -> Extractor:
         """The domain extractor of `real` (seed 0, --domain-steps), trained once and cached."""
