@@ -36,7 +36,12 @@ def main() -> None:
     if not (Path(a.data) / "train").is_dir():
         raise SystemExit(f"{a.data}: no CIFAR-10 there (train/ and test/ class folders); give --data")
     torch.set_num_threads(1)
-    changes = {k: type(getattr(classifier_preset(a.preset), k))(v) for k, v in (s.split("=") for s in a.set)}
+
+    def parse(field: str, text: str) -> object:
+        kind = type(getattr(classifier_preset(a.preset), field))
+        return text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+
+    changes = {k: parse(k, v) for k, v in (s.split("=", 1) for s in a.set)}
     cfg = replace(classifier_preset(a.preset, steps=a.steps), **changes).validate()
     train = load_images(a.data, split="train", resolution=32, channels=3)
     test = load_images(a.data, split="test", resolution=32, channels=3)

@@ -242,17 +242,31 @@ def test_every_arm_but_the_reference_trains_with_the_classical_policy(
     assert len(calls) == 2 * n_first - 4 and all(c[0] > 8 for c in calls[n_first:])
     assert again["baseline"]["accuracy"] == first["baseline"]["accuracy"]
     # Persisted (reproduce gain: one file per real-set size), the memo serves another process's study too.
-    from vaemsgan.experiments.gain_study import FitJournal
+    from vaemsgan.experiments.gain_study import SharedFits
 
-    path, key = tmp_path / "gain.real-fits.json", {"per_class": 4}
-    run_gain_study(
-        real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=FitJournal(path, key)
-    )
+    path, key = tmp_path / "gain.real-fits.json", {"real_images": "abc"}
+    opts = GainOptions(seeds=2, classifier=SMALL)
+    run_gain_study(real, test, arms, ["a", "b"], opts, real_memo=SharedFits(path, key))
     calls.clear()
-    other = run_gain_study(
-        real, test, arms, ["a", "b"], GainOptions(seeds=2, classifier=SMALL), real_memo=FitJournal(path, key)
-    )
+    other = run_gain_study(real, test, arms, ["a", "b"], opts, real_memo=SharedFits(path, key))
     assert len(calls) == n_first - 4 and other["baseline"]["accuracy"] == first["baseline"]["accuracy"]
+
+
+def test_shared_fits_lose_no_worker_s_results(tmp_path: Path) -> None:
+    """Two workers (GAN seeds of one size) open the shared file at the same time, both empty: each finds what
+    the other wrote since, and neither write drops the other's results."""
+    from vaemsgan.experiments.gain_study import SharedFits
+
+    path, key = tmp_path / "gain.real-fits.json", {"real_images": "abc"}
+    a, b = SharedFits(path, key), SharedFits(path, key)
+    a["baseline#0"] = [0.9, [0.8, 1.0]]
+    b["reference#0"] = [0.7, [0.6, 0.8]]  # b's dict never held baseline#0: a plain dump would drop it
+    assert "baseline#0" in b and b["baseline#0"] == [0.9, [0.8, 1.0]]
+    assert "reference#0" in a
+    on_disk = json.loads(path.read_text())
+    assert sorted(on_disk["fits"]) == ["baseline#0", "reference#0"] and on_disk["eval_key"] == key
+    # Other real images or judge settings: nothing is shared.
+    assert "baseline#0" not in SharedFits(path, {"real_images": "other"})
 
 
 def test_an_interrupted_study_resumes_from_its_journal(

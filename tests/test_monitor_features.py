@@ -56,3 +56,16 @@ def test_a_run_judged_by_a_named_judge_is_monitored_in_its_features() -> None:
         exp, out, ReproduceOptions(classifier="sar", overrides={"train.monitor_classifier": "quick"})
     )
     assert {p.cfg.train.monitor_classifier for p in mine} == {"quick"}
+
+
+def test_runs_trained_before_the_option_stay_valid() -> None:
+    """The monitor's classifier is bookkeeping, not learning: a curve or gain run trained before the option
+    existed (its config lacks it: `quick`) is continued and kept, not refused as another run."""
+    from vaemsgan.experiments.runner import learning_config
+    from vaemsgan.presets import build_config
+
+    old = build_config("scarce").to_dict()
+    del old["train"]["monitor_classifier"]
+    new = build_config("scarce", {"train.monitor_classifier": "sar"}).to_dict()
+    assert learning_config(old) == learning_config(new)
+    assert learning_config(new) != learning_config(build_config("scarce", {"train.lr_g": 1e-4}).to_dict())

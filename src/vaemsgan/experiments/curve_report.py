@@ -106,7 +106,11 @@ def summarise(points: list[dict[str, Any]], ref: dict[str, Any]) -> list[dict[st
         }
         gaps = [table2_gaps(p["class_statistics"]) for p in ps if "class_statistics" in p]
         row["table2_gap_pct"] = (
-            {s: [_avg([g[s][c] for g in gaps]) for c in range(len(gaps[0][s]))] for s in gaps[0]}
+            {
+                s: [_avg([g[s][c] for g in gaps]) for c in range(len(gaps[0][s]))]
+                for s in gaps[0]
+                if all(s in g for g in gaps)  # a point evaluated before a statistic existed lacks it
+            }
             if gaps
             else None
         )

@@ -238,11 +238,10 @@ def evaluate_snapshot(
     real = ctx.real(None)
     n_cls = len(real.train.class_names)
     gen = sample_checkpoint(path, opts.per_class_generated, name=f"{plan.name} at {minutes:g} CPU-minutes")
-    features = ctx.all_images(None)  # the same test images as `real`'s; with a subset, more training images
-    ext = ctx.extractor(features)
+    ext = ctx.extractor(ctx.all_images(None))  # with a subset, trained on every training image
     # All generated images against all real test images (not matched per class, unlike `evaluate`).
     fm = feature_metrics(
-        features.features(ext, "test"), ext(gen.images), n_boot=opts.n_boot, kid_subsets=50, seed=0
+        real.features(ext, "test"), ext(gen.images), n_boot=opts.n_boot, kid_subsets=50, seed=0
     )
     gen_stats, test_stats = image_statistics(gen.images), image_statistics(real.test.images)
     lap_gen = float(gen_stats["laplacian_var"].mean())
@@ -312,7 +311,8 @@ def _class_means(
     `images`) and, for colour images, COLOUR_STATISTICS."""
     names = list(TABLE2_STATISTICS)
     if images.shape[1] == 3:
-        per_channel = images.double().mean(dim=(2, 3))  # n x 3 mean levels
+        # n x 3 mean levels, in chunks: a float copy of all 50,000 CIFAR-10 images at once would be 600 MB.
+        per_channel = torch.cat([x.float().mean(dim=(2, 3)) for x in images.split(4096)]).double()
         stats = {**stats, **{s: per_channel[:, i] for i, s in enumerate(COLOUR_STATISTICS[:3])}}
         names += COLOUR_STATISTICS
     return {

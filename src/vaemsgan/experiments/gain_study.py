@@ -58,6 +58,7 @@ import torch
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation import core
 from vaemsgan.evaluation.classifier import SmallVGG, folded_for_inference, logits
+from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.crossval import LabelledImages
 from vaemsgan.evaluation.gain import GainOptions
 from vaemsgan.experiments.curves import train_curve_run
@@ -75,6 +76,7 @@ from vaemsgan.experiments.runner import (
     plan_runs,
 )
 from vaemsgan.utils.io import atomic_write_json, json_safe
+from vaemsgan.utils.lock import exclusive_file_lock
 
 QUICK_BUDGET_MINUTES = 0.003  # `--quick`: a fraction of a CPU-second of training per run
 EVAL_VERSION = 1
@@ -206,10 +208,15 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
     }
 
 
-def real_fits_key(opts: ReproduceOptions, per_class: int) -> dict[str, Any]:
-    """The settings the real-only classifiers of a size depend on: the evaluation's, less the checkpoint."""
-    key = {k: v for k, v in eval_key(opts, "").items() if k != "checkpoint_sha256"}
-    return {**key, "per_class": per_class}
+def real_fits_key(opts: ReproduceOptions, real: RealSide) -> dict[str, Any]:
+    """What the real-only classifiers of a size depend on: the real training and test images (a digest of
+    their bytes and labels) and the classifiers' settings and policy; not the GANs, ratios or temperatures."""
+    from vaemsgan.evaluation.cache import digest
+
+    gopts = gain_options(opts)
+    settings = {"v": EVAL_VERSION, "classifier": gopts.classifier.to_dict(), "policy": gopts.policy}
+    tensors = (real.train.images, real.train.labels, real.test.images, real.test.labels)
+    return {**settings, "real_images": digest(settings, *tensors)}
 
 
 def evaluate_gain_run(
@@ -297,6 +304,29 @@ class FitJournal(dict):
         atomic_write_json(self.path, {"eval_key": self.key, "fits": dict(self)})
 
 
+class SharedFits(FitJournal):
+    """A FitJournal that several processes add to (the real-only classifiers of a size, which every GAN seed's
+    evaluation needs): a lookup that misses reads the file again, and each write merges with what the file
+    holds, under an exclusive lock, so no worker's results are lost and each is trained once."""
+
+    def _merge_file(self) -> None:
+        prev = _read_json(self.path)
+        if prev is not None and prev.get("eval_key") == self.key:
+            for name, value in prev.get("fits", {}).items():
+                dict.setdefault(self, name, value)
+
+    def __contains__(self, name: object) -> bool:
+        if not dict.__contains__(self, name):
+            self._merge_file()
+        return dict.__contains__(self, name)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        with exclusive_file_lock(self.path.with_name(self.path.name + ".lock")):
+            self._merge_file()
+            dict.__setitem__(self, name, value)
+            atomic_write_json(self.path, {"eval_key": self.key, "fits": dict(self)})
+
+
 # ---------------------------------------------------------------------------------------------- main
 def run_gain(
     exp: Any,
@@ -333,9 +363,13 @@ def run_gain(
         ctx = Context(replace(opts, per_class=n), log)
         trained[n] = [train_curve_run(p, ctx, opts, [minutes]) for p in size_plans]
         # The real-only classifiers, shared by the runs of this size, on disk: the real images are the same for
-        # every GAN seed, so parallel workers and later sessions do not train them again.
-        memo = FitJournal(
-            out / f"n{n}" / f"{result_name(opts)}.real-fits.json", real_fits_key(opts, n), fresh=opts.force
+        # every GAN seed, so parallel workers and later sessions do not train them again. Not emptied by
+        # --force: the key holds everything they depend on.
+        real_n = ctx.real(size_plans[0].cfg.data.classes) if size_plans else None
+        memo = (
+            SharedFits(out / f"n{n}" / f"{result_name(opts)}.real-fits.json", real_fits_key(opts, real_n))
+            if real_n is not None
+            else {}
         )
         results[n] = [
             evaluate_gain_run(p, ctx, judge_for(p.cfg.data.classes), opts, memo, log) for p in size_plans

@@ -329,6 +329,7 @@ BOOKKEEPING = {
         "keep",
         "monitor_every",
         "best_metric",
+        "monitor_classifier",  # what the monitor measures in (runs trained before it existed stay valid)
         "channels_last",  # memory layout: the same model either way
     },
 }

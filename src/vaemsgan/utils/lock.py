@@ -83,3 +83,20 @@ def folder_lock(path: str | os.PathLike, what: str = "output folder") -> Iterato
             del _held[key]
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+@contextmanager
+def exclusive_file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing) while the block runs, waiting for any
+    other holder: for short read-merge-write sections that several processes share (unlike `folder_lock`,
+    which refuses a folder another process works in)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
