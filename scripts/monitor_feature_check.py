@@ -17,8 +17,9 @@ import torch
 
 from vaemsgan.evaluation.classifier import accuracy
 from vaemsgan.evaluation.monitor import Monitor
+from vaemsgan.experiments.context import Context, ReproduceOptions
 from vaemsgan.experiments.mstar import DEFAULTS
-from vaemsgan.experiments.runner import Context, ReproduceOptions, sample_checkpoint
+from vaemsgan.experiments.runner import sample_checkpoint
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.presets import build_config
 

@@ -12,8 +12,9 @@ import json
 import torch
 
 from vaemsgan.evaluation.classifier import predict, train_classifier
+from vaemsgan.experiments.context import Context, ReproduceOptions, judge_config
 from vaemsgan.experiments.mstar import DEFAULTS
-from vaemsgan.experiments.runner import Context, ReproduceOptions, judge_config, sample_checkpoint
+from vaemsgan.experiments.runner import sample_checkpoint
 
 
 def confusion(pred: torch.Tensor, labels: torch.Tensor, n: int) -> list[list[int]]:

@@ -12,7 +12,8 @@ import torch
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation.classifier import ClassifierConfig
 from vaemsgan.evaluation.evaluate import EvalOptions, evaluate_sets
-from vaemsgan.experiments.runner import Context, ReproduceOptions, evaluate_part
+from vaemsgan.experiments.context import Context, ReproduceOptions
+from vaemsgan.experiments.runner import evaluate_part
 from vaemsgan.utils.io import json_safe
 
 

@@ -42,8 +42,9 @@ def test_the_monitor_trains_the_configured_classifier(
 
 
 def test_a_run_judged_by_a_named_judge_is_monitored_in_its_features() -> None:
+    from vaemsgan.experiments.context import ReproduceOptions
     from vaemsgan.experiments.registry import EXPERIMENTS, MSTAR_CURVE_RUNS, ExperimentSpec
-    from vaemsgan.experiments.runner import ReproduceOptions, plan_runs
+    from vaemsgan.experiments.runner import plan_runs
 
     exp = ExperimentSpec("curves", "t", MSTAR_CURVE_RUNS, ("curve",), "")
     out = Path("unused")

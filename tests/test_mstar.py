@@ -36,6 +36,7 @@ def test_experiments_layers_point_one_way() -> None:
     order = [
         "registry",
         "tables",
+        "context",
         "runner",
         "curve_report",
         "curves",

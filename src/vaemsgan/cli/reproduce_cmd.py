@@ -172,7 +172,7 @@ def add_reproduce(sub: Any) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
-    from vaemsgan.experiments.runner import ReproduceOptions, quick
+    from vaemsgan.experiments.context import ReproduceOptions, quick
 
     overrides: dict[str, Any] = {}
     for item in args.set or []:

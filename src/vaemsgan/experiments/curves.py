@@ -41,6 +41,7 @@ import torch
 
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
+from vaemsgan.experiments.context import _read_json, judge_config, judge_key
 from vaemsgan.experiments.curve_report import (
     COLOUR_STATISTICS,
     TABLE2_STATISTICS,
@@ -50,9 +51,6 @@ from vaemsgan.experiments.curve_report import (
     write_real_vs_generated,
 )
 from vaemsgan.experiments.runner import (
-    _read_json,
-    judge_config,
-    judge_key,
     learning_config,
     newest_state,
     sample_checkpoint,

@@ -61,20 +61,19 @@ from vaemsgan.evaluation.classifier import SmallVGG, folded_for_inference, logit
 from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.crossval import LabelledImages
 from vaemsgan.evaluation.gain import GainOptions
-from vaemsgan.experiments.curves import train_curve_run
-from vaemsgan.experiments.gain_report import RECON_PER_CLASS, pool_size, target_points, write_gain
-from vaemsgan.experiments.runner import (
+from vaemsgan.experiments.context import (
     DEFAULT_CLASSIFIER_STEPS,
     DEFAULT_GAIN_PER_CLASS,
     QUICK_CLASSIFIER_STEPS,
     Context,
     ReproduceOptions,
-    RunPlan,
     _read_json,
     judge_config,
     judge_key,
-    plan_runs,
 )
+from vaemsgan.experiments.curves import train_curve_run
+from vaemsgan.experiments.gain_report import RECON_PER_CLASS, pool_size, target_points, write_gain
+from vaemsgan.experiments.runner import RunPlan, plan_runs
 from vaemsgan.utils.io import atomic_write_json, json_safe
 from vaemsgan.utils.lock import exclusive_file_lock
 

@@ -29,9 +29,10 @@ from typing import Any
 from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
 from vaemsgan.experiments import curves, gain_study
+from vaemsgan.experiments.context import Context, ReproduceOptions, judge_config
 from vaemsgan.experiments.curve_report import largest_gap
 from vaemsgan.experiments.registry import GAIN_RUNS, MSTAR_CURVE_RUNS, ExperimentSpec
-from vaemsgan.experiments.runner import Context, ReproduceOptions, RunPlan, judge_config, plan_runs
+from vaemsgan.experiments.runner import RunPlan, plan_runs
 from vaemsgan.utils.io import atomic_write_json, atomic_write_text
 
 PARTS = ("judge", "curves", "gain")

@@ -1,6 +1,7 @@
 """`vaemsgan reproduce EXPERIMENT`: the top of the experiments layer, which names every experiment's driver.
 
-Layers point one way: `registry` (what runs) <- `runner` (shared helpers: options, data, training, parts)
+Layers point one way: `registry` (what runs) <- `context` (options, the judge, the shared real data) <- `runner`
+(shared helpers: plans, training, parts)
 <- the drivers (`curves`, `gain_study`, `mstar`), each using the runner's helpers and never imported back
 <- this module, which picks the driver by the experiment's `parts`.
 """
@@ -14,10 +15,9 @@ from typing import Any
 
 from vaemsgan.errors import ConfigError, OutputExistsError
 from vaemsgan.experiments import curves, gain_study, mstar
+from vaemsgan.experiments.context import Context, ReproduceOptions
 from vaemsgan.experiments.registry import expand
 from vaemsgan.experiments.runner import (
-    Context,
-    ReproduceOptions,
     _logger,
     json_safe,
     machine_info,
