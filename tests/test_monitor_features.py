@@ -70,3 +70,56 @@ def test_runs_trained_before_the_option_stay_valid() -> None:
     new = build_config("scarce", {"train.monitor_classifier": "sar"}).to_dict()
     assert learning_config(old) == learning_config(new)
     assert learning_config(new) != learning_config(build_config("scarce", {"train.lr_g": 1e-4}).to_dict())
+
+
+def test_a_run_resumed_in_another_feature_space_is_judged_on_its_new_checks(
+    tmp_path: Path, tiny_config, tiny_images
+) -> None:
+    """KIDs of two feature spaces differ by 10x and more (MSTAR: 1,961 against 27,953 for the same samples). A
+    run logged in the quick space and continued in the `sar` one neither reads the old checks back (or they
+    would look like a collapse) nor keeps the old best.pt value as the one to beat."""
+    import json
+
+    import torch
+
+    def check(step: int, kid: float, **extra: float) -> dict:
+        values = {"kid": kid, "coverage": 0.6, "diversity": 1.0, "diversity_min": 1.0, "near_copy": 0.0}
+        return {"step": step, **{f"monitor/{k}": v for k, v in {**values, **extra}.items()}}
+
+    run = tmp_path / "run"
+    run.mkdir()
+    old = [
+        check(s, k) for s, k in ((100, 900.0), (200, 400.0), (300, 300.0), (400, 250.0))
+    ]  # quick, untagged
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    torch.save({"monitor": {"kid": 250.0, "step": 400}}, run / "best.pt")  # saved before the tag existed
+
+    def resumed(name: str) -> monitor_mod.Monitor:
+        mon = monitor_mod.Monitor(tiny_config(train={"monitor_classifier": name}), tiny_images, run)
+        mon.setup = lambda log: setattr(mon, "ready", True)  # type: ignore[method-assign]
+        new_kid = {k[len("monitor/") :]: v for k, v in check(0, 5000.0).items() if k != "step"}
+        mon.measure = lambda sample: new_kid  # type: ignore[method-assign]
+        mon.plot = lambda path: None  # type: ignore[method-assign]
+        return mon
+
+    quick = resumed("quick")
+    quick(lambda z, y: z, 500, lambda line: None)
+    assert [r["step"] for r in quick.history] == [100, 200, 300, 400, 500]  # the same space: read back
+    assert quick._previous_best() == 250.0  # and its best.pt value is the one to beat
+
+    sar = resumed("sar")
+    checks = [sar(lambda z, y: z, s, lambda line: None) for s in (500, 600, 700)]
+    assert [r["step"] for r in sar.history] == [500, 600, 700]  # the quick checks are not its history
+    assert sar._previous_best() is None and all(c.collapse is None for c in checks)
+    assert checks[-1].record["monitor/space"] == monitor_mod.MONITOR_SPACES.index("sar")
+    assert checks[-1].best is not None and checks[-1].best["space"] == checks[-1].record["monitor/space"]
+
+
+def test_every_monitor_classifier_has_a_feature_space_code() -> None:
+    from vaemsgan.config import TrainConfig
+
+    choices = TrainConfig.__dataclass_fields__["monitor_classifier"].metadata["choices"]
+    assert tuple(choices) == monitor_mod.MONITOR_SPACES
+    for name in monitor_mod.MONITOR_SPACES:
+        cfg = Config.from_dict({"train": {"monitor_classifier": name}})
+        assert monitor_mod.monitor_space(cfg) == monitor_mod.MONITOR_SPACES.index(name)

@@ -54,6 +54,17 @@ def monitor_classifier(cfg: Config) -> ClassifierConfig:
     return MONITOR_CLASSIFIER if name == "quick" else classifier_preset(name)
 
 
+# Each check logs its feature space as a number (`monitor/space`, metrics.jsonl holds numbers): values measured
+# in two spaces differ by 10x and more, so a run resumed in another space (a run trained before
+# `train.monitor_classifier` existed, continued with a judge's) judges and picks best.pt from its new checks
+# only. Checks logged without it were measured in the quick space. Append only: the codes are on disk.
+MONITOR_SPACES = ("quick", "small", "sar", "cifar")
+
+
+def monitor_space(cfg: Config) -> float:
+    return float(MONITOR_SPACES.index(cfg.train.monitor_classifier))
+
+
 REAL_SUBSET = 1000  # fixed real images compared against (at most)
 NN_REFERENCE = 5000  # training images a near-copy is searched among (at most)
 # Direction of each criterion: +1 = higher is better.
@@ -136,7 +147,10 @@ class Monitor:
             return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            value = state.get("monitor", {}).get(self.cfg.train.best_metric)
+            best = state.get("monitor", {})
+            if float(best.get("space", 0.0)) != monitor_space(self.cfg):
+                return None  # measured in another feature space: not comparable
+            value = best.get(self.cfg.train.best_metric)
             return float(value) if value is not None else None
         except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced by the next best
             return None
@@ -145,8 +159,9 @@ class Monitor:
         """The checks a resumed run already logged (metrics.jsonl, trimmed to its checkpoint on resume),
         so that monitor.png and the collapse verdict span the whole run, not only this process's part."""
         by_step: dict[int, dict[str, float]] = {}
+        space = monitor_space(self.cfg)
         for rec in monitor_records(self.run_dir / "metrics.jsonl", up_to_step=before - 1):
-            if all(key in rec.values for key in MONITOR_KEYS):
+            if all(key in rec.values for key in MONITOR_KEYS) and rec.values.get("space", 0.0) == space:
                 by_step[rec.step] = {"step": rec.step, **{k: rec.values[k] for k in MONITOR_KEYS}}
         return [by_step[s] for s in sorted(by_step)]
 
@@ -197,6 +212,7 @@ class Monitor:
             self.best = value
         record: dict[str, Any] = {"step": step, **{f"monitor/{k}": v for k, v in values.items()}}
         record["monitor/best"] = float(improved)
+        record["monitor/space"] = monitor_space(self.cfg)
         record["monitor/seconds"] = time.perf_counter() - t0
         self.history.append({"step": step, **values})
         for line in self.warnings():
@@ -206,7 +222,8 @@ class Monitor:
             self.noted_early_rise = True
             log(f"monitor: {early}")
         self.plot(self.run_dir / "monitor.png")
-        return MonitorCheck(record, {**values, "step": step} if improved else None, verdict)
+        best = {**values, "step": step, "space": monitor_space(self.cfg)} if improved else None
+        return MonitorCheck(record, best, verdict)
 
     def rolled_back(self) -> None:
         """The trainer went back to best.pt: judge the continued run afresh (the rise is measured from the best
