@@ -17,8 +17,8 @@ import torch
 
 from vaemsgan.evaluation.classifier import accuracy
 from vaemsgan.evaluation.monitor import Monitor
-from vaemsgan.experiments.context import Context, ReproduceOptions
-from vaemsgan.experiments.mstar import DEFAULTS
+from vaemsgan.experiments.context import Context
+from vaemsgan.experiments.mstar import mstar_options
 from vaemsgan.experiments.runner import sample_checkpoint
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.presets import build_config
@@ -32,14 +32,7 @@ def main() -> None:
     ap.add_argument("--marks", default="10,30,60,120")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    opts = ReproduceOptions(
-        data=a.data,
-        resolution=DEFAULTS["resolution"],
-        crop=DEFAULTS["crop"],
-        classifier=DEFAULTS["classifier"],
-        classifier_steps=DEFAULTS["classifier_steps"],
-        domain_steps=DEFAULTS["domain_steps"],
-    )
+    opts = mstar_options(a.data)
     ctx = Context(opts, print)
     real = ctx.real(None)
     test = real.test

@@ -12,8 +12,8 @@ import json
 import torch
 
 from vaemsgan.evaluation.classifier import predict, train_classifier
-from vaemsgan.experiments.context import Context, ReproduceOptions, judge_config
-from vaemsgan.experiments.mstar import DEFAULTS
+from vaemsgan.experiments.context import Context, judge_config
+from vaemsgan.experiments.mstar import mstar_options
 from vaemsgan.experiments.runner import sample_checkpoint
 
 
@@ -33,13 +33,7 @@ def main() -> None:
     ap.add_argument("--with-real", action="store_true", help="also the judge trained on real chips (TRTR)")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    opts = ReproduceOptions(
-        data=a.data,
-        resolution=DEFAULTS["resolution"],
-        crop=DEFAULTS["crop"],
-        classifier=DEFAULTS["classifier"],
-        classifier_steps=DEFAULTS["classifier_steps"],
-    )
+    opts = mstar_options(a.data)
     real = Context(opts, print).real(None)
     names, n = real.train.class_names, len(real.train.class_names)
     gen = sample_checkpoint(a.snapshot, a.per_class)

@@ -67,6 +67,13 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def mstar_options(data: str) -> ReproduceOptions:
+    """The options `reproduce mstar` measures with (the chips at 64 px, the centre crop, the `sar` judge and its
+    steps), for the scripts that measure its runs again."""
+    keys = ("resolution", "crop", "classifier", "classifier_steps", "domain_steps")
+    return ReproduceOptions(data=data, **{k: DEFAULTS[k] for k in keys})
+
+
 def curves_spec(exp: ExperimentSpec) -> ExperimentSpec:
     return ExperimentSpec("curves", f"{exp.title}: learning curves", MSTAR_CURVE_RUNS, ("curve",), exp.claim)
 
