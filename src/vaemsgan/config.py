@@ -226,7 +226,7 @@ class TrainConfig:
     )
     monitor_classifier: str = _opt(
         "quick",
-        choices=("quick", "small", "sar", "cifar"),
+        choices=("quick", "small", "sar", "cifar"),  # append only: monitor/space codes are their indices
         help="the classifier whose features the monitor (and the `classifier` curation filter) measures in: "
         "'quick' (150 steps, ~10 s) or a judge preset of evaluation.classifier (`sar` for SAR chips: the "
         "quick one is 72% right on MSTAR and missed a collapse there; ~3 CPU-minutes once, cached)",

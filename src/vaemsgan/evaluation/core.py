@@ -189,11 +189,10 @@ class RealSide:
             return compute()
         return self._cached("radii", meta, compute)
 
-    def statistics(self) -> dict[str, torch.Tensor]:
-        """image_statistics of the real training images."""
-        return self._cached(
-            "stats", {"data": self.digest("train")}, lambda: image_statistics(self.train.images)
-        )
+    def statistics(self, split: str = "train") -> dict[str, torch.Tensor]:
+        """image_statistics of the real training (or test) images."""
+        images = self.train.images if split == "train" else self.test.images
+        return self._cached("stats", {"data": self.digest(split)}, lambda: image_statistics(images))
 
     def reference_metrics(self, ext: Extractor, seed: int, kid_subsets: int) -> dict[str, Any]:
         """Feature metrics of real training images (as many per class as the test set has, seeded) vs the

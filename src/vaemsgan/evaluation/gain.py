@@ -183,6 +183,12 @@ def best_verdict(arms: list[dict[str, Any]], baseline_label: str) -> tuple[dict[
     return best, f"{head} ({tail})."
 
 
+def _stored(entry: Sequence[Any]) -> tuple[float, list[float]]:
+    """A journalled classifier result, [accuracy, per-class recall] as JSON keeps it, as fit_eval returns it."""
+    acc, recalls = entry
+    return float(acc), [float(r) for r in recalls]
+
+
 def run_gain_study(
     real_train: LabelledImages,
     real_test: LabelledImages,
@@ -218,8 +224,7 @@ def run_gain_study(
         result under `key`#`seed`."""
         name = f"{key}#{seed}"
         if journal is not None and name in journal:
-            acc_, recalls = journal[name]
-            return float(acc_), [float(r) for r in recalls]
+            return _stored(journal[name])
         t0 = time.perf_counter()
         model = train_classifier(data.images, data.labels, n_cls, cfg, seed=seed, augment=policy)
         timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
@@ -265,8 +270,7 @@ def run_gain_study(
     def real_only(what: str, seed: int, policy: str, tag: str) -> tuple[float, list[float]]:
         name = f"{what}#{seed}"
         if real_memo is not None and name in real_memo:
-            acc_, recalls = real_memo[name]
-            value = (float(acc_), [float(r) for r in recalls])
+            value = _stored(real_memo[name])
             if journal is not None and name not in journal:
                 journal[name] = list(value)  # so that this study resumes without the memo
             return value

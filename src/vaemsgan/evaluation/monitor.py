@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from vaemsgan.config import Config
+from vaemsgan.config import Config, TrainConfig
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation.classifier import ClassifierConfig, classifier_preset
 from vaemsgan.evaluation.extractors import Extractor, domain_extractor
@@ -57,8 +57,11 @@ def monitor_classifier(cfg: Config) -> ClassifierConfig:
 # Each check logs its feature space as a number (`monitor/space`, metrics.jsonl holds numbers): values measured
 # in two spaces differ by 10x and more, so a run resumed in another space (a run trained before
 # `train.monitor_classifier` existed, continued with a judge's) judges and picks best.pt from its new checks
-# only. Checks logged without it were measured in the quick space. Append only: the codes are on disk.
-MONITOR_SPACES = ("quick", "small", "sar", "cifar")
+# only. Checks logged without it were measured in the quick space. The code is the index among the option's
+# choices (config.py: append only, the codes are on disk).
+MONITOR_SPACES: tuple[str, ...] = tuple(
+    TrainConfig.__dataclass_fields__["monitor_classifier"].metadata["choices"]
+)
 
 
 def monitor_space(cfg: Config) -> float:
@@ -105,6 +108,7 @@ class Monitor:
 
     def __init__(self, cfg: Config, data: ImageSet, run_dir: str | Path, per_class: int = 50) -> None:
         self.cfg, self.data, self.run_dir, self.per_class = cfg, data, Path(run_dir), per_class
+        self.space = monitor_space(cfg)  # the feature space's code, logged with every check
         self.history: list[dict[str, float]] = []
         self.judge_from = 0  # collapse is judged on history[judge_from:] (reset after a rollback)
         self.noted_early_rise = False  # "KID rose, but the run has not reached quality yet" is said once
@@ -148,7 +152,7 @@ class Monitor:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             best = state.get("monitor", {})
-            if float(best.get("space", 0.0)) != monitor_space(self.cfg):
+            if float(best.get("space", 0.0)) != self.space:
                 return None  # measured in another feature space: not comparable
             value = best.get(self.cfg.train.best_metric)
             return float(value) if value is not None else None
@@ -159,9 +163,8 @@ class Monitor:
         """The checks a resumed run already logged (metrics.jsonl, trimmed to its checkpoint on resume),
         so that monitor.png and the collapse verdict span the whole run, not only this process's part."""
         by_step: dict[int, dict[str, float]] = {}
-        space = monitor_space(self.cfg)
         for rec in monitor_records(self.run_dir / "metrics.jsonl", up_to_step=before - 1):
-            if all(key in rec.values for key in MONITOR_KEYS) and rec.values.get("space", 0.0) == space:
+            if all(key in rec.values for key in MONITOR_KEYS) and rec.values.get("space", 0.0) == self.space:
                 by_step[rec.step] = {"step": rec.step, **{k: rec.values[k] for k in MONITOR_KEYS}}
         return [by_step[s] for s in sorted(by_step)]
 
@@ -212,7 +215,7 @@ class Monitor:
             self.best = value
         record: dict[str, Any] = {"step": step, **{f"monitor/{k}": v for k, v in values.items()}}
         record["monitor/best"] = float(improved)
-        record["monitor/space"] = monitor_space(self.cfg)
+        record["monitor/space"] = self.space
         record["monitor/seconds"] = time.perf_counter() - t0
         self.history.append({"step": step, **values})
         for line in self.warnings():
@@ -222,7 +225,7 @@ class Monitor:
             self.noted_early_rise = True
             log(f"monitor: {early}")
         self.plot(self.run_dir / "monitor.png")
-        best = {**values, "step": step, "space": monitor_space(self.cfg)} if improved else None
+        best = {**values, "step": step, "space": self.space} if improved else None
         return MonitorCheck(record, best, verdict)
 
     def rolled_back(self) -> None:

@@ -241,14 +241,14 @@ def evaluate_snapshot(
     fm = feature_metrics(
         real.features(ext, "test"), ext(gen.images), n_boot=opts.n_boot, kid_subsets=50, seed=0
     )
-    gen_stats, test_stats = image_statistics(gen.images), image_statistics(real.test.images)
+    gen_stats, test_stats = image_statistics(gen.images), real.statistics("test")  # the real side's: cached
     lap_gen = float(gen_stats["laplacian_var"].mean())
     lap_real = float(test_stats["laplacian_var"].mean())
     class_stats = {
         side: _class_means(stats, images, labels, n_cls)
         for side, stats, images, labels in (
             ("generated", gen_stats, gen.images, gen.labels),
-            ("real_train", image_statistics(real.train.images), real.train.images, real.train.labels),
+            ("real_train", real.statistics(), real.train.images, real.train.labels),
             ("real_test", test_stats, real.test.images, real.test.labels),
         )
     }

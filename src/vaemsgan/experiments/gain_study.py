@@ -294,9 +294,13 @@ class FitJournal(dict):
     run_gain_study makes, is what persists."""
 
     def __init__(self, path: Path, key: dict[str, Any], fresh: bool = False) -> None:
-        prev = None if fresh else _read_json(path)
-        super().__init__(prev["fits"] if prev is not None and prev.get("eval_key") == key else {})
         self.path, self.key = path, key
+        super().__init__({} if fresh else self._fits_on_disk())
+
+    def _fits_on_disk(self) -> dict[str, Any]:
+        """The results the file holds under this key (none under another)."""
+        prev = _read_json(self.path)
+        return prev.get("fits", {}) if prev is not None and prev.get("eval_key") == self.key else {}
 
     def __setitem__(self, name: str, value: Any) -> None:
         super().__setitem__(name, value)
@@ -309,10 +313,8 @@ class SharedFits(FitJournal):
     holds, under an exclusive lock, so no worker's results are lost and each is trained once."""
 
     def _merge_file(self) -> None:
-        prev = _read_json(self.path)
-        if prev is not None and prev.get("eval_key") == self.key:
-            for name, value in prev.get("fits", {}).items():
-                dict.setdefault(self, name, value)
+        for name, value in self._fits_on_disk().items():
+            dict.setdefault(self, name, value)
 
     def __contains__(self, name: object) -> bool:
         if not dict.__contains__(self, name):
@@ -322,8 +324,7 @@ class SharedFits(FitJournal):
     def __setitem__(self, name: str, value: Any) -> None:
         with exclusive_file_lock(self.path.with_name(self.path.name + ".lock")):
             self._merge_file()
-            dict.__setitem__(self, name, value)
-            atomic_write_json(self.path, {"eval_key": self.key, "fits": dict(self)})
+            super().__setitem__(name, value)  # writes the merged results
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -364,10 +365,12 @@ def run_gain(
         # The real-only classifiers, shared by the runs of this size, on disk: the real images are the same for
         # every GAN seed, so parallel workers and later sessions do not train them again. Not emptied by
         # --force: the key holds everything they depend on.
-        real_n = ctx.real(size_plans[0].cfg.data.classes) if size_plans else None
         memo = (
-            SharedFits(out / f"n{n}" / f"{result_name(opts)}.real-fits.json", real_fits_key(opts, real_n))
-            if real_n is not None
+            SharedFits(
+                out / f"n{n}" / f"{result_name(opts)}.real-fits.json",
+                real_fits_key(opts, ctx.real(size_plans[0].cfg.data.classes)),
+            )
+            if size_plans
             else {}
         )
         results[n] = [
