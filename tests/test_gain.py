@@ -171,13 +171,13 @@ def test_evaluate_gain_cli_writes_every_arm_and_ratio(tiny_run: Path, tmp_path: 
     argv = ["evaluate", "--real", "fashion-mnist-mini", "--checkpoint", tiny_run, "--out", rep]
     argv += ["--augmentation-gain", "--gain-seeds", 2, "--classifier-steps", 4, "--domain-steps", 4]
     argv += ["--real-per-class", 6, "--cache-dir", tmp_path / "cache", "--no-progress", "--threads", 1]
-    assert run_cli(*argv) == 0
+    assert run_cli(*argv, "--gain-interpolation", "0.2,0.8") == 0
     m = json.loads((rep / "metrics.json").read_text())
     g = m["augmentation_gain"]
     assert g["ratios"] == [0.5, 1.0, 2.0] and g["seeds"] == 2
     assert g["baseline"]["accuracy"]["n"] == 2 and g["reference"]["difference_points"]["n"] == 2
     arms = {a["arm"]: a for a in g["arms"]}
-    assert set(arms) == {"prior", "curated", "variations-T0.5", "variations-T1"}
+    assert set(arms) == {"prior", "curated", "variations-T0.5", "variations-T1", "interpolations-n3-0.2-0.8"}
     for a in arms.values():
         assert [r["ratio"] for r in a["ratios"]] == [0.5, 1.0, 2.0]
         for r in a["ratios"]:
@@ -198,6 +198,14 @@ def test_evaluate_gain_cli_writes_every_arm_and_ratio(tiny_run: Path, tmp_path: 
         (["--gain-ratios", "0,1"], "argument --gain-ratios: '0' in '0,1' is not a number > 0"),
         (["--gain-temperatures", "0.5,-1"], "argument --gain-temperatures: '-1' in '0.5,-1' is not a number"),
         (["--gain-temperatures", "nan"], "argument --gain-temperatures: 'nan' in 'nan' is not a number"),
+        (
+            ["--gain-interpolation", "0.8,0.2"],
+            "argument --gain-interpolation: must be LO,HI with 0 <= LO <= HI <= 1",
+        ),
+        (
+            ["--gain-interpolation", "a,b"],
+            "argument --gain-interpolation: must be LO,HI (two numbers from 0 to 1",
+        ),
     ],
 )
 def test_gain_options_are_range_checked(extra: list[str], needle: str, capsys, tmp_path: Path) -> None:
@@ -307,3 +315,50 @@ def test_an_interrupted_study_resumes_from_its_journal(
     # Another key (another checkpoint or settings) or --force: nothing is kept.
     assert len(FitJournal(path, {"checkpoint_sha256": "other"})) == 0
     assert len(FitJournal(path, key, fresh=True)) == 0 and len(FitJournal(path, key)) == n_fits
+
+
+def test_the_interpolation_arm_mixes_nearest_neighbours(tiny_run: Path) -> None:
+    """With `interpolation`, one more arm: ceil(max ratio) interpolations of every real image, labels kept,
+    its key naming its parameters; skipped with the reason without an encoder; bad ranges rejected."""
+    from vaemsgan.errors import ConfigError
+    from vaemsgan.generation import load_model
+
+    model = load_model(tiny_run)
+    names = list(model.class_names)
+    real = LabelledImages(torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8), torch.arange(6) % 3)
+    opts = GainOptions(seeds=1, ratios=(0.5, 2.0), temperatures=(1.0,), interpolation=(0.25, 0.75))
+    arms = {a.key: a for a in synthetic_arms(real, names, real, model, opts, scorer=None)}
+    arm = arms["interpolations-n3-0.25-0.75"]
+    assert arm.pool is not None and len(arm.pool) == 12
+    assert torch.equal(arm.pool.labels, real.labels.repeat_interleave(2))
+    assert arm.info == {"mix": [0.25, 0.75], "neighbours": 3, "variations_per_image": 2}
+    assert not torch.equal(arm.pool.images, arms["variations-T1"].pool.images)  # type: ignore[union-attr]
+    bare = dataclasses.replace(model, encoder=None)
+    arms = {a.key: a for a in synthetic_arms(real, names, real, bare, opts, scorer=None)}
+    assert "no encoder" in (arms["interpolations-n3-0.25-0.75"].skipped or "")
+    assert "interpolations-n3-0.25-0.75" not in {a.key for a in synthetic_arms(real, names, real, model,
+        dataclasses.replace(opts, interpolation=None), scorer=None)}  # fmt: skip
+    with pytest.raises(ConfigError, match="--gain-interpolation"):
+        dataclasses.replace(opts, interpolation=(0.8, 0.2)).validate()
+
+
+def test_a_journal_serves_evaluations_that_add_arms_but_not_other_pools(tmp_path: Path) -> None:
+    """A classifier's journalled result depends on the checkpoint, the classifier settings and the largest
+    ratio (it sizes the pools), not on the other arms, temperatures, seeds or smaller ratios measured beside
+    it; an evaluation key written before the interpolation option existed is the same journal."""
+    from vaemsgan.experiments.gain_study import FitJournal, fits_key
+
+    old = {"v": 1, "checkpoint_sha256": "abc", "eval_seeds": 3, "classifier_steps": 1500,
+           "ratios": [0.5, 1.0, 2.0], "temperatures": [1.0], "recon_per_class": 10}  # fmt: skip
+    path = tmp_path / "gain.fits.json"
+    FitJournal(path, old)["prior/1#0"] = [0.9, [0.8, 1.0]]
+    for same in (
+        {**old, "interpolation": [0.25, 0.75]},
+        {**old, "temperatures": [0.5, 1.0], "eval_seeds": 5},
+        {**old, "ratios": [1.0, 2.0]},
+    ):
+        assert FitJournal(path, same) == {"prior/1#0": [0.9, [0.8, 1.0]]}
+    for other in ({**old, "ratios": [0.5, 1.0]}, {**old, "checkpoint_sha256": "def"},
+                  {**old, "classifier_steps": 300}):  # fmt: skip
+        assert len(FitJournal(path, other)) == 0
+    assert fits_key({**old, "interpolation": [0.1, 0.2]}) == fits_key(old)

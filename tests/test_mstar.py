@@ -126,13 +126,22 @@ def test_mstar_defaults_apply_where_the_user_gave_none() -> None:
     assert (o.resolution, o.crop, o.classifier, o.gain_policy) == (64, 64, "sar", "standard")
     assert o.gain_temperatures == [1.0] and o.marks == [10.0, 30.0, 60.0, 120.0]
     assert opts("--gain-temperatures", "0.5,1").gain_temperatures == [0.5, 1.0]
+    assert (
+        o.gain_interpolation == [0.25, 0.75]
+        and opts("--gain-interpolation", "none").gain_interpolation is None
+    )
+    assert opts("--gain-interpolation", "0.4, 0.6").gain_interpolation == [0.4, 0.6]
 
     # Other experiments keep the general defaults; a named judge brings its own training steps.
     def other(*argv: str):
         return options_from_args(build_parser().parse_args(["reproduce", *argv, "--out", "o"]))
 
     gain = other("gain")
-    assert gain.gain_temperatures == [0.5, 1.0] and gain.classifier == "small"
+    assert (
+        gain.gain_temperatures == [0.5, 1.0]
+        and gain.classifier == "small"
+        and gain.gain_interpolation is None
+    )
     assert (gain.classifier_steps, gain.domain_steps) == (300, 600)
     cifar = other("curves", "--classifier", "cifar", "--channels", "3")
     assert (cifar.classifier_steps, cifar.domain_steps, cifar.channels) == (3000, 3000, 3)

@@ -171,7 +171,13 @@ def test_reproduce_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert "--budget" in capsys.readouterr().err
     assert main(["reproduce", "pooling", "--out", str(tmp_path / "o"), "--set", "model.nope=1"]) == 2
     assert "model.nope" in capsys.readouterr().err
-    for bad in (["--gain-per-class", "1"], ["--gain-ratios", "0"], ["--gain-temperatures", "-1"]):
+    for bad in (
+        ["--gain-per-class", "1"],
+        ["--gain-ratios", "0"],
+        ["--gain-temperatures", "-1"],
+        ["--gain-interpolation", "0.9,0.1"],
+        ["--gain-interpolation", "half"],
+    ):
         assert main(["reproduce", "gain", "--out", str(tmp_path / "o"), *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert bad[0] in err and "\n" not in err
@@ -442,12 +448,23 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     assert other["command_options"]["gain_policy"] == "none" and "augmentation of the baseline and every " \
         "synthetic arm: none" in (out / "gain-none-4steps.md").read_text()  # fmt: skip
     assert all(s["baseline"]["label"] == "real only, no augmentation" for s in other["sizes"])
-    assert not list(out.glob("n*/runs/*/*.fits.json"))  # a finished evaluation leaves no journal behind
-    # Other temperatures: every GAN is evaluated again, its real-only classifiers come from the size's file.
+    # Other temperatures: every GAN is evaluated again, its real-only classifiers come from the size's file
+    # and the classifiers of the arms measured before from its journal: only the new arm's are trained.
+    assert len(list(out.glob("n*/runs/*/gain.fits.json"))) == 4  # kept beside each finished evaluation
     capsys.readouterr()
     assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "0.5,1"]) == 0
     err = capsys.readouterr().err
     assert "evaluate scarce" in err and "real only" not in err
+    assert "anchored variations (T=0.5), 0.5x" in err and "(T=1)" not in err and "prior samples," not in err
+    # The interpolation arm (mstar's remedy), added the same way: only its classifiers are trained.
+    assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "0.5,1",
+                 "--gain-interpolation", "0.25,0.75"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "interpolations of 3 nearest neighbours, 1x" in err and "(T=0.5), 0.5x" not in err
+    run6 = json.loads((out / "n6" / "runs" / "scarce" / "gain.json").read_text())
+    interp = next(a for a in run6["study"]["arms"] if a["arm"] == "interpolations-n3-0.25-0.75")
+    assert interp["mix"] == [0.25, 0.75] and [r["ratio"] for r in interp["ratios"]] == [0.5, 1.0]
+    assert "interpolations between latent nearest neighbours" in (out / "gain.md").read_text()
     # An experiment's own target per size (MSTAR: +3 points at 10% and 20%, 50% reported only).
     from vaemsgan.experiments.gain_report import pool_size, size_lines
 

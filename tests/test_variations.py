@@ -328,3 +328,28 @@ def test_model_reconstruction_quality(model: Model) -> None:
     rec = model.reconstruct(data.images, data.labels)
     assert q.ssim == pytest.approx(float(ssim(data.images / 255.0, rec / 255.0).mean()))
     assert set(q.to_dict()) >= {"mae", "rmse", "psnr", "ssim", "classifier_accuracy"}
+
+
+def test_nearest_partners_are_the_closest_of_the_class() -> None:
+    """Points on a line: with nearest=1 each image mixes with its neighbour on the line (never across
+    classes), and at a = 1 and temperature 0 the latent is exactly the neighbour's mean."""
+    from vaemsgan.generation.variations import mixing_candidates, variation_latents
+
+    pos = torch.tensor([0.0, 1.0, 3.0, 7.0, 0.5, 0.6])
+    mu = torch.stack([pos, torch.zeros(6)], 1)
+    classes = torch.tensor([0, 0, 0, 0, 1, 1])
+    cand = mixing_candidates(mu, classes, nearest=2)
+    assert [c.tolist() for c in cand] == [[1, 2], [0, 2], [1, 0], [2, 1], [5], [4]]
+    everyone = mixing_candidates(mu, classes)  # the random partner: any other image of the class
+    assert [sorted(c.tolist()) for c in everyone[:4]] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    lat = variation_latents(mu, torch.zeros(6, 2), classes, 3, 0.0, (1.0, 1.0), seed=2, nearest=1)
+    assert lat.partner is not None and lat.partner[:, 0].tolist() == [1, 0, 1, 2, 5, 4]
+    assert torch.equal(lat.z, mu[lat.partner])
+    half = variation_latents(mu, torch.zeros(6, 2), classes, 1, 0.0, (0.5, 0.5), nearest=1)
+    assert torch.allclose(half.z[:, 0, 0], torch.tensor([0.5, 0.5, 2.0, 5.0, 0.55, 0.55]))
+    alone = mixing_candidates(mu[:1], classes[:1], nearest=3)  # a class of one mixes with itself
+    assert alone[0].tolist() == [0]
+    from vaemsgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nearest neighbours"):
+        variation_latents(mu, torch.zeros(6, 2), classes, 1, 0.0, (0.5, 0.5), nearest=0)

@@ -13,6 +13,7 @@ from vaemsgan.cli.options import (
     Num,
     NumList,
     add_crop_option,
+    add_gain_interpolation_option,
     add_limit_options,
 )
 
@@ -65,6 +66,7 @@ def add_evaluate(sub: Any) -> None:
         metavar="T,..",
         help="temperatures of the anchored-variations arms (default 0.5,1)",
     )
+    add_gain_interpolation_option(p, "none")
     p.add_argument(
         "--gain-seeds",
         type=Num(int, 1, 1000),
@@ -203,6 +205,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
             changes[flag] = tuple(getattr(args, flag))
     if args.gain_seeds is not None:
         changes["gain_seeds"] = args.gain_seeds
+    if args.gain_interpolation is not None:
+        changes["gain_interpolation"] = tuple(args.gain_interpolation) or None
     return replace(opts, **changes)
 
 

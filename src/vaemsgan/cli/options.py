@@ -212,3 +212,31 @@ def numeric_actions(parser: argparse.ArgumentParser) -> list[tuple[str, argparse
 def add_crop_option(p: Any, what: str) -> None:
     """`--crop N` (config key data.crop) on a parser or group: `what` says what it does there."""
     p.add_argument("--crop", type=Num.key("data.crop"), metavar="N", help=what)
+
+
+def add_gain_interpolation_option(p: Any, default: str) -> None:
+    """--gain-interpolation LO,HI|none, the gain study's arm of latent interpolations (evaluation/gain.py);
+    parsed to (lo, hi), or () for none."""
+    p.add_argument(
+        "--gain-interpolation",
+        type=interpolation_range,
+        metavar="LO,HI|none",
+        help="gain: an arm of latent interpolations between each real training image and one of its 3 nearest "
+        f"neighbours of the class, (1-a) z + a z_neighbour with a ~ U[LO,HI] (default {default})",
+    )
+
+
+def interpolation_range(text: str) -> tuple[float, ...]:
+    """argparse `type=` of --gain-interpolation: 'LO,HI' -> (lo, hi) with 0 <= lo <= hi <= 1, 'none' -> ()."""
+    from vaemsgan.errors import ConfigError
+    from vaemsgan.generation.variations import parse_mix
+
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        mix = parse_mix(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--mix ", "", 1)) from None
+    if mix is None:
+        raise argparse.ArgumentTypeError("must be LO,HI (e.g. 0.25,0.75) or none, got ''")
+    return mix

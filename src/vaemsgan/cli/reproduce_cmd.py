@@ -14,6 +14,7 @@ from vaemsgan.cli.options import (
     Num,
     NumList,
     add_crop_option,
+    add_gain_interpolation_option,
     add_limit_options,
 )
 from vaemsgan.errors import ConfigError
@@ -147,6 +148,7 @@ def add_reproduce(sub: Any) -> None:
         metavar="T,..",
         help="gain: temperatures of the anchored-variations arms (0.5,1)",
     )
+    add_gain_interpolation_option(p, "mstar: 0.25,0.75; others: none")
     p.add_argument(
         "--gain-policy",
         choices=["classical", "standard", "none"],
@@ -212,6 +214,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
     elif "gain_temperatures" in d:
         extra["gain_temperatures"] = list(d["gain_temperatures"])
     extra["gain_policy"] = args.gain_policy or d.get("gain_policy", "classical")
+    if args.gain_interpolation is not None:
+        extra["gain_interpolation"] = list(args.gain_interpolation) or None
+    elif d.get("gain_interpolation") is not None:
+        extra["gain_interpolation"] = list(d["gain_interpolation"])
 
     def given(name: str, value: Any) -> Any:
         return d[name] if value is None else value

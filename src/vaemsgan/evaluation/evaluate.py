@@ -91,6 +91,9 @@ class EvalOptions:
     gain_ratios: Sequence[float] = DEFAULT_GAIN_RATIOS
     gain_seeds: int = DEFAULT_GAIN_SEEDS  # classifier seeds of every gain arm (paired)
     gain_temperatures: Sequence[float] = DEFAULT_GAIN_TEMPERATURES  # of the anchored-variations arms
+    gain_interpolation: tuple[float, float] | None = (
+        None  # the interpolation arm's mixing range (None: no arm)
+    )
     real_per_class: int | None = None  # seeded subset of the real training images (as `train --per-class`)
     real_seed: int = 0  # the subset's seed: the training run's train.seed
 
@@ -120,6 +123,7 @@ class EvalOptions:
             ratios=self.gain_ratios,
             temperatures=self.gain_temperatures,
             classifier=self.classifier,
+            interpolation=self.gain_interpolation,
         )
 
 

@@ -8,7 +8,11 @@ Arms (every classifier: same architecture, steps, seed and test set; only the tr
 - `prior`: real + r x samples of the model's prior (the images `vaemsgan generate` writes);
 - `curated`: real + r x prior samples kept by the classifier filter (generation/curate.py);
 - `variations T=t`: real + r x encoder-anchored variations of the real training images themselves, at
-  temperature t (generation/variations.py).
+  temperature t (generation/variations.py);
+- `interpolations` (only with `interpolation = (lo, hi)`): real + r x decodes of latent interpolations
+  between each real training image and one of its `neighbours` nearest same-class neighbours in the
+  encoder's space, (1 - a) mu_x + a mu_neighbour with a ~ U[lo, hi] (variations at temperature 0 mixed with
+  the nearest neighbours): images between two close views, e.g. the aspect angles a small set leaves out.
 Every synthetic arm is trained with the same policy as the baseline. The ratio r is generated / real per
 class. The gain of an arm at a ratio is the per-seed *paired* difference (same classifier seed) of its
 accuracy and the baseline's, in points, reported as mean and 95% Student-t interval over the seeds,
@@ -42,6 +46,7 @@ DEFAULT_GAIN_RATIOS = (0.5, 1.0, 2.0)
 DEFAULT_GAIN_TEMPERATURES = (0.5, 1.0)
 DEFAULT_GAIN_SEEDS = 5
 CURATE_KEEP_FRACTION = 0.5  # the curated arm keeps the best half of the candidates (classifier filter)
+INTERPOLATION_NEIGHBOURS = 3  # the interpolation arm mixes each image with one of its 3 nearest neighbours
 
 
 @dataclass
@@ -52,6 +57,8 @@ class GainOptions:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     policy: str = "classical"  # the baseline's and every synthetic arm's augmentation policy
     keep_fraction: float = CURATE_KEEP_FRACTION
+    interpolation: tuple[float, float] | None = None  # the interpolation arm's mixing range (None: no arm)
+    neighbours: int = INTERPOLATION_NEIGHBOURS
 
     def validate(self) -> GainOptions:
         if self.seeds < 1:
@@ -64,6 +71,14 @@ class GainOptions:
             )
         if not 0 < self.keep_fraction <= 1:
             raise ConfigError(f"keep fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.interpolation is not None:
+            from vaemsgan.generation.variations import check_options
+
+            lo, hi = self.interpolation
+            try:
+                check_options(1, 0.0, (float(lo), float(hi)), self.neighbours)
+            except ConfigError as e:
+                raise ConfigError(f"--gain-interpolation: {e}") from None
         augment_policy(self.policy, self.classifier.validate())
         return self
 
@@ -291,9 +306,10 @@ def run_gain_study(
                 if "skipped" in item:
                     continue
                 r = item["ratio"]
-                log(f"{tag}: {arm.label}, {r:g}x")
-                extra = _pick(arm.pool, item["_need"], _stream(arm.key, f"{r:g}", seed))
                 key = f"{arm.key}/{r:g}"
+                if journal is None or f"{key}#{seed}" not in journal:  # said only when it is trained
+                    log(f"{tag}: {arm.label}, {r:g}x")
+                extra = _pick(arm.pool, item["_need"], _stream(arm.key, f"{r:g}", seed))
                 put(key, fit_eval(concat(real_train, extra), seed, opt.policy, arm.key, key))
 
     def class_means(key: str) -> dict[str, float]:
@@ -410,12 +426,17 @@ def variations_pool(
     k: int,
     temperature: float,
     seed: int,
+    mix: tuple[float, float] | None = None,
+    nearest: int | None = None,
 ) -> LabelledImages:
-    """k anchored variations of every real training image (labels in the study's class order)."""
+    """k anchored variations of every real training image (labels in the study's class order), mixed with
+    same-class partners (the `nearest` nearest ones when given) when `mix` is given."""
     from vaemsgan.generation.variations import variations
 
     lookup = torch.tensor(_model_classes(model, names), dtype=torch.long)
-    out, _ = variations(model, real_train.images, lookup[real_train.labels], k, temperature, seed=seed)
+    out, _ = variations(
+        model, real_train.images, lookup[real_train.labels], k, temperature, mix, seed=seed, nearest=nearest
+    )
     return LabelledImages(out.reshape(-1, *out.shape[2:]), real_train.labels.repeat_interleave(k))
 
 
@@ -431,23 +452,33 @@ def synthetic_arms(
     scorer: Callable[[], Scorer] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[Arm]:
-    """The synthetic arms: prior samples (`prior`), curated samples and variations at each temperature
-    (these two need `model`; variations need its encoder). `scorer()` builds the curation classifier."""
+    """The synthetic arms: prior samples (`prior`), curated samples, variations at each temperature and,
+    with `options.interpolation`, interpolations between nearest neighbours (all but the first need `model`;
+    the last two need its encoder). `scorer()` builds the curation classifier."""
     log = progress or (lambda _m: None)
     arms = [Arm("prior", "real + prior samples", prior)]
     max_r = max(options.ratios)
     need = [math.ceil(max_r * len(real_train.of_class(c))) for c in range(len(names))]
     temps = sorted(set(float(t) for t in options.temperatures))
     var_keys = [(f"variations-T{t:g}", f"real + anchored variations (T={t:g})", t) for t in temps]
+    interp = options.interpolation
+    interp_info: dict[str, Any] = (
+        {} if interp is None else {"mix": [float(v) for v in interp], "neighbours": options.neighbours}
+    )
+    interp_label = f"real + interpolations of {options.neighbours} nearest neighbours"
+    # The key names the arm's parameters (as variations-T<t> does): journalled results stay its own.
+    interp_key = "" if interp is None else f"interpolations-n{options.neighbours}-{interp[0]:g}-{interp[1]:g}"
     if model is None:
         why = "needs a model (evaluate --checkpoint RUN), not a folder of images"
         arms.append(Arm("curated", "real + curated prior samples", skipped=why))
         arms += [Arm(k, lab, skipped=why, info={"temperature": t}) for k, lab, t in var_keys]
+        if interp is not None:
+            arms.append(Arm(interp_key, interp_label, skipped=why, info=interp_info))
         return arms
     k = max(1, math.ceil(max_r))
     # Both pools are held in memory (uint8) next to the prior pool and the real images.
     pixels = int(real_train.images[0].numel()) if len(real_train) else 0
-    n_var = len(real_train) * k * (len(temps) if model.encoder is not None else 0)
+    n_var = len(real_train) * k * ((len(temps) + (interp is not None)) if model.encoder is not None else 0)
     check_memory(
         pixels * (n_var + sum(math.ceil(n / options.keep_fraction) for n in need)),
         f"the gain's synthetic pools ({n_var} variations, {sum(need)} curated images)",
@@ -471,6 +502,26 @@ def synthetic_arms(
         log(f"variations pool: {k} per real training image at temperature {t:g}")
         pool = variations_pool(model, real_train, names, k, t, seed)
         arms.append(Arm(key, label, pool, info={"temperature": t, "variations_per_image": k}))
+    if interp is not None:
+        if model.encoder is None:
+            why = "the model has no encoder (trained without the VAE half): no latent interpolations"
+            arms.append(Arm(interp_key, interp_label, skipped=why, info=interp_info))
+        else:
+            log(
+                f"interpolation pool: {k} per real training image, toward one of its {options.neighbours} "
+                f"nearest neighbours by {interp[0]:g}-{interp[1]:g}"
+            )
+            pool = variations_pool(
+                model,
+                real_train,
+                names,
+                k,
+                0.0,
+                seed,
+                (float(interp[0]), float(interp[1])),
+                options.neighbours,
+            )
+            arms.append(Arm(interp_key, interp_label, pool, info={**interp_info, "variations_per_image": k}))
     return arms
 
 

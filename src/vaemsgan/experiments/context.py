@@ -73,6 +73,9 @@ class ReproduceOptions:
     gain_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # `gain`: synthetic / real
     gain_temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0])  # `gain`: of the variations
     gain_policy: str = "classical"  # `gain`: augmentation of the baseline and of every synthetic arm
+    gain_interpolation: list[float] | None = (
+        None  # `gain`: mixing range of the interpolation arm (None: none)
+    )
     parts: list[str] | None = None  # `mstar`: which of its parts to run (None: all)
     classifier: str = "small"  # the judge of every accuracy (evaluation.classifier.CLASSIFIER_PRESETS)
 
@@ -101,7 +104,10 @@ class ReproduceOptions:
         from vaemsgan.evaluation.gain import GainOptions
 
         GainOptions(
-            ratios=self.gain_ratios, temperatures=self.gain_temperatures, policy=self.gain_policy
+            ratios=self.gain_ratios,
+            temperatures=self.gain_temperatures,
+            policy=self.gain_policy,
+            interpolation=None if self.gain_interpolation is None else tuple(self.gain_interpolation),
         ).validate()
         return self
 

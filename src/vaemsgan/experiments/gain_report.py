@@ -280,7 +280,13 @@ def write_gain(
         f"run, {o.get('seeds')} GAN seed(s); classifiers: {o.get('classifier_steps')} steps, "
         f"augmentation of the baseline and every synthetic arm: {o.get('gain_policy', 'classical')}, "
         f"{o.get('eval_seeds')} seed(s), ratios {', '.join(f'{r:g}x' for r in o.get('gain_ratios', []))}, "
-        f"variation temperatures {', '.join(f'{t:g}' for t in o.get('gain_temperatures', []))}."
+        f"variation temperatures {', '.join(f'{t:g}' for t in o.get('gain_temperatures', []))}"
+        + (
+            f", interpolations between latent nearest neighbours at a = {o['gain_interpolation'][0]:g} to "
+            f"{o['gain_interpolation'][1]:g}."
+            if o.get("gain_interpolation")
+            else "."
+        )
         + (" `--quick`: the numbers mean nothing." if o.get("quick") else ""),
         "",
         "| real images per class | best option | difference, points [95%] (pooled) | target | met |",

@@ -9,7 +9,8 @@ larger `--budget` continues it). The run's best.pt (kept by the monitor; the new
 monitor never ran) then feeds the augmentation-gain study of `vaemsgan evaluate --augmentation-gain`
 (evaluation/gain.py through core.gain_arms / core.gain_part): real only, real + classical augmentation (THE
 baseline), real + prior samples, real + curated prior samples and real + anchored variations at each
-`--gain-temperatures`, at each `--gain-ratios`, over `--eval-seeds` classifier seeds, paired by seed.
+`--gain-temperatures`, with `--gain-interpolation` real + latent interpolations between nearest neighbours,
+at each `--gain-ratios`, over `--eval-seeds` classifier seeds, paired by seed.
 
 Per run it also records, for the "why" when a target is missed:
 - the judge's view of each arm's synthetic pool: the mean probability of the intended class and the share
@@ -34,8 +35,9 @@ Layout (every file written atomically; a rerun with the same settings trains and
     OUT/n<N>/runs/<run>/TRAINED.json            written when the run reached its budget
     OUT/n<N>/runs/<run>/gain.json               the run's evaluation, keyed by its settings and the
                                                 checkpoint's hash (a retrained model is evaluated again)
-    OUT/n<N>/runs/<run>/gain.fits.json          while it is evaluated: each classifier's result as it comes,
-                                                so a stopped evaluation resumes (FitJournal); removed at the end
+    OUT/n<N>/runs/<run>/gain.fits.json          each classifier's result as it comes (FitJournal): a stopped
+                                                evaluation resumes, and one with another arm, temperature,
+                                                smaller ratio or more seeds trains only what is new
     OUT/n<N>/gain.real-fits.json                the real-only classifiers' results (baseline, no augmentation),
                                                 shared by every GAN seed of the size (the same real images)
     OUT/gain.md / gain.json / gain.png           tables, every number, one plot panel per size
@@ -101,6 +103,7 @@ def gain_options(opts: ReproduceOptions) -> GainOptions:
         temperatures=tuple(opts.gain_temperatures),
         classifier=judge_config(opts),
         policy=opts.gain_policy,
+        interpolation=None if opts.gain_interpolation is None else tuple(opts.gain_interpolation),
     ).validate()
 
 
@@ -203,8 +206,23 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
         "recon_per_class": RECON_PER_CLASS,
         # Only when not the default, so that studies evaluated before the option existed stay valid.
         **({"policy": opts.gain_policy} if opts.gain_policy != "classical" else {}),
+        **({"interpolation": list(opts.gain_interpolation)} if opts.gain_interpolation is not None else {}),
         **judge_key(opts),
     }
+
+
+# What a single classifier's result does not depend on: which other arms, temperatures, seeds and (smaller)
+# ratios are measured beside it, and the reconstruction part. Its journal name holds its arm (with the arm's
+# parameters), ratio and seed; the largest ratio sizes the pools.
+_NOT_FIT_SETTINGS = ("eval_seeds", "temperatures", "interpolation", "recon_per_class")
+
+
+def fits_key(key: dict[str, Any]) -> dict[str, Any]:
+    """The part of an evaluation key (eval_key) that every journalled classifier result depends on."""
+    out = {k: v for k, v in key.items() if k not in _NOT_FIT_SETTINGS}
+    if "ratios" in out:
+        out["ratios"] = max(out["ratios"], default=None)
+    return out
 
 
 def real_fits_key(opts: ReproduceOptions, real: RealSide) -> dict[str, Any]:
@@ -283,15 +301,15 @@ def evaluate_gain_run(
     }
     res = json_safe(res)
     atomic_write_json(path, res)
-    journal.path.unlink(missing_ok=True)
     return res
 
 
 class FitJournal(dict):
     """A gain evaluation's classifier results as they come (run_gain_study's `journal`), written to `path`
     with the evaluation's key on every new one, so that an evaluation stopped at a session's end resumes
-    there; read back only under the same key (same checkpoint and settings). Item assignment, the only write
-    run_gain_study makes, is what persists."""
+    there; read back under a key that agrees on what the results depend on (`fits_key`: same checkpoint,
+    classifier settings and largest ratio), so an evaluation with an arm more trains only that arm. Item
+    assignment, the only write run_gain_study makes, is what persists."""
 
     def __init__(self, path: Path, key: dict[str, Any], fresh: bool = False) -> None:
         self.path, self.key = path, key
@@ -300,7 +318,8 @@ class FitJournal(dict):
     def _fits_on_disk(self) -> dict[str, Any]:
         """The results the file holds under this key (none under another)."""
         prev = _read_json(self.path)
-        return prev.get("fits", {}) if prev is not None and prev.get("eval_key") == self.key else {}
+        same = prev is not None and fits_key(prev.get("eval_key") or {}) == fits_key(self.key)
+        return prev.get("fits", {}) if same else {}
 
     def __setitem__(self, name: str, value: Any) -> None:
         super().__setitem__(name, value)

@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     # its ~2.5 CPU-hours. Closer variations are near the real chips the baseline's shifts already cover; filling
     # azimuth gaps needs the farther ones. `--gain-temperatures 0.5,1` restores both.
     "gain_temperatures": [1.0],
+    # The remedy when no arm gains: interpolations between latent nearest neighbours of a class (for
+    # MSTAR: views a few degrees of aspect apart), from a quarter to three quarters of the way.
+    "gain_interpolation": [0.25, 0.75],
 }
 
 

@@ -6,7 +6,9 @@ For a real image x with posterior q(z|x) = N(mu, sigma^2), each of its K variati
 
 with x's label. With `mix = (lo, hi)` the latent then moves toward another image of the same class:
 z <- (1 - a) z + a mu_other, a ~ U[lo, hi], the other image drawn from x's class (x itself when the class
-has no other). The random draws of image i depend only on (seed, i), so a resumed run writes exactly the
+has no other). With `nearest = m` the other image is drawn from x's m nearest neighbours of its class in the
+encoder's space (Euclidean distance of the posterior means): an interpolation between neighbours, e.g.
+between two views of a vehicle a few degrees of aspect apart, where a random partner may face the other way. The random draws of image i depend only on (seed, i), so a resumed run writes exactly the
 missing files. Decoding uses the BatchNorm calibration `reconstruct` uses for the same images
 (`inference.posterior_decoder`): at temperature 0 a variation is the image's reconstruction.
 """
@@ -39,8 +41,13 @@ class VariationLatents:
     partner: torch.Tensor | None  # N x K index of the image mixed in (None without mixing)
 
 
-def check_options(k: int, temperature: float, mix: tuple[float, float] | None) -> None:
-    """One-line ConfigError for K < 1, a temperature outside [0, 100] or a mix range outside 0 <= lo <= hi <= 1."""
+def check_options(
+    k: int, temperature: float, mix: tuple[float, float] | None, nearest: int | None = None
+) -> None:
+    """One-line ConfigError for K < 1, a temperature outside [0, 100], a mix range outside 0 <= lo <= hi <= 1
+    or a neighbour count below 1."""
+    if nearest is not None and (isinstance(nearest, bool) or not isinstance(nearest, int) or nearest < 1):
+        raise ConfigError(f"the number of nearest neighbours to mix with must be at least 1, got {nearest!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"--variations must be an integer of at least 1, got {k!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or not (
@@ -77,6 +84,29 @@ def image_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + index) % (2**63))
 
 
+def mixing_candidates(
+    mu: torch.Tensor, classes: torch.Tensor, nearest: int | None = None
+) -> list[torch.Tensor]:
+    """For each image, the indices it may be mixed with: the other images of its class (itself when it is
+    alone), or of those only its `nearest` closest by posterior mean, nearest first."""
+    out: list[torch.Tensor] = [torch.empty(0, dtype=torch.long)] * len(mu)
+    for c in classes.unique():
+        members = (classes == c).nonzero().flatten()
+        if len(members) == 1:
+            out[int(members[0])] = members
+            continue
+        if nearest is None:
+            for i in members.tolist():
+                out[i] = members[members != i]
+            continue
+        d = torch.cdist(mu[members].double(), mu[members].double())
+        d.fill_diagonal_(float("inf"))
+        order = d.argsort(dim=1, stable=True)[:, : min(nearest, len(members) - 1)]
+        for row, i in enumerate(members.tolist()):
+            out[i] = members[order[row]]
+    return out
+
+
 def variation_latents(
     mu: torch.Tensor,
     logvar: torch.Tensor,
@@ -85,17 +115,17 @@ def variation_latents(
     temperature: float = 1.0,
     mix: tuple[float, float] | None = None,
     seed: int = 0,
+    nearest: int | None = None,
 ) -> VariationLatents:
-    """K latents per image from q(z|x) (see the module doc); `classes` picks the mixing partners."""
-    check_options(k, temperature, mix)
+    """K latents per image from q(z|x) (see the module doc); `classes` picks the mixing partners, `nearest`
+    restricts them to the nearest neighbours."""
+    check_options(k, temperature, mix, nearest)
     n, dim = mu.shape
     sigma = torch.exp(0.5 * logvar)
     z = torch.empty(n, k, dim)
     a_all = torch.empty(n, k) if mix is not None else None
     partners = torch.empty(n, k, dtype=torch.long) if mix is not None else None
-    members = (
-        {int(c): (classes == c).nonzero().flatten() for c in classes.unique()} if mix is not None else {}
-    )
+    candidates = mixing_candidates(mu, classes, nearest) if mix is not None else []
     for i in range(n):
         g = image_generator(seed, i)
         eps = torch.randn(k, dim, generator=g)
@@ -104,8 +134,7 @@ def variation_latents(
             assert a_all is not None and partners is not None
             lo, hi = mix
             a = lo + (hi - lo) * torch.rand(k, generator=g)
-            others = members[int(classes[i])]
-            others = others[others != i] if len(others) > 1 else others
+            others = candidates[i]
             p = others[torch.randint(len(others), (k,), generator=g)]
             zi = (1 - a)[:, None] * zi + a[:, None] * mu[p]
             a_all[i], partners[i] = a, p
@@ -122,17 +151,19 @@ def variations(
     mix: tuple[float, float] | None = None,
     seed: int = 0,
     batch_size: int = 256,
+    nearest: int | None = None,
 ) -> tuple[torch.Tensor, VariationLatents]:
     """K variations of each uint8 image: (uint8 N x K x C x H x W, the latents). `labels` are class indices
-    of the model (required by a conditional model; they also pick the mixing partners)."""
-    check_options(k, temperature, mix)
+    of the model (required by a conditional model; they also pick the mixing partners, among the `nearest`
+    nearest neighbours when given)."""
+    check_options(k, temperature, mix, nearest)
     n = len(images)
     y = labels_for(model, labels, n)
     classes = (
         torch.zeros(n, dtype=torch.long) if labels is None else torch.as_tensor(labels, dtype=torch.long)
     )
     mu, logvar = encode(model, images, batch_size)
-    lat = variation_latents(mu, logvar, classes, k, temperature, mix, seed)
+    lat = variation_latents(mu, logvar, classes, k, temperature, mix, seed, nearest)
     decoder = posterior_decoder(model, mu, y, images)
     flat_y = None if y is None else y.repeat_interleave(k)
     out = decode(decoder, lat.z.reshape(n * k, -1), flat_y, batch_size)
