@@ -362,3 +362,65 @@ def test_a_journal_serves_evaluations_that_add_arms_but_not_other_pools(tmp_path
                   {**old, "classifier_steps": 300}):  # fmt: skip
         assert len(FitJournal(path, other)) == 0
     assert fits_key({**old, "interpolation": [0.1, 0.2]}) == fits_key(old)
+
+
+# ---------------------------------------------------------------- the weak-classes arm
+
+
+def test_weak_class_shares_known_answers() -> None:
+    from vaemsgan.evaluation.gain import class_counts, weakness_weights
+
+    w = weakness_weights([0.2, 0.1, 0.0, 0.1])  # mean 0.1: the error-free class counts as 0.025
+    assert w == pytest.approx([0.2 / 0.425, 0.1 / 0.425, 0.025 / 0.425, 0.1 / 0.425])
+    assert weakness_weights([0.0, 0.0]) == [0.5, 0.5]
+    assert class_counts(2.0, [10, 20], None) == [20, 40]
+    assert class_counts(2.0, [10, 20], [0.25, 0.75]) == [15, 45]  # 2 x 30 images in all, shared 1:3
+    assert class_counts(1.0, [3, 3, 3], [1 / 3] * 3) == [3, 3, 3]
+    assert class_counts(1.0, [5, 5], [0.55, 0.45]) == [6, 4]  # 5.5 and 4.5: the larger remainder first
+    assert class_counts(1.0, [6, 5], [0.4, 0.3, 0.3][:2]) == [
+        6,
+        5,
+    ]  # 6.29 and 4.71: the 11th to the larger remainder
+
+
+def test_class_errors_find_the_classes_a_classifier_confuses() -> None:
+    """Class 0 is bright, classes 1 and 2 are the same dark noise: the cross-validated errors are those of
+    1 and 2, never 0; the weights then go to 1 and 2."""
+    from vaemsgan.evaluation.gain import class_errors, weakness_weights
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(3).repeat_interleave(12)
+    base = torch.where(labels[:, None, None, None] == 0, 220, 40)
+    images = (base + torch.randint(0, 30, (36, 1, 8, 8), generator=g)).to(torch.uint8)
+    cfg = dataclasses.replace(SMALL, steps=200, width=8, max_width=8)
+    err = class_errors(LabelledImages(images, labels), 3, cfg, "none")
+    assert err[0] == 0.0 and err[1] + err[2] >= 0.5  # two indistinguishable classes: about half wrong each
+    assert err == class_errors(LabelledImages(images, labels), 3, cfg, "none")  # seeded
+    w = weakness_weights(err)
+    assert w[0] < w[1] and w[0] < w[2]
+
+
+def test_the_weak_classes_arm_adds_most_where_the_errors_are(tiny_run: Path) -> None:
+    from vaemsgan.generation import load_model
+
+    model = load_model(tiny_run)
+    names = list(model.class_names)
+    real = LabelledImages(torch.randint(0, 256, (9, 1, 16, 16), dtype=torch.uint8), torch.arange(9) % 3)
+    opts = GainOptions(seeds=1, ratios=(1.0, 2.0), temperatures=(), weak_classes=True)
+    arms = {a.key: a for a in synthetic_arms(real, names, real, model, opts, errors=lambda: [0.5, 0.0, 0.3])}
+    arm = arms["weak-classes"]
+    floor = 0.25 * 0.8 / 3  # a quarter of the mean error, for the class without one
+    assert arm.weights == pytest.approx([e / (0.8 + floor) for e in (0.5, floor, 0.3)])
+    assert arm.info["class_errors"] == dict(zip(names, [0.5, 0.0, 0.3]))
+    # The pool holds the largest ratio's counts: 2 x 9 images shared out, sampled from the model's prior.
+    counts = [len(arm.pool.of_class(c)) for c in range(3)]  # type: ignore[union-attr]
+    assert sum(counts) == 18 and counts[0] > counts[2] > counts[1]
+    assert "weak-classes" not in {a.key for a in synthetic_arms(real, names, real, model,
+        dataclasses.replace(opts, weak_classes=False))}  # fmt: skip
+    skipped = {a.key: a for a in synthetic_arms(real, names, real, model, opts)}["weak-classes"]
+    assert skipped.pool is None and "class errors" in (skipped.skipped or "")
+    # In the study: its counts per class, not r x each class's own.
+    test = LabelledImages(real.images, real.labels)
+    g = run_gain_study(real, test, [arm], names, dataclasses.replace(opts, classifier=SMALL))
+    plan = g["arms"][0]
+    assert [r["n_generated"] for r in plan["ratios"]] == [9, 18]

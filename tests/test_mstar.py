@@ -131,6 +131,7 @@ def test_mstar_defaults_apply_where_the_user_gave_none() -> None:
         and opts("--gain-interpolation", "none").gain_interpolation is None
     )
     assert opts("--gain-interpolation", "0.4, 0.6").gain_interpolation == [0.4, 0.6]
+    assert o.gain_weak_classes is True and opts("--gain-weak-classes", "no").gain_weak_classes is False
 
     # Other experiments keep the general defaults; a named judge brings its own training steps.
     def other(*argv: str):
@@ -141,6 +142,7 @@ def test_mstar_defaults_apply_where_the_user_gave_none() -> None:
         gain.gain_temperatures == [0.5, 1.0]
         and gain.classifier == "small"
         and gain.gain_interpolation is None
+        and gain.gain_weak_classes is False
     )
     assert (gain.classifier_steps, gain.domain_steps) == (300, 600)
     cifar = other("curves", "--classifier", "cifar", "--channels", "3")

@@ -465,6 +465,20 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
     interp = next(a for a in run6["study"]["arms"] if a["arm"] == "interpolations-n3-0.25-0.75")
     assert interp["mix"] == [0.25, 0.75] and [r["ratio"] for r in interp["ratios"]] == [0.5, 1.0]
     assert "interpolations between latent nearest neighbours" in (out / "gain.md").read_text()
+    # The weak-classes arm: the cross-validation of the baseline runs once per size (shared by its GAN seeds).
+    assert main([*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "0.5,1",
+                 "--gain-interpolation", "0.25,0.75", "--gain-weak-classes", "yes"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("weak classes: 2-fold cross-validation") == 2 and "(T=0.5), 0.5x" not in err
+    assert "most for the weakest classes, 1x" in err
+    for n in (6, 10):
+        errors = json.loads((out / f"n{n}" / "gain.real-fits.json").read_text())["fits"][
+            "class-errors#2folds"
+        ]
+        assert len(errors) == 2 and all(0 <= e <= 1 for e in errors)
+    weak = next(a for a in json.loads((out / "n6" / "runs" / "scarce" / "gain.json").read_text())["study"]["arms"]
+                if a["arm"] == "weak-classes")  # fmt: skip
+    assert sum(r["n_generated"] for r in weak["ratios"]) == round(0.5 * 12) + 12 and "weights" in weak
     # An experiment's own target per size (MSTAR: +3 points at 10% and 20%, 50% reported only).
     from vaemsgan.experiments.gain_report import pool_size, size_lines
 

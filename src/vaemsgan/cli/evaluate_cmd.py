@@ -14,6 +14,7 @@ from vaemsgan.cli.options import (
     NumList,
     add_crop_option,
     add_gain_interpolation_option,
+    add_gain_weak_classes_option,
     add_limit_options,
 )
 
@@ -67,6 +68,7 @@ def add_evaluate(sub: Any) -> None:
         help="temperatures of the anchored-variations arms (default 0.5,1)",
     )
     add_gain_interpolation_option(p, "none")
+    add_gain_weak_classes_option(p, "no")
     p.add_argument(
         "--gain-seeds",
         type=Num(int, 1, 1000),
@@ -207,6 +209,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         changes["gain_seeds"] = args.gain_seeds
     if args.gain_interpolation is not None:
         changes["gain_interpolation"] = tuple(args.gain_interpolation) or None
+    if args.gain_weak_classes is not None:
+        changes["gain_weak_classes"] = args.gain_weak_classes == "yes"
     return replace(opts, **changes)
 
 

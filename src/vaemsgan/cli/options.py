@@ -226,6 +226,17 @@ def add_gain_interpolation_option(p: Any, default: str) -> None:
     )
 
 
+def add_gain_weak_classes_option(p: Any, default: str) -> None:
+    """--gain-weak-classes yes|no, the gain study's arm of prior samples shared out by the class errors."""
+    p.add_argument(
+        "--gain-weak-classes",
+        choices=["yes", "no"],
+        help="gain: an arm of prior samples, as many as the prior arm's, shared out over the classes in "
+        "proportion to the baseline's 2-fold cross-validated error on the real training images (the weakest "
+        f"classes get the most; default {default})",
+    )
+
+
 def interpolation_range(text: str) -> tuple[float, ...]:
     """argparse `type=` of --gain-interpolation: 'LO,HI' -> (lo, hi) with 0 <= lo <= hi <= 1, 'none' -> ()."""
     from vaemsgan.errors import ConfigError

@@ -15,6 +15,7 @@ from vaemsgan.cli.options import (
     NumList,
     add_crop_option,
     add_gain_interpolation_option,
+    add_gain_weak_classes_option,
     add_limit_options,
 )
 from vaemsgan.errors import ConfigError
@@ -149,6 +150,7 @@ def add_reproduce(sub: Any) -> None:
         help="gain: temperatures of the anchored-variations arms (0.5,1)",
     )
     add_gain_interpolation_option(p, "mstar: 0.25,0.75; others: none")
+    add_gain_weak_classes_option(p, "mstar: yes; others: no")
     p.add_argument(
         "--gain-policy",
         choices=["classical", "standard", "none"],
@@ -218,6 +220,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
         extra["gain_interpolation"] = list(args.gain_interpolation) or None
     elif d.get("gain_interpolation") is not None:
         extra["gain_interpolation"] = list(d["gain_interpolation"])
+    if args.gain_weak_classes is not None:
+        extra["gain_weak_classes"] = args.gain_weak_classes == "yes"
+    elif "gain_weak_classes" in d:
+        extra["gain_weak_classes"] = bool(d["gain_weak_classes"])
 
     def given(name: str, value: Any) -> Any:
         return d[name] if value is None else value

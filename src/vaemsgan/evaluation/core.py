@@ -438,12 +438,26 @@ def gain_arms(
     seed: int = 0,
     truncation: float | None = None,
     log: Log | None = None,
+    real_memo: MutableMapping[str, Any] | None = None,
 ) -> list[Any]:
     """The synthetic arms of the augmentation gain (gain.synthetic_arms, `options` a GainOptions): prior
     samples from `gen` and, with a model, curated samples (curated by the domain classifier of the real
-    training images) and anchored variations of the real training images."""
+    training images) and anchored variations of the real training images; the options' optional arms. The
+    weak-classes arm's cross-validated class errors are read from and written to `real_memo` (see gain_part)."""
     from vaemsgan.evaluation.curate import probability_scorer
-    from vaemsgan.evaluation.gain import synthetic_arms
+    from vaemsgan.evaluation.gain import WEAKNESS_FOLDS, class_errors, synthetic_arms
+
+    def errors() -> list[float]:
+        name = f"class-errors#{WEAKNESS_FOLDS}folds"
+        if real_memo is not None and name in real_memo:
+            return [float(e) for e in real_memo[name]]
+        (log or _quiet)(
+            f"weak classes: {WEAKNESS_FOLDS}-fold cross-validation of the baseline on the real images"
+        )
+        err = class_errors(labelled(real.train), len(real.names), options.classifier, options.policy)
+        if real_memo is not None:
+            real_memo[name] = err
+        return err
 
     def scorer() -> Any:
         # The curation classifier: the domain classifier of the study's own real training images (cached).
@@ -461,6 +475,7 @@ def gain_arms(
         truncation=truncation,
         scorer=scorer,
         progress=log or _quiet,
+        errors=errors,
     )
 
 
@@ -485,7 +500,15 @@ def gain_part(
     log = log or _quiet
     if arms is None:
         arms = gain_arms(
-            model, real, gen, options, domain_cfg=domain_cfg, seed=seed, truncation=truncation, log=log
+            model,
+            real,
+            gen,
+            options,
+            domain_cfg=domain_cfg,
+            seed=seed,
+            truncation=truncation,
+            log=log,
+            real_memo=real_memo,
         )
     log(
         f"augmentation gain: {options.seeds} seeds, ratios {', '.join(f'{r:g}' for r in options.ratios)}, "

@@ -91,9 +91,8 @@ class EvalOptions:
     gain_ratios: Sequence[float] = DEFAULT_GAIN_RATIOS
     gain_seeds: int = DEFAULT_GAIN_SEEDS  # classifier seeds of every gain arm (paired)
     gain_temperatures: Sequence[float] = DEFAULT_GAIN_TEMPERATURES  # of the anchored-variations arms
-    gain_interpolation: tuple[float, float] | None = (
-        None  # the interpolation arm's mixing range (None: no arm)
-    )
+    gain_interpolation: tuple[float, float] | None = None  # the interpolation arm's mixing range, or none
+    gain_weak_classes: bool = False  # the arm of prior samples shared out by the class errors
     real_per_class: int | None = None  # seeded subset of the real training images (as `train --per-class`)
     real_seed: int = 0  # the subset's seed: the training run's train.seed
 
@@ -124,6 +123,7 @@ class EvalOptions:
             temperatures=self.gain_temperatures,
             classifier=self.classifier,
             interpolation=self.gain_interpolation,
+            weak_classes=self.gain_weak_classes,
         )
 
 

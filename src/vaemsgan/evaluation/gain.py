@@ -13,8 +13,13 @@ Arms (every classifier: same architecture, steps, seed and test set; only the tr
   between each real training image and one of its `neighbours` nearest same-class neighbours in the
   encoder's space, (1 - a) mu_x + a mu_neighbour with a ~ U[lo, hi] (variations at temperature 0 mixed with
   the nearest neighbours): images between two close views, e.g. the aspect angles a small set leaves out.
+- `weak classes` (only with `weak_classes`): real + prior samples, as many in all as the prior arm adds, shared
+  out over the classes in proportion to each class's cross-validated error of the baseline on the real training
+  images (`class_errors`: 2 folds; each class's error counted as at least a quarter of the mean error), so the
+  classes the classifier gets wrong most get the most synthetic images. The errors come from the training
+  images only, never the test set.
 Every synthetic arm is trained with the same policy as the baseline. The ratio r is generated / real per
-class. The gain of an arm at a ratio is the per-seed *paired* difference (same classifier seed) of its
+class (for `weak classes`: in all). The gain of an arm at a ratio is the per-seed *paired* difference (same classifier seed) of its
 accuracy and the baseline's, in points, reported as mean and 95% Student-t interval over the seeds,
 overall and per class. An arm that cannot be made (no model, no encoder, too small a pool) is skipped with
 the reason.
@@ -47,6 +52,8 @@ DEFAULT_GAIN_TEMPERATURES = (0.5, 1.0)
 DEFAULT_GAIN_SEEDS = 5
 CURATE_KEEP_FRACTION = 0.5  # the curated arm keeps the best half of the candidates (classifier filter)
 INTERPOLATION_NEIGHBOURS = 3  # the interpolation arm mixes each image with one of its 3 nearest neighbours
+WEAKNESS_FOLDS = 2  # the weak-classes arm's cross-validation of the baseline on the real training images
+WEAKNESS_FLOOR = 0.25  # ... and each class's error counted as at least this share of the mean error
 
 
 @dataclass
@@ -59,6 +66,7 @@ class GainOptions:
     keep_fraction: float = CURATE_KEEP_FRACTION
     interpolation: tuple[float, float] | None = None  # the interpolation arm's mixing range (None: no arm)
     neighbours: int = INTERPOLATION_NEIGHBOURS
+    weak_classes: bool = False  # the arm of prior samples shared out by the classes' cross-validated errors
 
     def validate(self) -> GainOptions:
         if self.seeds < 1:
@@ -92,6 +100,9 @@ class Arm:
     pool: LabelledImages | None = None
     skipped: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    weights: list[float] | None = (
+        None  # each class's share of the r x (all real) images; None: r x its own count
+    )
 
 
 def _interval(diffs: list[float]) -> dict[str, Any]:
@@ -198,6 +209,60 @@ def best_verdict(arms: list[dict[str, Any]], baseline_label: str) -> tuple[dict[
     return best, f"{head} ({tail})."
 
 
+def class_counts(ratio: float, real_counts: Sequence[int], weights: Sequence[float] | None) -> list[int]:
+    """Synthetic images per class an arm adds at `ratio`: ratio x each class's real count, or with `weights`
+    round(ratio x all real images) shared out by the weights (largest remainders: the total is exact)."""
+    if weights is None:
+        return [int(round(ratio * n)) for n in real_counts]
+    total = int(round(ratio * sum(real_counts)))
+    exact = [total * w / sum(weights) for w in weights]
+    counts = [math.floor(e) for e in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda c: (counts[c] - exact[c], c))
+    for c in by_remainder[: total - sum(counts)]:
+        counts[c] += 1
+    return counts
+
+
+def weakness_weights(errors: Sequence[float], floor: float = WEAKNESS_FLOOR) -> list[float]:
+    """Per-class shares proportional to the errors, each error counted as at least `floor` x their mean (so no
+    class gets nothing); equal shares when no class has an error."""
+    mean = sum(errors) / len(errors) if errors else 0.0
+    if mean <= 0:
+        return [1 / len(errors)] * len(errors)
+    raised = [max(e, floor * mean) for e in errors]
+    return [e / sum(raised) for e in raised]
+
+
+def class_errors(
+    real_train: LabelledImages,
+    n_cls: int,
+    cfg: ClassifierConfig,
+    policy: str,
+    folds: int = WEAKNESS_FOLDS,
+    seed: int = 0,
+) -> list[float]:
+    """Each class's error rate of the baseline classifier (`cfg`, `policy`) in a `folds`-fold cross-validation
+    on the real training images (each class split in seeded folds); NaN for a class with no image."""
+    g = torch.Generator().manual_seed(seed)
+    fold_of = torch.empty(len(real_train), dtype=torch.long)
+    for c in range(n_cls):
+        idx = real_train.of_class(c)
+        fold_of[idx[torch.randperm(len(idx), generator=g)]] = torch.arange(len(idx)) % folds
+    wrong, seen = torch.zeros(n_cls, dtype=torch.float64), torch.zeros(n_cls, dtype=torch.float64)
+    for f in range(folds):
+        held = fold_of == f
+        train, test = real_train.take((~held).nonzero().flatten()), real_train.take(held.nonzero().flatten())
+        if len(test) == 0 or len(train) == 0:
+            continue
+        model = train_classifier(train.images, train.labels, n_cls, cfg, seed=seed + f, augment=policy)
+        pred = predict(model, test.images)
+        for c in range(n_cls):
+            m = test.labels == c
+            wrong[c] += float((pred[m] != c).sum())
+            seen[c] += float(m.sum())
+    return [float(w / n) if n > 0 else float("nan") for w, n in zip(wrong, seen)]
+
+
 def _stored(entry: Sequence[Any]) -> tuple[float, list[float]]:
     """A journalled classifier result, [accuracy, per-class recall] as JSON keeps it, as fit_eval returns it."""
     acc, recalls = entry
@@ -264,7 +329,7 @@ def run_gain_study(
         entry["pool_per_class"] = dict(zip(class_names, pool_counts))
         entry["ratios"] = []
         for r in ratios:
-            need = [int(round(r * n)) for n in real_counts]
+            need = class_counts(r, real_counts, arm.weights)
             item: dict[str, Any] = {"ratio": r, "n_generated": sum(need), "_need": need}
             short = [c for c in range(n_cls) if need[c] > pool_counts[c]]
             if short:
@@ -378,6 +443,67 @@ def run_gain_study(
 # ------------------------------------------------------------------------------------------ the pools
 
 
+def _weak_classes_arm(
+    real_train: LabelledImages,
+    names: Sequence[str],
+    prior: LabelledImages,
+    model: LoadedModel | None,
+    options: GainOptions,
+    seed: int,
+    truncation: float | None,
+    errors: Callable[[], list[float]] | None,
+    log: Callable[[str], None],
+) -> Arm:
+    """The weak-classes arm: prior samples shared out by the baseline's cross-validated class errors; its pool
+    is sampled from the model (the prior pool holds too few of a weak class), or is the prior pool itself."""
+    label = "real + prior samples, most for the weakest classes"
+    if errors is None:
+        return Arm("weak-classes", label, skipped="no cross-validated class errors to share out by")
+    err = errors()
+    weights = weakness_weights([0.0 if math.isnan(e) else e for e in err])
+    info = {
+        "class_errors": dict(zip(names, err)),
+        "weights": dict(zip(names, weights)),
+        "folds": WEAKNESS_FOLDS,
+    }
+    real_counts = [len(real_train.of_class(c)) for c in range(len(names))]
+    need = class_counts(max(options.ratios), real_counts, weights)
+    pool = prior if model is None else prior_pool(model, names, need, seed, truncation)
+    return Arm("weak-classes", label, pool, info=info, weights=weights)
+
+
+def _class_samples(model: LoadedModel, cm: int, n: int, seed: int, truncation: float | None) -> torch.Tensor:
+    """n prior samples (uint8) of the model's class cm, from the latents `generate --seed seed` draws."""
+    from vaemsgan.generation.sampler import latents
+    from vaemsgan.utils.images import to_uint8
+
+    device = next(model.generator.parameters()).device
+    z = latents(seed, cm, n, model.cfg.model.latent_dim, truncation)
+    parts = [
+        to_uint8(model.generator(zz.to(device), model.labels(cm, len(zz), device))).cpu()
+        for zz in z.split(256)
+    ]
+    res = model.cfg.data.resolution
+    return torch.cat(parts) if parts else torch.zeros(0, model.cfg.data.channels, res, res, dtype=torch.uint8)
+
+
+@torch.inference_mode()
+def prior_pool(
+    model: LoadedModel,
+    names: Sequence[str],
+    per_class: Sequence[int],
+    seed: int,
+    truncation: float | None = None,
+) -> LabelledImages:
+    """per_class[c] prior samples of each class c (the study's class order)."""
+    imgs = [
+        _class_samples(model, cm, per_class[c], seed, truncation)
+        for c, cm in enumerate(_model_classes(model, names))
+    ]
+    labels = [torch.full((len(x),), c, dtype=torch.long) for c, x in enumerate(imgs)]
+    return LabelledImages(torch.cat(imgs), torch.cat(labels))
+
+
 def _model_classes(model: LoadedModel, names: Sequence[str]) -> list[int]:
     missing = [n for n in names if n not in model.class_names]
     if missing:
@@ -398,21 +524,11 @@ def curated_pool(
     """per_class[c] images of each class c: the best of ceil(n / keep_fraction) prior samples by the
     classifier filter (the first n candidates are the uncurated samples of the same seed)."""
     from vaemsgan.evaluation.curate import curate_class
-    from vaemsgan.generation.sampler import latents
-    from vaemsgan.utils.images import to_uint8
 
-    device = next(model.generator.parameters()).device
     imgs, labels = [], []
     for c, cm in enumerate(_model_classes(model, names)):
         n = per_class[c]
-        cand = math.ceil(n / keep_fraction - 1e-9)
-        z = latents(seed, cm, cand, model.cfg.model.latent_dim, truncation)
-        x = torch.cat(
-            [
-                to_uint8(model.generator(zz.to(device), model.labels(cm, len(zz), device))).cpu()
-                for zz in z.split(256)
-            ]
-        )
+        x = _class_samples(model, cm, math.ceil(n / keep_fraction - 1e-9), seed, truncation)
         kept, _, _ = curate_class(x, c, n, ["classifier"], {"classifier": scorer})
         imgs.append(x[kept])
         labels.append(torch.full((len(kept),), c, dtype=torch.long))
@@ -451,12 +567,19 @@ def synthetic_arms(
     truncation: float | None = None,
     scorer: Callable[[], Scorer] | None = None,
     progress: Callable[[str], None] | None = None,
+    errors: Callable[[], list[float]] | None = None,
 ) -> list[Arm]:
     """The synthetic arms: prior samples (`prior`), curated samples, variations at each temperature and,
     with `options.interpolation`, interpolations between nearest neighbours (all but the first need `model`;
-    the last two need its encoder). `scorer()` builds the curation classifier."""
+    the last two need its encoder) and, with `options.weak_classes`, prior samples shared out by the classes'
+    errors (`errors()`: the baseline's cross-validated error per class, `class_errors`). `scorer()` builds the
+    curation classifier."""
     log = progress or (lambda _m: None)
     arms = [Arm("prior", "real + prior samples", prior)]
+    if options.weak_classes:
+        arms.append(
+            _weak_classes_arm(real_train, names, prior, model, options, seed, truncation, errors, log)
+        )
     max_r = max(options.ratios)
     need = [math.ceil(max_r * len(real_train.of_class(c))) for c in range(len(names))]
     temps = sorted(set(float(t) for t in options.temperatures))

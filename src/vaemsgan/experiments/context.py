@@ -73,9 +73,8 @@ class ReproduceOptions:
     gain_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # `gain`: synthetic / real
     gain_temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0])  # `gain`: of the variations
     gain_policy: str = "classical"  # `gain`: augmentation of the baseline and of every synthetic arm
-    gain_interpolation: list[float] | None = (
-        None  # `gain`: mixing range of the interpolation arm (None: none)
-    )
+    gain_interpolation: list[float] | None = None  # `gain`: the interpolation arm's mixing range, or none
+    gain_weak_classes: bool = False  # `gain`: the arm of prior samples shared out by the class errors
     parts: list[str] | None = None  # `mstar`: which of its parts to run (None: all)
     classifier: str = "small"  # the judge of every accuracy (evaluation.classifier.CLASSIFIER_PRESETS)
 

@@ -287,6 +287,12 @@ def write_gain(
             if o.get("gain_interpolation")
             else "."
         )
+        + (
+            " The weak-classes arm shares its prior samples out by the baseline's 2-fold cross-validated "
+            "error per class on the real training images."
+            if o.get("gain_weak_classes")
+            else ""
+        )
         + (" `--quick`: the numbers mean nothing." if o.get("quick") else ""),
         "",
         "| real images per class | best option | difference, points [95%] (pooled) | target | met |",

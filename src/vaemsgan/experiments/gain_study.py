@@ -10,6 +10,7 @@ monitor never ran) then feeds the augmentation-gain study of `vaemsgan evaluate 
 (evaluation/gain.py through core.gain_arms / core.gain_part): real only, real + classical augmentation (THE
 baseline), real + prior samples, real + curated prior samples and real + anchored variations at each
 `--gain-temperatures`, with `--gain-interpolation` real + latent interpolations between nearest neighbours,
+with `--gain-weak-classes yes` real + prior samples shared out by the baseline's cross-validated class errors,
 at each `--gain-ratios`, over `--eval-seeds` classifier seeds, paired by seed.
 
 Per run it also records, for the "why" when a target is missed:
@@ -104,6 +105,7 @@ def gain_options(opts: ReproduceOptions) -> GainOptions:
         classifier=judge_config(opts),
         policy=opts.gain_policy,
         interpolation=None if opts.gain_interpolation is None else tuple(opts.gain_interpolation),
+        weak_classes=opts.gain_weak_classes,
     ).validate()
 
 
@@ -207,6 +209,7 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
         # Only when not the default, so that studies evaluated before the option existed stay valid.
         **({"policy": opts.gain_policy} if opts.gain_policy != "classical" else {}),
         **({"interpolation": list(opts.gain_interpolation)} if opts.gain_interpolation is not None else {}),
+        **({"weak_classes": True} if opts.gain_weak_classes else {}),
         **judge_key(opts),
     }
 
@@ -214,7 +217,7 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
 # What a single classifier's result does not depend on: which other arms, temperatures, seeds and (smaller)
 # ratios are measured beside it, and the reconstruction part. Its journal name holds its arm (with the arm's
 # parameters), ratio and seed; the largest ratio sizes the pools.
-_NOT_FIT_SETTINGS = ("eval_seeds", "temperatures", "interpolation", "recon_per_class")
+_NOT_FIT_SETTINGS = ("eval_seeds", "temperatures", "interpolation", "weak_classes", "recon_per_class")
 
 
 def fits_key(key: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +274,7 @@ def evaluate_gain_run(
     log(f"evaluate {plan.name}: {ckpt.name} (step {model.step})")
     # The prior arm needs max-ratio x the real count per class (the pool `generate` would write).
     gen = prior_samples(model, names, math.ceil(max(gopts.ratios) * max(real.train.counts())))
-    arms = core.gain_arms(model, real, gen, gopts, domain_cfg=domain_cfg, log=log)
+    arms = core.gain_arms(model, real, gen, gopts, domain_cfg=domain_cfg, log=log, real_memo=real_memo)
     judge = judge_of()
     judged = {"real test": judge_pool(judge, core.labelled(real.test), names)}
     judged.update({a.key: judge_pool(judge, a.pool, names) for a in arms if a.pool is not None})

@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     # The remedy when no arm gains: interpolations between latent nearest neighbours of a class (for
     # MSTAR: views a few degrees of aspect apart), from a quarter to three quarters of the way.
     "gain_interpolation": [0.25, 0.75],
+    # ... and more synthetic chips for the classes the baseline gets wrong most (2S1 and BMP2 at 27 per class).
+    "gain_weak_classes": True,
 }
 
 
