@@ -333,23 +333,35 @@ def test_model_reconstruction_quality(model: Model) -> None:
 def test_nearest_partners_are_the_closest_of_the_class() -> None:
     """Points on a line: with nearest=1 each image mixes with its neighbour on the line (never across
     classes), and at a = 1 and temperature 0 the latent is exactly the neighbour's mean."""
-    from vaemsgan.generation.variations import mixing_candidates, variation_latents
+    from vaemsgan.errors import ConfigError
+    from vaemsgan.generation.variations import nearest_neighbours, variation_latents
 
     pos = torch.tensor([0.0, 1.0, 3.0, 7.0, 0.5, 0.6])
     mu = torch.stack([pos, torch.zeros(6)], 1)
     classes = torch.tensor([0, 0, 0, 0, 1, 1])
-    cand = mixing_candidates(mu, classes, nearest=2)
-    assert [c.tolist() for c in cand] == [[1, 2], [0, 2], [1, 0], [2, 1], [5], [4]]
-    everyone = mixing_candidates(mu, classes)  # the random partner: any other image of the class
-    assert [sorted(c.tolist()) for c in everyone[:4]] == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    expected = [[1, 2], [0, 2], [1, 0], [2, 1], [5], [4]]
+    assert [c.tolist() for c in nearest_neighbours(mu, classes, 2)] == expected
+    assert [c.tolist() for c in nearest_neighbours(mu, classes, 2, chunk=3)] == expected  # rows in chunks
     lat = variation_latents(mu, torch.zeros(6, 2), classes, 3, 0.0, (1.0, 1.0), seed=2, nearest=1)
     assert lat.partner is not None and lat.partner[:, 0].tolist() == [1, 0, 1, 2, 5, 4]
     assert torch.equal(lat.z, mu[lat.partner])
     half = variation_latents(mu, torch.zeros(6, 2), classes, 1, 0.0, (0.5, 0.5), nearest=1)
     assert torch.allclose(half.z[:, 0, 0], torch.tensor([0.5, 0.5, 2.0, 5.0, 0.55, 0.55]))
-    alone = mixing_candidates(mu[:1], classes[:1], nearest=3)  # a class of one mixes with itself
-    assert alone[0].tolist() == [0]
-    from vaemsgan.errors import ConfigError
-
+    assert nearest_neighbours(mu[:1], classes[:1], 3)[0].tolist() == [0]  # a class of one mixes with itself
     with pytest.raises(ConfigError, match="nearest neighbours"):
         variation_latents(mu, torch.zeros(6, 2), classes, 1, 0.0, (0.5, 0.5), nearest=0)
+
+
+def test_random_partners_are_those_drawn_before_nearest_existed() -> None:
+    """Without `nearest` the draws are those of the code before it (7c14e75), pinned: variations written
+    then are written again the same."""
+    from vaemsgan.generation.variations import variation_latents
+
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(12, 4, generator=g)
+    classes = torch.tensor([0, 1, 2, 0, 1, 0, 0, 1, 2, 0, 1, 3])
+    lat = variation_latents(mu, torch.zeros(12, 4), classes, 2, 0.5, (0.2, 0.8), seed=7)
+    assert lat.partner is not None and lat.partner.tolist() == [
+        [3, 9], [10, 10], [8, 8], [6, 6], [10, 1], [6, 0], [0, 3], [4, 10], [2, 2], [5, 5], [7, 1], [11, 11]
+    ]  # fmt: skip
+    assert float(lat.z.sum()) == pytest.approx(17.250154495239258, abs=1e-5)

@@ -217,12 +217,14 @@ def add_crop_option(p: Any, what: str) -> None:
 def add_gain_interpolation_option(p: Any, default: str) -> None:
     """--gain-interpolation LO,HI|none, the gain study's arm of latent interpolations (evaluation/gain.py);
     parsed to (lo, hi), or () for none."""
+    from vaemsgan.evaluation.gain import INTERPOLATION_NEIGHBOURS
+
     p.add_argument(
         "--gain-interpolation",
         type=interpolation_range,
         metavar="LO,HI|none",
-        help="gain: an arm of latent interpolations between each real training image and one of its 3 nearest "
-        f"neighbours of the class, (1-a) z + a z_neighbour with a ~ U[LO,HI] (default {default})",
+        help="gain: an arm of latent interpolations between each real training image and one of its "
+        f"{INTERPOLATION_NEIGHBOURS} nearest neighbours of the class, (1-a) z + a z_neighbour with a ~ U[LO,HI] (default {default})",
     )
 
 

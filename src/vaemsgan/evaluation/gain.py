@@ -100,9 +100,8 @@ class Arm:
     pool: LabelledImages | None = None
     skipped: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    weights: list[float] | None = (
-        None  # each class's share of the r x (all real) images; None: r x its own count
-    )
+    # Each class's share of the r x (all real) images the arm adds; None: r x the class's own count.
+    weights: list[float] | None = None
 
 
 def _interval(diffs: list[float]) -> dict[str, Any]:
@@ -225,7 +224,8 @@ def class_counts(ratio: float, real_counts: Sequence[int], weights: Sequence[flo
 
 def weakness_weights(errors: Sequence[float], floor: float = WEAKNESS_FLOOR) -> list[float]:
     """Per-class shares proportional to the errors, each error counted as at least `floor` x their mean (so no
-    class gets nothing); equal shares when no class has an error."""
+    class gets nothing); equal shares when no class has an error. A NaN error (a class without images) is 0."""
+    errors = [0.0 if math.isnan(e) else e for e in errors]
     mean = sum(errors) / len(errors) if errors else 0.0
     if mean <= 0:
         return [1 / len(errors)] * len(errors)
@@ -455,21 +455,26 @@ def _weak_classes_arm(
     log: Callable[[str], None],
 ) -> Arm:
     """The weak-classes arm: prior samples shared out by the baseline's cross-validated class errors; its pool
-    is sampled from the model (the prior pool holds too few of a weak class), or is the prior pool itself."""
+    is sampled from the model (the prior pool holds too few of a weak class), or is the prior pool itself.
+    Its key names the folds and a digest of the weights: journalled results are of these shares only."""
     label = "real + prior samples, most for the weakest classes"
     if errors is None:
         return Arm("weak-classes", label, skipped="no cross-validated class errors to share out by")
     err = errors()
-    weights = weakness_weights([0.0 if math.isnan(e) else e for e in err])
+    weights = weakness_weights(err)
     info = {
         "class_errors": dict(zip(names, err)),
         "weights": dict(zip(names, weights)),
         "folds": WEAKNESS_FOLDS,
     }
+    digest = zlib.crc32(",".join(f"{w:.6f}" for w in weights).encode())
+    key = f"weak-classes-f{WEAKNESS_FOLDS}-{digest:08x}"
     real_counts = [len(real_train.of_class(c)) for c in range(len(names))]
-    need = class_counts(max(options.ratios), real_counts, weights)
+    # The largest count of each class over the ratios (rounding can give a smaller ratio one image more).
+    by_ratio = [class_counts(r, real_counts, weights) for r in options.ratios]
+    need = [max(counts[c] for counts in by_ratio) for c in range(len(names))]
     pool = prior if model is None else prior_pool(model, names, need, seed, truncation)
-    return Arm("weak-classes", label, pool, info=info, weights=weights)
+    return Arm(key, label, pool, info=info, weights=weights)
 
 
 def _class_samples(model: LoadedModel, cm: int, n: int, seed: int, truncation: float | None) -> torch.Tensor:
@@ -477,14 +482,16 @@ def _class_samples(model: LoadedModel, cm: int, n: int, seed: int, truncation: f
     from vaemsgan.generation.sampler import latents
     from vaemsgan.utils.images import to_uint8
 
+    if n == 0:  # a class the weak-classes arm gives no image at any ratio
+        res = model.cfg.data.resolution
+        return torch.zeros(0, model.cfg.data.channels, res, res, dtype=torch.uint8)
     device = next(model.generator.parameters()).device
     z = latents(seed, cm, n, model.cfg.model.latent_dim, truncation)
     parts = [
         to_uint8(model.generator(zz.to(device), model.labels(cm, len(zz), device))).cpu()
         for zz in z.split(256)
     ]
-    res = model.cfg.data.resolution
-    return torch.cat(parts) if parts else torch.zeros(0, model.cfg.data.channels, res, res, dtype=torch.uint8)
+    return torch.cat(parts)
 
 
 @torch.inference_mode()
@@ -576,10 +583,12 @@ def synthetic_arms(
     curation classifier."""
     log = progress or (lambda _m: None)
     arms = [Arm("prior", "real + prior samples", prior)]
-    if options.weak_classes:
-        arms.append(
-            _weak_classes_arm(real_train, names, prior, model, options, seed, truncation, errors, log)
-        )
+
+    def weak_classes() -> list[Arm]:
+        if not options.weak_classes:
+            return []
+        return [_weak_classes_arm(real_train, names, prior, model, options, seed, truncation, errors, log)]
+
     max_r = max(options.ratios)
     need = [math.ceil(max_r * len(real_train.of_class(c))) for c in range(len(names))]
     temps = sorted(set(float(t) for t in options.temperatures))
@@ -597,14 +606,15 @@ def synthetic_arms(
         arms += [Arm(k, lab, skipped=why, info={"temperature": t}) for k, lab, t in var_keys]
         if interp is not None:
             arms.append(Arm(interp_key, interp_label, skipped=why, info=interp_info))
-        return arms
+        return arms + weak_classes()
     k = max(1, math.ceil(max_r))
     # Both pools are held in memory (uint8) next to the prior pool and the real images.
     pixels = int(real_train.images[0].numel()) if len(real_train) else 0
     n_var = len(real_train) * k * ((len(temps) + (interp is not None)) if model.encoder is not None else 0)
+    n_weak = math.ceil(max_r * len(real_train)) + len(names) if options.weak_classes else 0
     check_memory(
-        pixels * (n_var + sum(math.ceil(n / options.keep_fraction) for n in need)),
-        f"the gain's synthetic pools ({n_var} variations, {sum(need)} curated images)",
+        pixels * (n_var + n_weak + sum(math.ceil(n / options.keep_fraction) for n in need)),
+        f"the gain's synthetic pools ({n_var} variations, {sum(need)} curated images, {n_weak} for weak classes)",
         "use smaller --gain-ratios or fewer --gain-temperatures",
     )
     if scorer is None:
@@ -645,7 +655,7 @@ def synthetic_arms(
                 options.neighbours,
             )
             arms.append(Arm(interp_key, interp_label, pool, info={**interp_info, "variations_per_image": k}))
-    return arms
+    return arms + weak_classes()
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation.classifier import ClassifierConfig
 from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.extractors import Extractor
+from vaemsgan.evaluation.gain import GainOptions
 
 # Shared by every run of `--quick` (the test suite's smoke runs): narrow networks, a few steps.
 QUICK_OVERRIDES: dict[str, Any] = {
@@ -100,15 +101,20 @@ class ReproduceOptions:
             not self.gain_per_class or any(n < 2 for n in self.gain_per_class)
         ):
             raise ConfigError(f"--gain-per-class must be numbers of at least 2, got {self.gain_per_class}")
-        from vaemsgan.evaluation.gain import GainOptions
+        self.gain_options()
+        return self
 
-        GainOptions(
-            ratios=self.gain_ratios,
-            temperatures=self.gain_temperatures,
+    def gain_options(self) -> GainOptions:
+        """The gain study's options (`gain`, `mstar`): the judge, its policy and the arms; checked."""
+        return GainOptions(
+            seeds=self.eval_seeds,
+            ratios=tuple(self.gain_ratios),
+            temperatures=tuple(self.gain_temperatures),
+            classifier=judge_config(self),
             policy=self.gain_policy,
             interpolation=None if self.gain_interpolation is None else tuple(self.gain_interpolation),
+            weak_classes=self.gain_weak_classes,
         ).validate()
-        return self
 
 
 def judge_config(opts: ReproduceOptions, steps: int | None = None) -> ClassifierConfig:

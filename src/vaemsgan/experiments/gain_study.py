@@ -63,7 +63,6 @@ from vaemsgan.evaluation import core
 from vaemsgan.evaluation.classifier import SmallVGG, folded_for_inference, logits
 from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.crossval import LabelledImages
-from vaemsgan.evaluation.gain import GainOptions
 from vaemsgan.experiments.context import (
     DEFAULT_CLASSIFIER_STEPS,
     DEFAULT_GAIN_PER_CLASS,
@@ -95,18 +94,6 @@ def budget_minutes(opts: ReproduceOptions) -> float:
 def plan_gain(exp: Any, out: Path, opts: ReproduceOptions) -> dict[int, list[RunPlan]]:
     """The runs of every size: OUT/n<N>/runs/<run>, each trained on the N-per-class subset."""
     return {n: plan_runs(exp, out / f"n{n}", replace(opts, per_class=n)) for n in sizes(opts)}
-
-
-def gain_options(opts: ReproduceOptions) -> GainOptions:
-    return GainOptions(
-        seeds=opts.eval_seeds,
-        ratios=tuple(opts.gain_ratios),
-        temperatures=tuple(opts.gain_temperatures),
-        classifier=judge_config(opts),
-        policy=opts.gain_policy,
-        interpolation=None if opts.gain_interpolation is None else tuple(opts.gain_interpolation),
-        weak_classes=opts.gain_weak_classes,
-    ).validate()
 
 
 def result_name(opts: ReproduceOptions) -> str:
@@ -233,7 +220,7 @@ def real_fits_key(opts: ReproduceOptions, real: RealSide) -> dict[str, Any]:
     their bytes and labels) and the classifiers' settings and policy; not the GANs, ratios or temperatures."""
     from vaemsgan.evaluation.cache import digest
 
-    gopts = gain_options(opts)
+    gopts = opts.gain_options()
     settings = {"v": EVAL_VERSION, "classifier": gopts.classifier.to_dict(), "policy": gopts.policy}
     tensors = (real.train.images, real.train.labels, real.test.images, real.test.labels)
     return {**settings, "real_images": digest(settings, *tensors)}
@@ -264,12 +251,12 @@ def evaluate_gain_run(
     journal = FitJournal(path.with_suffix(".fits.json"), key, fresh=opts.force)
     if journal:
         log(
-            f"{plan.name}: resuming its evaluation, {len(journal)} classifier(s) kept from {journal.path.name}"
+            f"{plan.name}: {len(journal)} classifier(s) of this model measured earlier, read from {journal.path.name}"
         )
     model = load_model(ckpt, "cpu")
     real = ctx.real(plan.cfg.data.classes)
     names = real.names
-    gopts = gain_options(opts)
+    gopts = opts.gain_options()
     domain_cfg = judge_config(opts, opts.domain_steps)
     log(f"evaluate {plan.name}: {ckpt.name} (step {model.step})")
     # The prior arm needs max-ratio x the real count per class (the pool `generate` would write).
@@ -364,7 +351,7 @@ def run_gain(
     issue 12's `target_points`."""
 
     minutes = budget_minutes(opts)
-    gain_options(opts)  # bad options fail before any training
+    opts.gain_options()  # bad options fail before any training
     # The judge: the domain classifier of ALL real training images (seed 0, --domain-steps, cached).
     ctx_all = Context(replace(opts, per_class=None), log)
     judges: dict[Any, SmallVGG] = {}

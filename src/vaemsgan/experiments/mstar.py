@@ -60,14 +60,16 @@ DEFAULTS: dict[str, Any] = {
     # The baseline and every synthetic arm: random shifts (the judge's policy, no flips). The `classical`
     # policy's rotations and scalings cost the judge 18 points on val/ (76% against 94%, one seed).
     "gain_policy": "standard",
-    # The anchored variations at temperature 1 only (not also 0.5): 33 of the 42 judge trainings per GAN, ~2 of
-    # its ~2.5 CPU-hours. Closer variations are near the real chips the baseline's shifts already cover; filling
+    # The anchored variations at temperature 1 only (not also 0.5): 9 judge trainings fewer per GAN (~30
+    # CPU-minutes at ~3 each). Closer variations are near the real chips the baseline's shifts already cover; filling
     # azimuth gaps needs the farther ones. `--gain-temperatures 0.5,1` restores both.
     "gain_temperatures": [1.0],
     # The remedy when no arm gains: interpolations between latent nearest neighbours of a class (for
     # MSTAR: views a few degrees of aspect apart), from a quarter to three quarters of the way.
     "gain_interpolation": [0.25, 0.75],
     # ... and more synthetic chips for the classes the baseline gets wrong most (2S1 and BMP2 at 27 per class).
+    # With both, a GAN's evaluation trains 51 judges (2 real-only and 5 arms x 3 ratios, x 3 seeds; ~2.5
+    # CPU-hours) and each size 2 cross-validation judges once.
     "gain_weak_classes": True,
 }
 

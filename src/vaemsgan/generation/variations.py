@@ -6,9 +6,10 @@ For a real image x with posterior q(z|x) = N(mu, sigma^2), each of its K variati
 
 with x's label. With `mix = (lo, hi)` the latent then moves toward another image of the same class:
 z <- (1 - a) z + a mu_other, a ~ U[lo, hi], the other image drawn from x's class (x itself when the class
-has no other). With `nearest = m` the other image is drawn from x's m nearest neighbours of its class in the
-encoder's space (Euclidean distance of the posterior means): an interpolation between neighbours, e.g.
-between two views of a vehicle a few degrees of aspect apart, where a random partner may face the other way. The random draws of image i depend only on (seed, i), so a resumed run writes exactly the
+has no other). With `nearest = m` the other image is drawn from x's m nearest neighbours of its class in
+the encoder's space (Euclidean distance of the posterior means): an interpolation between neighbours, e.g.
+between two views of a vehicle a few degrees of aspect apart, where a random partner may face the other
+way. The random draws of image i depend only on (seed, i), so a resumed run writes exactly the
 missing files. Decoding uses the BatchNorm calibration `reconstruct` uses for the same images
 (`inference.posterior_decoder`): at temperature 0 a variation is the image's reconstruction.
 """
@@ -84,26 +85,27 @@ def image_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + index) % (2**63))
 
 
-def mixing_candidates(
-    mu: torch.Tensor, classes: torch.Tensor, nearest: int | None = None
+def nearest_neighbours(
+    mu: torch.Tensor, classes: torch.Tensor, m: int, chunk: int = 1024
 ) -> list[torch.Tensor]:
-    """For each image, the indices it may be mixed with: the other images of its class (itself when it is
-    alone), or of those only its `nearest` closest by posterior mean, nearest first."""
+    """For each image, the indices of its `m` nearest other images of its class by the Euclidean distance of
+    the posterior means, nearest first (itself when its class has no other image). Distances are computed a
+    chunk of rows at a time, so memory stays chunk x class size."""
     out: list[torch.Tensor] = [torch.empty(0, dtype=torch.long)] * len(mu)
     for c in classes.unique():
         members = (classes == c).nonzero().flatten()
         if len(members) == 1:
             out[int(members[0])] = members
             continue
-        if nearest is None:
-            for i in members.tolist():
-                out[i] = members[members != i]
-            continue
-        d = torch.cdist(mu[members].double(), mu[members].double())
-        d.fill_diagonal_(float("inf"))
-        order = d.argsort(dim=1, stable=True)[:, : min(nearest, len(members) - 1)]
-        for row, i in enumerate(members.tolist()):
-            out[i] = members[order[row]]
+        points = mu[members].double()
+        keep = min(m, len(members) - 1)
+        for start in range(0, len(members), chunk):
+            d = torch.cdist(points[start : start + chunk], points)
+            rows = torch.arange(len(d))
+            d[rows, rows + start] = float("inf")  # not itself
+            order = d.topk(keep, dim=1, largest=False, sorted=True).indices
+            for row in range(len(d)):
+                out[int(members[start + row])] = members[order[row]]
     return out
 
 
@@ -125,7 +127,10 @@ def variation_latents(
     z = torch.empty(n, k, dim)
     a_all = torch.empty(n, k) if mix is not None else None
     partners = torch.empty(n, k, dtype=torch.long) if mix is not None else None
-    candidates = mixing_candidates(mu, classes, nearest) if mix is not None else []
+    members = (
+        {int(c): (classes == c).nonzero().flatten() for c in classes.unique()} if mix is not None else {}
+    )
+    near = nearest_neighbours(mu, classes, nearest) if mix is not None and nearest is not None else None
     for i in range(n):
         g = image_generator(seed, i)
         eps = torch.randn(k, dim, generator=g)
@@ -134,7 +139,11 @@ def variation_latents(
             assert a_all is not None and partners is not None
             lo, hi = mix
             a = lo + (hi - lo) * torch.rand(k, generator=g)
-            others = candidates[i]
+            if near is not None:
+                others = near[i]
+            else:  # any other image of the class (as before `nearest` existed: the same draws)
+                others = members[int(classes[i])]
+                others = others[others != i] if len(others) > 1 else others
             p = others[torch.randint(len(others), (k,), generator=g)]
             zi = (1 - a)[:, None] * zi + a[:, None] * mu[p]
             a_all[i], partners[i] = a, p
