@@ -143,6 +143,25 @@ def test_mix_moves_toward_another_image_of_the_same_class(
     assert not torch.equal(mixed[:, 0], plain[:, 0])
 
 
+def test_mix_nearest_moves_toward_the_nearest_image_of_the_class(
+    model: Model, real_folder: Path, tmp_path: Path, run_cli: Callable[..., int]
+) -> None:
+    """`generate --from-real --mix 1,1 --mix-nearest 1 --temperature 0`: every variation is the decode of its
+    source image's nearest neighbour of the class in the encoder's space, and the manifest says so."""
+    from vaemsgan.generation.variations import nearest_neighbours
+    from vaemsgan.inference import encode
+
+    m = _variations(run_cli, model.checkpoint, real_folder, tmp_path / "near", "--variations", 2,
+                    "--temperature", 0, "--mix", "1,1", "--mix-nearest", 1)  # fmt: skip
+    assert m["mix_nearest"] == 1
+    data = load_images(real_folder, resolution=16, classes=CLASSES)
+    mu, _ = encode(model.loaded, data.images)
+    near = nearest_neighbours(mu, data.labels, 1)
+    assert all(f["mix_with"] == int(near[f["source_index"]][0]) for f in m["files"])
+    again = model.variations(data.images, data.labels, k=2, temperature=0.0, mix=(1.0, 1.0), nearest=1)
+    assert torch.equal(again[:, 0], again[:, 1])  # a = 1 and one neighbour: both variations are one image
+
+
 def test_api_variations_at_temperature_zero_equal_reconstruct(model: Model) -> None:
     x = model.sample("sneaker", 6, seed=2)
     rec = model.reconstruct(x, labels="sneaker")
@@ -215,6 +234,8 @@ def test_interrupted_variations_resume_to_the_same_folder(
         (("--variations", 2, "--truncation", 0), "--truncation: '0' is not a number > 0"),
         (("--variations", 2, "--classes", "cat"), "unknown class name"),
         (("--variations", 2, "--per-class", 0), "--per-class: '0' is not an integer from 1"),
+        (("--variations", 2, "--mix-nearest", 2), "--mix-nearest needs --mix LO,HI"),
+        (("--variations", 2, "--mix", "0.2,0.4", "--mix-nearest", 0), "--mix-nearest: '0' is not an integer"),
     ],
 )
 def test_bad_variation_options_give_one_line_and_exit_2(

@@ -323,12 +323,14 @@ class Model:
         temperature: float = 1.0,
         mix: tuple[float, float] | None = None,
         seed: int = 0,
+        nearest: int | None = None,
     ) -> torch.Tensor:
         """K new images near each given image: uint8 N x K x C x H x W.
 
         Each variation decodes z = mu + temperature * sigma * eps from the encoder's q(z|x) with the
         image's label (temperature 0: the reconstruction; 1: the posterior; more: wider). `mix=(lo, hi)`
-        moves each latent toward another image of the same class among those given (weight ~ U[lo, hi]).
+        moves each latent toward another image of the same class among those given (weight ~ U[lo, hi]),
+        with `nearest=m` one of its m nearest in the encoder's space (an interpolation between neighbours).
         The same seed gives the same variations; as `vaemsgan generate --from-real`."""
         x = self.images(images)
         out, _ = variations(
@@ -339,6 +341,7 @@ class Model:
             temperature,
             mix,
             seed,
+            nearest=nearest,
         )
         return out
 
@@ -358,6 +361,7 @@ class Model:
         force: bool = False,
         resume: bool = False,
         progress: bool = False,
+        nearest: int | None = None,
     ) -> dict[str, Any]:
         """K variations of every real image of `data` into out/<class>/<source>_<k>.png + manifest.json
         (file -> class, label, source image index and file, variation, temperature, seed); returns the
@@ -390,6 +394,7 @@ class Model:
             resume=resume,
             progress=progress,
             data_options=options,
+            nearest=nearest,
         )
 
     def reconstruction_quality(

@@ -451,6 +451,14 @@ def add_generate(sub: Any) -> None:
         help="with --from-real: move each latent toward another image of the same class, "
         "z = (1-a) z + a z_other with a ~ U[LO,HI] (default off)",
     )
+    real.add_argument(
+        "--mix-nearest",
+        type=Num(int, 1, 10**6),
+        metavar="M",
+        help="with --mix: the other image is one of the M nearest of the class in the encoder's space (an "
+        "interpolation between neighbours, the gain study's interpolation arm: --temperature 0 --mix 0.25,0.75 "
+        "--mix-nearest 3; default: any image of the class)",
+    )
     real.add_argument("--data-dir", help="with --from-real fashion-mnist: folder of its idx .gz files")
     p.set_defaults(func=cmd_generate)
 
@@ -492,7 +500,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.from_real:
         return _generate_variations(args)
-    for flag in ("variations", "temperature", "mix", "data_dir"):
+    for flag in ("variations", "temperature", "mix", "mix_nearest", "data_dir"):
         if getattr(args, flag) is not None:
             raise ConfigError(
                 f"--{flag.replace('_', '-')} needs --from-real DATA (variations of real images)"
@@ -579,7 +587,9 @@ def _generate_variations(args: argparse.Namespace) -> int:
             )
     temperature = 1.0 if args.temperature is None else args.temperature
     mix = parse_mix(args.mix)
-    check_options(args.variations, temperature, mix)  # before loading anything
+    check_options(args.variations, temperature, mix, args.mix_nearest)  # before loading anything
+    if args.mix_nearest is not None and mix is None:
+        raise ConfigError("--mix-nearest needs --mix LO,HI (it picks whom each image is mixed with)")
     model = load(args.checkpoint, device=_device(args.device))
     if not model.has_encoder:
         raise ConfigError(f"{model.checkpoint}: this model has no encoder, so no variations of real images")
@@ -590,6 +600,7 @@ def _generate_variations(args: argparse.Namespace) -> int:
         args.variations,
         temperature=temperature,
         mix=mix,
+        nearest=args.mix_nearest,
         seed=args.seed,
         per_class=args.per_class,
         classes=args.classes,

@@ -237,13 +237,17 @@ def variations_folder(
     resume: bool = False,
     progress: bool = True,
     data_options: dict[str, Any] | None = None,
+    nearest: int | None = None,
 ) -> dict[str, Any]:
     """Write K variations of every image of `data` into out/<class>/<source index>_<variation>.png and
     out/manifest.json (which maps every file to its source image, label, variation, temperature, seed).
+    With `mix` and `nearest`, the mixing partners are the `nearest` nearest neighbours (module doc).
 
     `data_options` (how `data` was loaded: per_class, classes, ...) goes into the manifest, and a resumed
     run must have the same. Resumable and atomic like `generate_folder`."""
-    check_options(k, temperature, mix)
+    check_options(k, temperature, mix, nearest)
+    if nearest is not None and mix is None:
+        raise ConfigError("--mix-nearest needs --mix LO,HI (it picks whom each image is mixed with)")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if len(data) == 0:
@@ -256,13 +260,16 @@ def variations_folder(
         "seed": seed,
         "temperature": temperature,
         "mix": list(mix) if mix is not None else None,
+        **(
+            {"mix_nearest": nearest} if nearest is not None else {}
+        ),  # absent: folders written before it resume
         "variations": k,
         "data": data_info,
     }
     open_output(out, settings, force=force, resume=resume)
     y = labels_for(model, labels, len(data))
     mu, logvar = encode(model, data.images, batch_size)
-    lat = variation_latents(mu, logvar, labels, k, temperature, mix, seed)
+    lat = variation_latents(mu, logvar, labels, k, temperature, mix, seed, nearest)
     decoder = posterior_decoder(model, mu, y, data.images)
     folders = safe_names(model.class_names)
     jobs: list[tuple[int, int]] = [(i, v) for i in range(len(data)) for v in range(k)]
@@ -306,6 +313,7 @@ def variations_folder(
         "seed": seed,
         "temperature": temperature,
         "mix": list(mix) if mix is not None else None,
+        "mix_nearest": nearest,
         "variations": k,
         "data": data_info,
         "classes": wanted,
