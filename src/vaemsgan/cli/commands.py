@@ -588,8 +588,6 @@ def _generate_variations(args: argparse.Namespace) -> int:
     temperature = 1.0 if args.temperature is None else args.temperature
     mix = parse_mix(args.mix)
     check_options(args.variations, temperature, mix, args.mix_nearest)  # before loading anything
-    if args.mix_nearest is not None and mix is None:
-        raise ConfigError("--mix-nearest needs --mix LO,HI (it picks whom each image is mixed with)")
     model = load(args.checkpoint, device=_device(args.device))
     if not model.has_encoder:
         raise ConfigError(f"{model.checkpoint}: this model has no encoder, so no variations of real images")

@@ -19,8 +19,8 @@ Arms (every classifier: same architecture, steps, seed and test set; only the tr
   classes the classifier gets wrong most get the most synthetic images. The errors come from the training
   images only, never the test set.
 Every synthetic arm is trained with the same policy as the baseline. The ratio r is generated / real per
-class (for `weak classes`: in all). The gain of an arm at a ratio is the per-seed *paired* difference (same classifier seed) of its
-accuracy and the baseline's, in points, reported as mean and 95% Student-t interval over the seeds,
+class (for `weak classes`: in all). The gain of an arm at a ratio is the per-seed *paired* difference (same
+classifier seed) of its accuracy and the baseline's, in points, reported as mean and 95% Student-t interval over the seeds,
 overall and per class. An arm that cannot be made (no model, no encoder, too small a pool) is skipped with
 the reason.
 """
@@ -248,7 +248,7 @@ def class_errors(
     for c in range(n_cls):
         idx = real_train.of_class(c)
         fold_of[idx[torch.randperm(len(idx), generator=g)]] = torch.arange(len(idx)) % folds
-    wrong, seen = torch.zeros(n_cls, dtype=torch.float64), torch.zeros(n_cls, dtype=torch.float64)
+    wrong, seen = torch.zeros(n_cls, dtype=torch.long), torch.zeros(n_cls, dtype=torch.long)
     for f in range(folds):
         held = fold_of == f
         train, test = real_train.take((~held).nonzero().flatten()), real_train.take(held.nonzero().flatten())
@@ -256,11 +256,9 @@ def class_errors(
             continue
         model = train_classifier(train.images, train.labels, n_cls, cfg, seed=seed + f, augment=policy)
         pred = predict(model, test.images)
-        for c in range(n_cls):
-            m = test.labels == c
-            wrong[c] += float((pred[m] != c).sum())
-            seen[c] += float(m.sum())
-    return [float(w / n) if n > 0 else float("nan") for w, n in zip(wrong, seen)]
+        wrong += torch.bincount(test.labels[pred != test.labels], minlength=n_cls)
+        seen += torch.bincount(test.labels, minlength=n_cls)
+    return [int(w) / int(n) if n > 0 else float("nan") for w, n in zip(wrong, seen)]
 
 
 def _stored(entry: Sequence[Any]) -> tuple[float, list[float]]:
@@ -478,20 +476,13 @@ def _weak_classes_arm(
 
 
 def _class_samples(model: LoadedModel, cm: int, n: int, seed: int, truncation: float | None) -> torch.Tensor:
-    """n prior samples (uint8) of the model's class cm, from the latents `generate --seed seed` draws."""
-    from vaemsgan.generation.sampler import latents
-    from vaemsgan.utils.images import to_uint8
+    """n prior samples (uint8) of the model's class cm: the images `generate --seed seed` writes."""
+    from vaemsgan.inference import sample_class
 
     if n == 0:  # a class the weak-classes arm gives no image at any ratio
         res = model.cfg.data.resolution
         return torch.zeros(0, model.cfg.data.channels, res, res, dtype=torch.uint8)
-    device = next(model.generator.parameters()).device
-    z = latents(seed, cm, n, model.cfg.model.latent_dim, truncation)
-    parts = [
-        to_uint8(model.generator(zz.to(device), model.labels(cm, len(zz), device))).cpu()
-        for zz in z.split(256)
-    ]
-    return torch.cat(parts)
+    return sample_class(model, cm, n, seed, truncation)
 
 
 @torch.inference_mode()

@@ -67,7 +67,8 @@ DEFAULTS: dict[str, Any] = {
     # The remedy when no arm gains: interpolations between latent nearest neighbours of a class (for
     # MSTAR: views a few degrees of aspect apart), from a quarter to three quarters of the way.
     "gain_interpolation": [0.25, 0.75],
-    # ... and more synthetic chips for the classes the baseline gets wrong most (2S1 and BMP2 at 27 per class).
+    # ... and more synthetic chips for the classes the baseline gets wrong most in a cross-validation on the
+    # training chips (session 14: not the classes it gets wrong on val/, whose errors come from the 15-degree chips).
     # With both, a GAN's evaluation trains 51 judges (2 real-only and 5 arms x 3 ratios, x 3 seeds; ~2.5
     # CPU-hours) and each size 2 cross-validation judges once.
     "gain_weak_classes": True,

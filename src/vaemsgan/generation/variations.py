@@ -46,9 +46,11 @@ def check_options(
     k: int, temperature: float, mix: tuple[float, float] | None, nearest: int | None = None
 ) -> None:
     """One-line ConfigError for K < 1, a temperature outside [0, 100], a mix range outside 0 <= lo <= hi <= 1
-    or a neighbour count below 1."""
+    or a neighbour count below 1 or without a mix range."""
     if nearest is not None and (isinstance(nearest, bool) or not isinstance(nearest, int) or nearest < 1):
         raise ConfigError(f"the number of nearest neighbours to mix with must be at least 1, got {nearest!r}")
+    if nearest is not None and mix is None:
+        raise ConfigError("--mix-nearest needs --mix LO,HI (it picks whom each image is mixed with)")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"--variations must be an integer of at least 1, got {k!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or not (
@@ -246,8 +248,6 @@ def variations_folder(
     `data_options` (how `data` was loaded: per_class, classes, ...) goes into the manifest, and a resumed
     run must have the same. Resumable and atomic like `generate_folder`."""
     check_options(k, temperature, mix, nearest)
-    if nearest is not None and mix is None:
-        raise ConfigError("--mix-nearest needs --mix LO,HI (it picks whom each image is mixed with)")
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     if len(data) == 0:
