@@ -23,8 +23,8 @@ from vaemsgan.evaluation.gain import (
     best_verdict,
     paired_difference,
     run_gain_study,
-    synthetic_arms,
 )
+from vaemsgan.evaluation.gain_arms import synthetic_arms
 
 # ---------------------------------------------------------------- the affine augmentation
 
@@ -369,7 +369,8 @@ def test_a_journal_serves_evaluations_that_add_arms_but_not_other_pools(tmp_path
 
 
 def test_weak_class_shares_known_answers() -> None:
-    from vaemsgan.evaluation.gain import class_counts, weakness_weights
+    from vaemsgan.evaluation.gain import class_counts
+    from vaemsgan.evaluation.gain_arms import weakness_weights
 
     w = weakness_weights([0.2, 0.1, 0.0, 0.1])  # mean 0.1: the error-free class counts as 0.025
     assert w == pytest.approx([0.2 / 0.425, 0.1 / 0.425, 0.025 / 0.425, 0.1 / 0.425])
@@ -387,7 +388,7 @@ def test_weak_class_shares_known_answers() -> None:
 def test_class_errors_find_the_classes_a_classifier_confuses() -> None:
     """Class 0 is bright, classes 1 and 2 are the same dark noise: the cross-validated errors are those of
     1 and 2, never 0; the weights then go to 1 and 2."""
-    from vaemsgan.evaluation.gain import class_errors, weakness_weights
+    from vaemsgan.evaluation.gain_arms import class_errors, weakness_weights
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(3).repeat_interleave(12)

@@ -215,7 +215,7 @@ def add_crop_option(p: Any, what: str) -> None:
 
 
 def add_gain_interpolation_option(p: Any, default: str) -> None:
-    """--gain-interpolation LO,HI|none, the gain study's arm of latent interpolations (evaluation/gain.py);
+    """--gain-interpolation LO,HI|none, the gain study's arm of latent interpolations (evaluation/gain_arms.py);
     parsed to (lo, hi), or () for none."""
     from vaemsgan.evaluation.gain import INTERPOLATION_NEIGHBOURS
 

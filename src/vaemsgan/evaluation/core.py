@@ -8,7 +8,7 @@ learning curves, so that every entry point computes the same numbers the same wa
     crossval_part       classifier cross-validation (crossval.py) with the generated images split into a
                         training pool and a test set
     memorisation_part   near-copies (pixels and features) and diversity (memorisation.py)
-    gain_arms, gain_part  the augmentation gain's synthetic arms and study (gain.py)
+    gain_arms, gain_part  the augmentation gain's synthetic arms and study (gain_arms.py, gain.py)
 
 Each takes image sets (and an extractor or options) and returns its JSON-ready results; the parts whose
 report section draws figures also return the arrays the figures need. `RealSide` holds the real images and
@@ -440,12 +440,13 @@ def gain_arms(
     log: Log | None = None,
     real_memo: MutableMapping[str, Any] | None = None,
 ) -> list[Any]:
-    """The synthetic arms of the augmentation gain (gain.synthetic_arms, `options` a GainOptions): prior
+    """The synthetic arms of the augmentation gain (gain_arms.synthetic_arms, `options` a GainOptions): prior
     samples from `gen` and, with a model, curated samples (curated by the domain classifier of the real
     training images) and anchored variations of the real training images; the options' optional arms. The
     weak-classes arm's cross-validated class errors are read from and written to `real_memo` (see gain_part)."""
     from vaemsgan.evaluation.curate import probability_scorer
-    from vaemsgan.evaluation.gain import WEAKNESS_FOLDS, class_errors, synthetic_arms
+    from vaemsgan.evaluation.gain import WEAKNESS_FOLDS
+    from vaemsgan.evaluation.gain_arms import class_errors, synthetic_arms
 
     def errors() -> list[float]:
         name = f"class-errors#{WEAKNESS_FOLDS}folds"
