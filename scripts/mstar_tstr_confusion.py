@@ -1,7 +1,9 @@
 """Where TSTR loses on MSTAR: the confusion matrix, on the real `val/` chips, of the `sar` judge trained on a
 snapshot's generated chips (as the curves' TSTR, one classifier seed), and with --with-real that of the judge
-trained on as many real chips per class. Usage:
+trained on as many real chips per class; with --truncation T the generated chips are those of
+`vaemsgan generate --truncation T` (latents resampled where |z| > T). Usage:
     python scripts/mstar_tstr_confusion.py SNAPSHOT.pt [--data ../shared/data/mstar-soc] [--seed 0] [--with-real]
+        [--truncation T]
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/mstar-soc")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-class", type=int, default=232)
+    ap.add_argument("--truncation", type=float, default=None, help="sample with this truncation")
     ap.add_argument("--with-real", action="store_true", help="also the judge trained on real chips (TRTR)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     opts = mstar_options(a.data)
     real = Context(opts, print).real(None)
     names, n = real.train.class_names, len(real.train.class_names)
-    gen = sample_checkpoint(a.snapshot, a.per_class)
-    out = {"class_names": names}
+    gen = sample_checkpoint(a.snapshot, a.per_class, truncation=a.truncation)
+    out = {"class_names": names, "truncation": a.truncation, "seed": a.seed}
     sides = [("generated", gen)] + ([("real", real.train)] if a.with_real else [])
     for side, s in sides:
         g = torch.Generator().manual_seed(a.seed)

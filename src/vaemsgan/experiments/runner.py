@@ -251,22 +251,21 @@ def _train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str,
 
 
 @torch.inference_mode()
-def sample_checkpoint(path: str | Path, per_class: int, seed: int = 0, name: str | None = None) -> ImageSet:
-    """`per_class` images of each class from a checkpoint file or a run folder's newest checkpoint, with
-    `vaemsgan generate`'s latents."""
-    from vaemsgan.generation.sampler import latents, load_model
-    from vaemsgan.utils.images import to_uint8
+def sample_checkpoint(
+    path: str | Path, per_class: int, seed: int = 0, name: str | None = None, truncation: float | None = None
+) -> ImageSet:
+    """`per_class` images of each class from a checkpoint file or a run folder's newest checkpoint: the images
+    `vaemsgan generate --per-class N --seed S [--truncation T]` writes."""
+    from vaemsgan.generation.sampler import load_model
+    from vaemsgan.inference import sample_class
 
     model = load_model(path, "cpu", prefer_best=False)
-    imgs, labels = [], []
-    for cls in range(len(model.class_names)):
-        z_all = latents(seed, cls, per_class, model.cfg.model.latent_dim, None)
-        for s in range(0, per_class, 256):
-            z = z_all[s : s + 256]
-            imgs.append(to_uint8(model.generator(z, model.labels(cls, len(z), z.device))).cpu())
-            labels.append(torch.full((len(z),), cls, dtype=torch.long))
+    classes = range(len(model.class_names))
     return ImageSet(
-        torch.cat(imgs), torch.cat(labels), list(model.class_names), f"{name or path} (generated)"
+        torch.cat([sample_class(model, c, per_class, seed, truncation) for c in classes]),
+        torch.arange(len(classes)).repeat_interleave(per_class),
+        list(model.class_names),
+        f"{name or path} (generated)",
     )
 
 
