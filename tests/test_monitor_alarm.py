@@ -81,11 +81,70 @@ def test_quality_is_not_judged_during_the_warm_up(tmp_path, tiny_config, tiny_im
     mon = _monitor(tmp_path, tiny_config, tiny_images, early)
     assert _checks(mon, range(100, 600, 100), []) == [None] * 5
     assert mon.quality_check() is None
-    # The same values from the third check on count: 1,092 <= 15,466 / 4 at step 300, then a 4x rise.
-    later = [(15466, 0.0), (9000, 0.0), (1092, 0.04), (2000, 0.05), (4000, 0.05), (4500, 0.05)]
+    # The same values from the third check on count (1,092 <= 15,466 / 4 at step 300, with a coverage of 0.3
+    # beside it), then a 4x rise.
+    later = [(15466, 0.0), (9000, 0.0), (1092, 0.3), (2000, 0.3), (4000, 0.2), (4500, 0.2)]
     mon = _monitor(tmp_path, tiny_config, tiny_images, later)
     verdicts = _checks(mon, range(100, 700, 100), [])
     assert verdicts[:5] == [None] * 5 and "best 1.09e+03 (step 300)" in verdicts[5]
+
+
+# Monitor checks of gain unit n27's GAN seed 1 (27 MSTAR chips per class, its monitor classifier trained on
+# those 270 chips), steps 100-2,400 (KID, coverage). The rule before session 15 said quality at step 500 (KID
+# 4.8e4 <= 2.3e5 / 4) and rolled the run back there at step 2,400; judged by the classifier trained on all
+# 2,747 chips the run improved all along (chips classed as intended 45% at step 600, 80% at step 2,400).
+SMALL_SET_RUN = [
+    (228196, 0.0), (77048, 0.074), (94021, 0.111), (107513, 0.048), (47908, 0.167), (47875, 0.193),
+    (67506, 0.141), (86884, 0.107), (86408, 0.078), (73082, 0.089), (86489, 0.081), (88017, 0.081),
+    (96087, 0.074), (92352, 0.096), (100413, 0.089), (124605, 0.081), (141800, 0.059), (148868, 0.07),
+    (142610, 0.081), (136158, 0.074), (137602, 0.067), (142523, 0.067), (151280, 0.07), (145620, 0.052),
+]  # fmt: skip
+
+
+def test_a_kid_fall_without_coverage_is_no_quality(tmp_path, tiny_config, tiny_images) -> None:
+    """A KID fall from the first check counts as quality only with a coverage of 0.25 beside it: the small-set
+    run's monitor gets no verdict, says once why, and keeps no best state (best.pt) from checks that rank
+    blobs."""
+    from vaemsgan.evaluation.monitor import Monitor
+
+    log: list[str] = []
+    mon = _monitor(tmp_path, tiny_config, tiny_images, SMALL_SET_RUN)
+    checks = [mon(lambda z, y: z, 100 * (i + 1), log.append) for i in range(len(SMALL_SET_RUN))]
+    assert [c.collapse for c in checks] == [None] * len(SMALL_SET_RUN)
+    assert all(c.best is None for c in checks) and mon.quality_check() is None
+    notes = [line for line in log if "not reached quality" in line]
+    assert len(notes) == 1 and "with a coverage of 0.25" in notes[0]
+    # The same KIDs with coverage 0.25 from step 500 on: quality there, the best state from then on (steps 500,
+    # 600), and the rise from it a collapse.
+    covered = [(k, c if i < 4 else 0.25) for i, (k, c) in enumerate(SMALL_SET_RUN)]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, covered)
+    checks = [mon(lambda z, y: z, 100 * (i + 1), lambda s: None) for i in range(len(covered))]
+    assert [c.best["step"] for c in checks if c.best is not None] == [500, 600]
+    first = next(i for i, c in enumerate(checks) if c.collapse is not None)
+    assert "best 4.79e+04 (step 600)" in checks[first].collapse
+    assert Monitor.quality_check(mon)["step"] == 500
+
+
+def test_the_rise_is_judged_from_the_check_that_showed_quality(tmp_path, tiny_config, tiny_images) -> None:
+    """A low KID before the run reached quality is not the reference of a collapse (nor best.pt, the state a
+    rollback returns to): the rise is measured from the best check since quality."""
+    values = [
+        (1e5, 0.0),
+        (9e4, 0.0),
+        (1e4, 0.1),
+        (5e4, 0.3),
+        (2.4e4, 0.5),
+        (3e4, 0.5),
+        (8e4, 0.3),
+        (8e4, 0.3),
+    ]
+    mon = _monitor(tmp_path, tiny_config, tiny_images, values)
+    checks = [mon(lambda z, y: z, 100 * (i + 1), lambda s: None) for i in range(len(values))]
+    # 1e4 (step 300, coverage 0.1) and 5e4 (coverage 0.3 but KID above 1e5 / 4) are no quality; 2.4e4 with
+    # coverage 0.5 is. 8e4 is 8x 1e4 but 3.3x the best since quality (2.4e4).
+    assert [c.best["step"] for c in checks if c.best is not None] == [500]
+    assert checks[-1].collapse is not None and "best 2.4e+04 (step 500)" in checks[-1].collapse
+    assert all(c.collapse is None for c in checks[:-1])
 
 
 def test_after_a_rollback_the_reference_stays_the_run_s_first_check(
@@ -177,14 +236,20 @@ def test_diversity_falling_from_noise_is_no_collapse_warning(tmp_path, tiny_conf
     run has not reached quality is learning. Once it has, the same fall is warned about."""
     from vaemsgan.evaluation.monitor import Monitor
 
-    def run(kids: list[float], divs: list[float]) -> list[str]:
+    def run(kids: list[float], divs: list[float], coverage: float = 0.05) -> list[str]:
         mon = Monitor(tiny_config(train={"monitor_every": 100}), tiny_images, tmp_path)
         mon.ready = True
         it = iter(zip(kids, divs))
 
         def measure(sample: Any) -> dict[str, float]:
             kid, div = next(it)
-            return {"kid": kid, "coverage": 0.05, "diversity": div, "diversity_min": div, "near_copy": 0.0}
+            return {
+                "kid": kid,
+                "coverage": coverage,
+                "diversity": div,
+                "diversity_min": div,
+                "near_copy": 0.0,
+            }
 
         mon.measure = measure  # type: ignore[method-assign]
         mon.plot = lambda path: None  # type: ignore[method-assign]
@@ -196,10 +261,12 @@ def test_diversity_falling_from_noise_is_no_collapse_warning(tmp_path, tiny_conf
     assert run([4.7e3, 2.9e3, 2.5e3, 1.9e3], [1.4, 1.1, 0.92, 0.85]) == []  # the MSTAR run's first checks
     # The 64 px SAR run at commit c5acc56 was warned at step 500: from 1.40 (step 200, best KID) to 0.92.
     assert run([15466, 1092, 2939, 1783, 2342], [1.65, 1.40, 1.16, 1.0, 0.92]) == []
-    # Diversity above the data's own is noise's: a fall from 1.4 counts from 1.0, the data's.
-    assert run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.92, 0.9]) == []
-    assert len(run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.65, 0.6])) == 1
-    warned = run([400, 60, 50, 40, 45], [1.2, 1.0, 0.95, 0.6, 0.5])  # quality at step 300, diversity falls
+    # Diversity above the data's own is noise's: a fall from 1.4 counts from 1.0, the data's (a run with quality:
+    # its KID fell 8x with a coverage of 0.3 beside it).
+    assert run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.92, 0.9], 0.3) == []
+    assert len(run([400, 60, 50, 40, 45], [1.4, 1.4, 1.4, 0.65, 0.6], 0.3)) == 1
+    # quality at step 300, diversity falls
+    warned = run([400, 60, 50, 40, 45], [1.2, 1.0, 0.95, 0.6, 0.5], 0.3)
     assert len(warned) == 1 and "step 400" in warned[0] and "(0.95 at step 300" in warned[0]
 
 
@@ -212,12 +279,17 @@ def test_a_warm_up_check_is_never_the_best_state(tmp_path, tiny_config, tiny_ima
     covs = [0.017, 0.045, 0.015, 0.075, 0.098, 0.061, 0.052, 0.056, 0.063, 0.049, 0.045, 0.062, 0.042]
     mon = _monitor(tmp_path, tiny_config, tiny_images, list(zip(kids, covs)))
     checks = [mon(lambda z, y: z, step, lambda s: None) for step in range(100, 1400, 100)]
+    # Its coverage never passed 0.1: it never reached quality (since session 15), so it has no best state at all.
+    assert [c.collapse for c in checks] == [None] * 13 and all(c.best is None for c in checks)
+    # With a coverage of 0.3 beside its KID fall, quality from the third check (1,705 <= 12,467 / 4) on.
+    mon = _monitor(tmp_path, tiny_config, tiny_images, [(k, 0.3) for k in kids])
+    checks = [mon(lambda z, y: z, step, lambda s: None) for step in range(100, 1400, 100)]
     assert [c.collapse for c in checks] == [None] * 13
     best_steps = [c.best["step"] for c in checks if c.best is not None]
     assert best_steps == [300, 400] and mon.best == 1028
     # The same rise from a best reached after the warm-up is still a collapse.
     mon = _monitor(
-        tmp_path, tiny_config, tiny_images, list(zip([12467, 2000, 1705, 875, 1000, 2629, 2947], covs))
+        tmp_path, tiny_config, tiny_images, [(k, 0.3) for k in [12467, 2000, 1705, 875, 1000, 2629, 2947]]
     )
     verdicts = [mon(lambda z, y: z, step, lambda s: None).collapse for step in range(100, 800, 100)]
     assert verdicts[:6] == [None] * 6 and "best 875 (step 400)" in verdicts[6]
