@@ -4,7 +4,8 @@ lines of period 2 pixels (the Nyquist row and column: a 2x2 checkerboard puts al
 period 4 (frequencies +-size/4), for generated images of each snapshot against the real test images; a ratio well above 1 is a
 pattern the real images do not have, the mark transposed convolutions leave. Usage:
     python scripts/spectral_artifacts.py SNAPSHOT.pt [SNAPSHOT.pt ...] --data ../shared/data/cifar10
-        [--channels 3] [--per-class 200] [--out FILE.json]
+        [--per-class 200] [--out FILE.json]
+The real images are loaded as the first snapshot's run saw its data (size, channels, crop).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from vaemsgan.data import load_images
 from vaemsgan.experiments.runner import sample_checkpoint
+from vaemsgan.inference import load_model
 
 
 def power_spectrum(images: torch.Tensor) -> torch.Tensor:
@@ -42,7 +44,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("snapshots", nargs="+", type=Path)
     ap.add_argument("--data", required=True)
-    ap.add_argument("--channels", type=int, default=3)
     ap.add_argument("--per-class", type=int, default=200)
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
@@ -51,10 +52,12 @@ def main() -> None:
     real = None
     for snap in a.snapshots:
         gen = sample_checkpoint(snap, a.per_class)
-        if real is None:
-            res = gen.images.shape[-1]
-            real = load_images(a.data, split="test", resolution=res, channels=a.channels).images
-            pr = power_spectrum(real)
+        if real is None:  # the real test images as the run saw its data (size, channels, crop)
+            d = load_model(snap, "cpu", prefer_best=False).cfg.data
+            real = load_images(
+                a.data, split="test", resolution=d.resolution, channels=d.channels, crop=d.crop
+            )
+            pr = power_spectrum(real.images)
         pg = power_spectrum(gen.images)
         row = {"snapshot": str(snap)}
         for period in (2, 4):

@@ -293,3 +293,37 @@ def test_a_warm_up_check_is_never_the_best_state(tmp_path, tiny_config, tiny_ima
     )
     verdicts = [mon(lambda z, y: z, step, lambda s: None).collapse for step in range(100, 800, 100)]
     assert verdicts[:6] == [None] * 6 and "best 875 (step 400)" in verdicts[6]
+
+
+def test_a_best_state_kept_before_quality_is_moved_aside_on_resume(
+    tmp_path, tiny_config, tiny_images
+) -> None:
+    """A run resumed from the rule before session 15 may hold a best.pt of blobs (the 27-chip run's step 600);
+    the monitor moves it aside (kept) unless it is a check since the run reached quality."""
+    import torch
+
+    from vaemsgan.checkpoint import save_best
+
+    def resumed(checks: list[tuple[float, float]], best_step: int) -> tuple[Any, list[str]]:
+        mon = _monitor(tmp_path, tiny_config, tiny_images, [])
+        save_best(
+            tmp_path, {"step": best_step, "monitor": {"kid": 4.79e4, "step": best_step, "space": mon.space}}
+        )
+        mon.best = mon._previous_best()
+        mon.history = [{"step": 100 * (i + 1), "kid": k, "coverage": c} for i, (k, c) in enumerate(checks)]
+        log: list[str] = []
+        mon._drop_best_before_quality(log.append)
+        return mon, log
+
+    mon, log = resumed(SMALL_SET_RUN[:8], 600)  # never reached quality
+    assert not (tmp_path / "best.pt").exists() and mon.best is None
+    moved = torch.load(tmp_path / "best-before-quality.pt", weights_only=True)
+    assert moved["step"] == 600 and len(log) == 1 and "step 600" in log[0]
+    (tmp_path / "best-before-quality.pt").unlink()
+    # Quality at step 500 (coverage 0.5): a best.pt of step 600 is a check since quality and stays.
+    checks = [(k, 0.5 if i >= 4 else c) for i, (k, c) in enumerate(SMALL_SET_RUN[:8])]
+    mon, log = resumed(checks, 600)
+    assert (tmp_path / "best.pt").is_file() and mon.best == 4.79e4 and log == []
+    # ... one of step 400, before it, does not.
+    mon, log = resumed(checks, 400)
+    assert not (tmp_path / "best.pt").exists() and (tmp_path / "best-before-quality.pt").is_file()

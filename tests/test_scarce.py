@@ -87,6 +87,7 @@ def test_monitor_warns_in_words_on_collapse_and_copies(tiny_run) -> None:
     from vaemsgan.evaluation.monitor import Monitor
 
     m = Monitor.__new__(Monitor)
+    m.judge_from = 0  # as __init__ sets it (no rollback)
     base = {"kid": 0.1, "coverage": 0.5, "diversity_min": 0.8}
     good = [{"step": s, **base, "diversity": 0.9, "near_copy": 0.01} for s in (100, 200, 300)]  # the warm-up
     m.history = [*good, {"step": 400, **base, "diversity": 0.4, "near_copy": 0.20}]

@@ -217,7 +217,7 @@ class TrainConfig:
         "rollback",
         choices=("rollback", "stop", "warn"),
         help="when the monitor sees a collapse (KID above 3x its best twice in a row, once the run has reached "
-        "quality: a KID at most 1/4 of the first check's, or coverage 0.5): roll back to best.pt with halved "
+        "quality: a KID at most 1/4 of the first check's with coverage 0.25, or coverage 0.5): roll back to best.pt with halved "
         "learning rates (at most nan_rollbacks times, then stop; not twice to the same best.pt: training then "
         "goes on without a rollback), stop, or only warn",
     )

@@ -15,7 +15,7 @@ words.
 
 A collapse verdict (on which the trainer rolls back, stops or warns: `train.collapse_action`) is a fall from a
 good state: KID above 3x its best so far (a warm-up check is never the best) at two checks in a row, once the
-run has reached quality, i.e. some earlier check after a warm-up of `QUALITY_WARMUP_CHECKS` (3) had a KID at
+run has reached quality, i.e. some earlier check from the `QUALITY_WARMUP_CHECKS`-th (3rd) on had a KID at
 most `QUALITY_KID_FRACTION` (1/4) of the run's first check's with a coverage of at least
 `QUALITY_KID_COVERAGE` (0.25), or a coverage of at least `QUALITY_COVERAGE` (0.5). Before that the generator is
 still noise or blobs, whose KID swings by 10x and more from check to check (4.7e3, 4.0e4, 7.7e4 on 64 px SAR
@@ -156,6 +156,11 @@ class Monitor:
 
     def _previous_best(self) -> float | None:
         """A resumed run keeps improving on the best.pt it already has."""
+        found = self._stored_best()
+        return found[0] if found is not None else None
+
+    def _stored_best(self) -> tuple[float, int] | None:
+        """(value, step) of RUN/best.pt when it was measured in this feature space, else None."""
         path = self.run_dir / "best.pt"
         if not path.is_file():
             return None
@@ -165,9 +170,27 @@ class Monitor:
             if float(best.get("space", 0.0)) != self.space:
                 return None  # measured in another feature space: not comparable
             value = best.get(self.cfg.train.best_metric)
-            return float(value) if value is not None else None
+            step = best.get("step", state.get("step"))
+            return (float(value), int(step)) if value is not None and step is not None else None
         except Exception:  # noqa: BLE001 - an unreadable best.pt is replaced by the next best
             return None
+
+    def _drop_best_before_quality(self, log: Callable[[str], None]) -> None:
+        """A resumed run's best.pt kept (by the rule before session 15) before the run reached quality is no best
+        state: it is moved aside (RUN/best-before-quality.pt, kept), so that generate, evaluate and a rollback do
+        not take it, and the next check since quality is the best."""
+        found = self._stored_best()
+        if found is None:
+            return
+        reached = self.quality_check()
+        if reached is not None and found[1] >= reached["step"]:
+            return
+        (self.run_dir / "best.pt").replace(self.run_dir / "best-before-quality.pt")
+        self.best = None
+        log(
+            f"monitor: best.pt (step {found[1]}) was kept before the run reached quality; moved to "
+            "best-before-quality.pt (generate and evaluate take the newest checkpoint until a best state exists)"
+        )
 
     def _logged_history(self, before: int) -> list[dict[str, float]]:
         """The checks a resumed run already logged (metrics.jsonl, trimmed to its checkpoint on resume),
@@ -209,6 +232,7 @@ class Monitor:
         if not self.ready:
             self.setup(log)
             self.history = self._logged_history(before=step)
+            self._drop_best_before_quality(log)
         t0 = time.perf_counter()
         values = self.measure(sample)
         metric = self.cfg.train.best_metric
@@ -247,6 +271,15 @@ class Monitor:
         the run's real first check, history[0] (also after a resume: the logged checks are read back)."""
         self.judge_from = len(self.history)
 
+    def _reference_start(self, reached: dict[str, float] | None) -> int:
+        """Index of the first check that may be the best (the reference of a verdict or a warning): never a
+        warm-up check, nor one before the last rollback, nor one before `reached`, the check that showed quality
+        (as for best.pt, a rollback's target)."""
+        start = max(self.judge_from, self.warmup_checks - 1)
+        if reached is not None:
+            start = max(start, next(i for i, r in enumerate(self.history) if r is reached))
+        return start
+
     def quality_check(self, upto: int | None = None) -> dict[str, float] | None:
         """The first of `history[:upto]`, from the QUALITY_WARMUP_CHECKS-th on, that shows the run has reached
         quality, or None: a KID at most QUALITY_KID_FRACTION x the first check's with a coverage of at least
@@ -267,13 +300,8 @@ class Monitor:
         within a few hundred steps; ordinary noise between checks of a trained generator stays well under 2x),
         from a run that had reached quality before those checks (`quality_check`). The same rise before that
         is the noise of the first minutes: no verdict, only a note in words."""
-        start = max(self.judge_from, self.warmup_checks - 1)  # the best is never a warm-up check ...
         reached = self.quality_check(upto=len(self.history) - patience)
-        if (
-            reached is not None
-        ):  # ... nor one before the run reached quality (as for best.pt, the rollback's target)
-            start = max(start, next(i for i, r in enumerate(self.history) if r is reached))
-        judged = self.history[start:]
+        judged = self.history[self._reference_start(reached) :]
         kids = [r["kid"] for r in judged if not math.isnan(r["kid"])]
         if len(kids) <= patience:
             return None, None
@@ -311,9 +339,10 @@ class Monitor:
             return []
         now, prev = h[-1], h[-2]
         out = []
+        reached = self.quality_check(upto=len(h) - 1)
         earlier = [
             r
-            for r in h[self.warmup_checks - 1 : -1]
+            for r in h[self._reference_start(reached) : -1]
             if not (math.isnan(r["kid"]) or math.isnan(r["diversity"]))
         ]
         ref = min(earlier, key=lambda r: r["kid"]) if earlier else None
@@ -322,7 +351,7 @@ class Monitor:
         # time (the reference counts as at most 1, the data's: 1.40 -> 0.92 at steps 200-500 on SAR chips).
         if (
             ref is not None
-            and self.quality_check(upto=len(h) - 1) is not None
+            and reached is not None
             and now["diversity"] < 0.7 * min(ref["diversity"], 1.0)
             and now["diversity"] < prev["diversity"]
         ):

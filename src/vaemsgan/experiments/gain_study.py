@@ -6,7 +6,7 @@ seed 0, so every GAN seed sees the same real images) and each GAN training seed 
 training CPU time, counted across resumes as `vaemsgan train --clock cpu` does: an interrupted run continues
 from its newest checkpoint, a run that reached its budget has TRAINED.json and is not trained again, a
 larger `--budget` continues it). The run's best.pt (kept by the monitor; the newest checkpoint when the
-monitor never ran) then feeds the augmentation-gain study of `vaemsgan evaluate --augmentation-gain`
+monitor never ran or the run never reached quality) then feeds the augmentation-gain study of `vaemsgan evaluate --augmentation-gain`
 (evaluation/gain.py through core.gain_arms / core.gain_part): real only, real + classical augmentation (THE
 baseline), real + prior samples, real + curated prior samples and real + anchored variations at each
 `--gain-temperatures`, with `--gain-interpolation` real + latent interpolations between nearest neighbours,

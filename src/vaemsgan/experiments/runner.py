@@ -254,8 +254,9 @@ def _train_run(plan: RunPlan, ctx: Context, opts: ReproduceOptions) -> dict[str,
 def sample_checkpoint(
     path: str | Path, per_class: int, seed: int = 0, name: str | None = None, truncation: float | None = None
 ) -> ImageSet:
-    """`per_class` images of each class from a checkpoint file or a run folder's newest checkpoint: the images
-    `vaemsgan generate --per-class N --seed S [--truncation T]` writes."""
+    """`per_class` images of each class from a checkpoint file or a run folder's newest checkpoint (not its
+    best.pt): for a checkpoint file, the images `vaemsgan generate --per-class N --seed S [--truncation T]`
+    writes."""
     from vaemsgan.generation.sampler import load_model
     from vaemsgan.inference import sample_class
 

@@ -586,9 +586,14 @@ class Trainer:
             or not best.is_file()
         ):
             self._stop_requested = True
+            kept = (
+                "best.pt (used by generate and evaluate) keeps the best state"
+                if best.is_file()
+                else "there is no best.pt to roll back to (generate and evaluate take the newest checkpoint)"
+            )
             self.log(
-                f"stopping at step {self.state.step}: {reason}. best.pt (used by generate and evaluate) keeps "
-                f"the best state; to go on, resume with lower learning rates or --set loss.r1_gamma=1"
+                f"stopping at step {self.state.step}: {reason}. {kept}; to go on, resume with lower learning "
+                "rates or --set loss.r1_gamma=1"
             )
             return False
         target = load_checkpoint(best)
