@@ -8,7 +8,7 @@ from torch import nn
 
 from vaemsgan.config import apply_overrides
 from vaemsgan.models import build_networks, count_parameters
-from vaemsgan.models.generator import up_conv
+from vaemsgan.models.generator import resize_conv, up_conv
 from vaemsgan.presets import PRESETS, build_config
 
 
@@ -74,6 +74,25 @@ def test_parameter_counts_follow_the_kernel_sizes() -> None:
 @pytest.mark.parametrize("kernel", [3, 4, 5, 7])
 def test_up_conv_doubles_size_for_every_kernel(kernel: int) -> None:
     assert up_conv(3, 2, kernel)(torch.zeros(1, 3, 5, 5)).shape == (1, 2, 10, 10)
+
+
+def test_resize_conv_generator_doubles_size_without_a_period_of_its_own() -> None:
+    """model.g_upsample=nearest: nearest doubling + 3x3 convolution. With its weights all ones, a constant
+    input gives a constant interior (a stride-2 transposed convolution of even kernel does too; an odd one
+    does not: the pattern of the stride that resize-convolutions cannot make), and the generator keeps its shapes."""
+    rc = resize_conv(2, 3)
+    assert rc(torch.zeros(1, 2, 5, 5)).shape == (1, 3, 10, 10)
+    assert count_parameters(rc) == 2 * 3 * 9
+    with torch.no_grad():
+        for conv in (rc[1], up5 := up_conv(2, 3, 5)):
+            conv.weight.fill_(1.0)
+        flat = rc(torch.ones(1, 2, 6, 6))[..., 1:-1, 1:-1]
+        assert torch.equal(flat, torch.full_like(flat, 18.0))  # 2 channels x 9 taps
+        odd = up5(torch.ones(1, 2, 6, 6))[..., 2:-2, 2:-2]
+        assert odd.unique().numel() > 1  # 5x5 at stride 2: 9 or 6 or 4 taps by position
+    cfg = build_config("default", {"model": {"g_upsample": "nearest"}})
+    assert isinstance(build_networks(cfg, 3).generator.ups[0], nn.Sequential)
+    _check(cfg)
 
 
 def test_unconditional_and_single_class() -> None:

@@ -528,3 +528,20 @@ def test_augment_runs_differ_from_scarce_only_in_augmentation(tmp_path: Path) ->
         for c in plans.values()
     ]
     assert same[0] == same[1] == same[2]
+
+
+def test_a_config_key_added_later_keeps_finished_runs_train_keys() -> None:
+    """A finished run's TRAINED.json holds the train key of its config as it was: a key added since, at the
+    value its absence meant, must not change that key (or every finished run would refuse: "trained with other
+    settings"); another value is another configuration."""
+    from vaemsgan.experiments.runner import LATER_KEYS, keyed_config
+    from vaemsgan.presets import build_config
+
+    cfg = build_config("scarce")
+    before = cfg.to_dict()
+    for (section, key), legacy in LATER_KEYS.items():
+        assert before[section][key] == legacy  # the default is the legacy value
+        del before[section][key]  # the dict a run trained before the key existed was hashed from
+    assert keyed_config(cfg) == before
+    nearest = build_config("scarce", {"model": {"g_upsample": "nearest"}})
+    assert keyed_config(nearest)["model"]["g_upsample"] == "nearest"

@@ -64,6 +64,13 @@ class ModelConfig:
         16, lo=4, hi=1024, help="generator channels at full resolution (doubling per level down)"
     )
     g_kernel: int = _opt(5, choices=(3, 4, 5, 7), help="transposed-convolution kernel of the generator")
+    g_upsample: str = _opt(
+        "transpose",
+        choices=("transpose", "nearest"),
+        help="how the generator doubles its size: a g_kernel transposed convolution of stride 2, or "
+        "nearest-neighbour upsampling and a 3x3 convolution (no transposed-convolution pattern: CIFAR-10 "
+        "samples of `default` put 2x the real images' spectral power on period-4 lines, docs/RESULTS.md)",
+    )
     g_max_width: int = _opt(512, lo=8, hi=4096)
     e_width: int = _opt(16, lo=4, hi=1024, help="encoder channels at full resolution")
     use_encoder: bool = _opt(True, help="VAE encoder on (off: a plain GAN with the same generator)")

@@ -52,7 +52,8 @@ def _merge(*parts: Overrides) -> Overrides:
 # baselines on a CPU, plus an auxiliary class head so that images are class-correct early.
 DEFAULT: Overrides = {
     "model": {
-        "g_kernel": 4,  # 4x4 transposed convolutions: 0.64x the cost of 5x5, no checkerboard at stride 2
+        "g_kernel": 4,  # 4x4 transposed convolutions: 0.64x the cost of 5x5, even overlap at stride 2 (yet
+        # CIFAR-10 samples show a period-4 pattern: model.g_upsample=nearest, docs/RESULTS.md)
         "d_norm": "batch",
         "d_kernels": [3, 5],  # the 7x7 branch cost ~25% of the step and did not help at equal time
         "scales": 2,

@@ -99,8 +99,23 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
     return plans
 
 
+# Config keys added after runs were trained, with the value their absence meant: the train key leaves such a key
+# out at that value, so a finished run's TRAINED.json still matches when a key is added (a run with another value
+# is another configuration). Append only.
+LATER_KEYS: dict[tuple[str, str], Any] = {("model", "g_upsample"): "transpose"}
+
+
+def keyed_config(cfg: Config) -> dict[str, Any]:
+    """`cfg` as the train key hashes it: its dict without the LATER_KEYS at their legacy values."""
+    out = cfg.to_dict()
+    for (section, key), legacy in LATER_KEYS.items():
+        if out.get(section, {}).get(key, legacy) == legacy:
+            out.get(section, {}).pop(key, None)
+    return out
+
+
 def train_key(plan: RunPlan, opts: ReproduceOptions) -> str:
-    return _key({"config": plan.cfg.to_dict(), "budget": opts.budget_minutes, "clock": opts.clock})
+    return _key({"config": keyed_config(plan.cfg), "budget": opts.budget_minutes, "clock": opts.clock})
 
 
 def eval_key(part: str, opts: ReproduceOptions) -> str:

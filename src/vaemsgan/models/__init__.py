@@ -75,6 +75,7 @@ def build_networks(cfg: Config, num_classes: int) -> Networks:
         m.g_kernel,
         m.g_max_width,
         conditional,
+        m.g_upsample,
     )
     critic = MultiScaleCritic(
         d.resolution,

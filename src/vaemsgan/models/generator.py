@@ -24,6 +24,15 @@ def up_conv(c_in: int, c_out: int, kernel: int) -> nn.ConvTranspose2d:
     )
 
 
+def resize_conv(c_in: int, c_out: int) -> nn.Sequential:
+    """Nearest-neighbour doubling and a 3x3 convolution: every output pixel sees the same number of inputs,
+    so no periodic pattern of the stride is built in (Odena et al. 2016, "Deconvolution and checkerboard
+    artifacts")."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    )
+
+
 class Generator(nn.Module):
     def __init__(
         self,
@@ -35,7 +44,9 @@ class Generator(nn.Module):
         kernel: int,
         max_width: int = 512,
         conditional: bool = True,
+        upsample: str = "transpose",
     ) -> None:
+        """`upsample`: "transpose" (`up_conv`, kernel `kernel`) or "nearest" (`resize_conv`)."""
         super().__init__()
         self.resolution, self.channels, self.latent_dim = resolution, channels, latent_dim
         self.num_classes, self.conditional = num_classes, conditional
@@ -47,7 +58,14 @@ class Generator(nn.Module):
             return ConditionalBatchNorm2d(c, num_classes) if conditional else BatchNorm2dIgnoringLabel(c)
 
         self.norm0 = norm(widths[0])
-        self.ups = nn.ModuleList(up_conv(widths[i], widths[i + 1], kernel) for i in range(n_up))
+        if upsample not in ("transpose", "nearest"):
+            raise ValueError(f"upsample must be 'transpose' or 'nearest', got {upsample!r}")
+        self.ups = nn.ModuleList(
+            up_conv(widths[i], widths[i + 1], kernel)
+            if upsample == "transpose"
+            else resize_conv(widths[i], widths[i + 1])
+            for i in range(n_up)
+        )
         self.norms = nn.ModuleList(norm(widths[i + 1]) for i in range(n_up))
         self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
         self.act = nn.ReLU(inplace=True)
