@@ -54,8 +54,9 @@ def main() -> None:
     torch.set_num_threads(1)
     steps = [int(s) for s in a.steps.split(",")]
     opts = mstar_options(a.data)
-    real = Context(opts, print).real(None)
-    judge = Context(opts, print).extractor(real)
+    ctx = Context(opts, print)
+    real = ctx.real(None)
+    judge = ctx.extractor(real)
     sub = Context(replace(opts, per_class=a.per_class), print).real(None).train
     state = torch.load(
         a.run / "checkpoints" / f"step-{steps[0]:07d}.pt", map_location="cpu", weights_only=True

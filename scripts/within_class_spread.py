@@ -15,19 +15,14 @@ from pathlib import Path
 import torch
 
 from vaemsgan.data import load_images
+from vaemsgan.evaluation.monitor import leave_one_out_nn
 from vaemsgan.experiments.runner import sample_checkpoint
 from vaemsgan.inference import load_model
 
 
 def nearest_other(images: torch.Tensor, labels: torch.Tensor, per_class: int) -> list[torch.Tensor]:
     """Per class: each of its first `per_class` images' RMS distance to the nearest other one of them."""
-    out = []
-    for c in labels.unique(sorted=True).tolist():
-        x = images[labels == c][:per_class].reshape(-1, images[0].numel()).double()
-        d = torch.cdist(x, x)
-        d.fill_diagonal_(float("inf"))
-        out.append(d.min(1).values / x.shape[1] ** 0.5)
-    return out
+    return [leave_one_out_nn(images[labels == c][:per_class]) for c in labels.unique(sorted=True).tolist()]
 
 
 def summary(dists: list[torch.Tensor], twin: float) -> dict[str, object]:

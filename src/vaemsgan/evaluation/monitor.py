@@ -246,7 +246,7 @@ class Monitor:
             warmed_up
             and not math.isnan(value)
             and (self.best is None or (value - self.best) * BETTER[metric] > 0)
-            and self.quality_check() is not None
+            and self._quality_index() is not None
         )
         if improved:
             self.best = value
@@ -271,28 +271,30 @@ class Monitor:
         the run's real first check, history[0] (also after a resume: the logged checks are read back)."""
         self.judge_from = len(self.history)
 
-    def _reference_start(self, reached: dict[str, float] | None) -> int:
+    def _reference_start(self, reached: int | None) -> int:
         """Index of the first check that may be the best (the reference of a verdict or a warning): never a
-        warm-up check, nor one before the last rollback, nor one before `reached`, the check that showed quality
-        (as for best.pt, a rollback's target)."""
-        start = max(self.judge_from, self.warmup_checks - 1)
-        if reached is not None:
-            start = max(start, next(i for i, r in enumerate(self.history) if r is reached))
-        return start
+        warm-up check, nor one before the last rollback, nor one before history[reached], the check that showed
+        quality (as for best.pt, a rollback's target)."""
+        return max(self.judge_from, self.warmup_checks - 1, reached or 0)
 
-    def quality_check(self, upto: int | None = None) -> dict[str, float] | None:
-        """The first of `history[:upto]`, from the QUALITY_WARMUP_CHECKS-th on, that shows the run has reached
-        quality, or None: a KID at most QUALITY_KID_FRACTION x the first check's with a coverage of at least
-        QUALITY_KID_COVERAGE, or a coverage of at least QUALITY_COVERAGE (module docstring)."""
-        checks = self.history[:upto]
+    def _quality_index(self, upto: int | None = None) -> int | None:
+        """Index of the first of `history[:upto]`, from the QUALITY_WARMUP_CHECKS-th on, that shows the run has
+        reached quality, or None: a KID at most QUALITY_KID_FRACTION x the first check's with a coverage of at
+        least QUALITY_KID_COVERAGE, or a coverage of at least QUALITY_COVERAGE (module docstring)."""
         kids = [r["kid"] for r in self.history if not math.isnan(r["kid"])]
         first = kids[0] if kids else math.nan
-        for r in checks[self.warmup_checks - 1 :]:
-            kid_, cov = r["kid"], r.get("coverage", math.nan)
+        checks = self.history[:upto]
+        for i in range(self.warmup_checks - 1, len(checks)):
+            kid_, cov = checks[i]["kid"], checks[i].get("coverage", math.nan)
             kid_fell = not math.isnan(kid_) and kid_ <= QUALITY_KID_FRACTION * first
             if (kid_fell and cov >= QUALITY_KID_COVERAGE) or cov >= QUALITY_COVERAGE:
-                return r
+                return i
         return None
+
+    def quality_check(self, upto: int | None = None) -> dict[str, float] | None:
+        """The check of `_quality_index` (the first of `history[:upto]` that shows quality), or None."""
+        i = self._quality_index(upto)
+        return self.history[i] if i is not None else None
 
     def judge(self, factor: float = 3.0, patience: int = 2) -> tuple[str | None, str | None]:
         """(collapse verdict, note): a verdict when the KID is above `factor` x the best KID since the last
@@ -300,7 +302,7 @@ class Monitor:
         within a few hundred steps; ordinary noise between checks of a trained generator stays well under 2x),
         from a run that had reached quality before those checks (`quality_check`). The same rise before that
         is the noise of the first minutes: no verdict, only a note in words."""
-        reached = self.quality_check(upto=len(self.history) - patience)
+        reached = self._quality_index(upto=len(self.history) - patience)
         judged = self.history[self._reference_start(reached) :]
         kids = [r["kid"] for r in judged if not math.isnan(r["kid"])]
         if len(kids) <= patience:
@@ -339,7 +341,7 @@ class Monitor:
             return []
         now, prev = h[-1], h[-2]
         out = []
-        reached = self.quality_check(upto=len(h) - 1)
+        reached = self._quality_index(upto=len(h) - 1)
         earlier = [
             r
             for r in h[self._reference_start(reached) : -1]
