@@ -45,6 +45,9 @@ class DataConfig:
     resolution: int = _opt(32, lo=16, hi=256, help="power of two from 16 to 256")
     channels: int = _opt(1, choices=(1, 3))
     per_class: int | None = _opt(None, lo=1, hi=10**9, help="seeded subset of N images per class")
+    subset_seed: int | None = _opt(
+        None, lo=0, hi=2**32 - 1, help="seed of the per_class subset (None = train.seed)"
+    )
     classes: list[str] | None = _opt(None, help="class names to keep")
     strict: bool = _opt(False, help="fail on non-image files instead of skipping them")
     crop: int | None = _opt(

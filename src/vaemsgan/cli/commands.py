@@ -63,7 +63,7 @@ def _add_data_options(p: argparse.ArgumentParser, required: bool = True) -> None
         "--per-class",
         type=Num.key("data.per_class"),
         metavar="N",
-        help="seeded subset of N training images per class",
+        help="seeded subset of N training images per class (drawn with --seed, or --set data.subset_seed=S)",
     )
     add_crop_option(g, "keep the centre N x N source pixels of each image before resizing (SAR chips: 64-88)")
     g.add_argument("--classes", type=CLASSES, help="comma-separated class names to keep")

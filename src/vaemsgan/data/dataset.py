@@ -186,7 +186,8 @@ def load_from_config(
     """`load_images` with the fields of a `DataConfig`.
 
     `per_class` limits the training set only: the test split is always loaded whole, so that
-    evaluations of models trained on different subsets are comparable.
+    evaluations of models trained on different subsets are comparable. The subset is drawn with
+    `cfg.subset_seed`, or with `seed` (the caller's train.seed) where the config leaves it unset.
     """
     return load_images(
         cfg.source,
@@ -195,7 +196,7 @@ def load_from_config(
         channels=cfg.channels,
         per_class=cfg.per_class if split == "train" else None,
         classes=cfg.classes,
-        seed=seed,
+        seed=cfg.subset_seed if cfg.subset_seed is not None else seed,
         data_dir=cfg.data_dir,
         strict=cfg.strict,
         progress=progress,

@@ -162,6 +162,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------------------------- data
+SUBSET_SEED = 0  # the seed of the `--per-class` subset of every run (recorded as data.subset_seed)
+
+
 class Context:
     """Loads real data once per class set for all runs of an invocation (evaluation.core.RealSide: the
     domain extractor, real features and real-data classifiers are cached under --cache-dir)."""
@@ -183,8 +186,8 @@ class Context:
                 "classes": classes,
                 "crop": o.crop,
             }
-            # Seed 0 for the subset whatever the training seed: every model sees the same images.
-            train = load_images(o.data, split="train", per_class=o.per_class, seed=0, **kw)
+            # One subset whatever the training seed: every model sees the same images.
+            train = load_images(o.data, split="train", per_class=o.per_class, seed=SUBSET_SEED, **kw)
             test = _test_split(o.data, train, kw)
             if o.quick:  # the smoke test: a few test images per class are enough to run every path
                 test = test.per_class_subset(min(QUICK_TEST_PER_CLASS, min(test.counts())), 0)

@@ -33,6 +33,7 @@ from vaemsgan.evaluation import core
 from vaemsgan.evaluation.core import RealSide
 from vaemsgan.evaluation.crossval import CrossvalOptions
 from vaemsgan.experiments.context import (
+    SUBSET_SEED,
     Context,
     ReproduceOptions,
     _key,
@@ -76,7 +77,8 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
     if opts.data_dir:
         base["data.data_dir"] = opts.data_dir
     if opts.per_class is not None:
-        base["data.per_class"] = opts.per_class
+        # The subset the runs train on: Context draws it with SUBSET_SEED for every training seed.
+        base.update({"data.per_class": opts.per_class, "data.subset_seed": SUBSET_SEED})
     plans = []
     if opts.runs:
         known = {s.name for e in EXPERIMENTS.values() for s in e.runs}
@@ -102,16 +104,24 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
 # Config keys added after runs were trained, with the value their absence meant: the train key leaves such a key
 # out at that value, so a finished run's TRAINED.json still matches when a key is added (a run with another value
 # is another configuration). Append only.
-LATER_KEYS: dict[tuple[str, str], Any] = {("model", "g_upsample"): "transpose"}
+# data.subset_seed: the runs always trained on Context's seed-0 subset; a checkpoint without the key (None) was
+# trained on it too.
+LATER_KEYS: dict[tuple[str, str], tuple[Any, ...]] = {
+    ("model", "g_upsample"): ("transpose",),
+    ("data", "subset_seed"): (None, SUBSET_SEED),
+}
+
+
+def _without_legacy_keys(out: dict[str, Any]) -> dict[str, Any]:
+    for (section, key), legacy in LATER_KEYS.items():
+        if out.get(section, {}).get(key, legacy[0]) in legacy:
+            out.get(section, {}).pop(key, None)
+    return out
 
 
 def keyed_config(cfg: Config) -> dict[str, Any]:
     """`cfg` as the train key hashes it: its dict without the LATER_KEYS at their legacy values."""
-    out = cfg.to_dict()
-    for (section, key), legacy in LATER_KEYS.items():
-        if out.get(section, {}).get(key, legacy) == legacy:
-            out.get(section, {}).pop(key, None)
-    return out
+    return _without_legacy_keys(cfg.to_dict())
 
 
 def train_key(plan: RunPlan, opts: ReproduceOptions) -> str:
@@ -168,7 +178,7 @@ def learning_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     for section, keys in BOOKKEEPING.items():
         for k in keys:
             out.get(section, {}).pop(k, None)
-    return out
+    return _without_legacy_keys(out)
 
 
 def newest_state(folder: Path, cfg: Config) -> tuple[dict[str, Any] | None, bool]:
