@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from vaemsgan.data import load_images
-from vaemsgan.evaluation.monitor import leave_one_out_nn
+from vaemsgan.evaluation.memorisation import leave_one_out_nn
 from vaemsgan.experiments.runner import sample_checkpoint
 from vaemsgan.inference import load_model
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -259,6 +260,29 @@ def test_diversity_of_identical_images_is_zero() -> None:
     assert mean_pairwise_distance(g) == pytest.approx(5.0)
 
 
+def _flat(levels: list[int], cls: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat 4x4 grey images at the given levels (RMS distance between two = the levels' difference)."""
+    imgs = torch.tensor(levels, dtype=torch.uint8)[:, None, None, None].expand(-1, 1, 4, 4).contiguous()
+    return imgs, torch.full((len(levels),), cls)
+
+
+def test_twins_are_judged_against_the_class_s_real_spread() -> None:
+    from vaemsgan.evaluation.memorisation import TWIN_FRACTION, leave_one_out_nn, twin_shares, twin_thresholds
+
+    # Real class 0: levels 0, 40, 80, 120 (nearest other 40 each, median 40: threshold 0.4 * 40 = 16); class 1:
+    # levels 0 and 200 (threshold 80).
+    (r0, l0), (r1, l1) = _flat([0, 40, 80, 120], 0), _flat([0, 200], 1)
+    refs = twin_thresholds(torch.cat([r0, r1]), torch.cat([l0, l1]), 2)
+    assert refs == [(pytest.approx(TWIN_FRACTION * 40), 4), (pytest.approx(TWIN_FRACTION * 200), 2)]
+    assert leave_one_out_nn(r0).tolist() == pytest.approx([40.0] * 4)
+    # Generated class 0: 0, 10, 100, 200 -> nearest others 10, 10, 90, 100: two twins of four; class 1 only
+    # its first 2 images count (as many as the real side had): 100 and 150, 50 apart, under 80: both twins.
+    (g0, k0), (g1, k1) = _flat([0, 10, 100, 200], 0), _flat([100, 150, 0], 1)
+    assert twin_shares(torch.cat([g0, g1]), torch.cat([k0, k1]), refs) == [0.5, 1.0]
+    # Too few generated images of a class (fewer than the real side's n): no share rather than a biased one.
+    assert math.isnan(twin_shares(g0, k0, [(16.0, 4), (80.0, 2)])[1])
+
+
 def test_match_classes_reports_one_sided() -> None:
     common, only_real, only_gen = match_classes(["a", "b", "c"], ["c", "a", "z"])
     assert common == ["a", "c"] and only_real == ["b"] and only_gen == ["z"]
@@ -375,6 +399,9 @@ def test_report_files_and_metrics(report: Path) -> None:
     assert m["features"]["overall"]["warning"]  # tiny sets: the FID warning is there
     assert any("only_real" in line for line in m["verdict"]["overall"])
     assert set(m["verdict"]["per_class"]) == {"h", "v"}
+    rp = m["memorisation"]["repeats"]
+    assert set(rp["per_class"]) == {"h", "v"} and 0.0 <= rp["share"] <= 1.0
+    assert any("near-twin in their class" in line for line in m["verdict"]["overall"])
 
 
 def test_report_is_self_contained(report: Path) -> None:

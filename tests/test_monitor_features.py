@@ -123,3 +123,45 @@ def test_every_monitor_classifier_has_a_feature_space_code() -> None:
     for name in monitor_mod.MONITOR_SPACES:
         cfg = Config.from_dict({"train": {"monitor_classifier": name}})
         assert monitor_mod.monitor_space(cfg) == monitor_mod.MONITOR_SPACES.index(name)
+
+
+def test_the_monitor_sees_samples_that_repeat_within_a_class(
+    tmp_path: Path, tiny_config, tiny_images, monkeypatch
+) -> None:
+    """A generator that repeats one image per class keeps a fair mean pairwise feature distance on many data
+    sets (the CIFAR-10 run whose grids repeat: 0.69 of the data's) but not its twin share: 1.0 against ~0 for
+    distinct real images; the warning comes after the warm-up and again only at a new high."""
+    import torch
+
+    real = monitor_mod.domain_extractor
+    monkeypatch.setattr(
+        monitor_mod,
+        "domain_extractor",
+        lambda images, labels, names, cfg, **kw: real(
+            images, labels, names, replace(cfg, steps=2), cache_dir=tmp_path / "cache", **kw
+        ),
+    )
+    mon = monitor_mod.Monitor(tiny_config(), tiny_images, tmp_path, per_class=12)
+    mon.setup(lambda line: None)
+    by_class = [tiny_images.images[tiny_images.labels == c] for c in range(2)]
+
+    def distinct(
+        z: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:  # the real images the twin refs did not use
+        return torch.cat([by_class[c][-12:] for c in range(2)])
+
+    def repeating(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.cat([by_class[c][:1].expand(12, -1, -1, -1) for c in range(2)])
+
+    assert mon.measure(distinct)["repeats"] <= 1 / 12
+    assert mon.measure(repeating)["repeats"] == 1.0
+    check = {"kid": 1.0, "coverage": 0.6, "diversity": 1.0, "diversity_min": 1.0, "near_copy": 0.0}
+    warm = [{"step": 100 * (i + 1), **check, "repeats": 1.0} for i in range(mon.warmup_checks)]
+    mon.history = warm[:]
+    assert not any("twin" in w for w in mon.warnings())  # still the warm-up
+    mon.history = [{**r, "repeats": 0.0} for r in warm] + [{"step": 900, **check, "repeats": 0.5}]
+    assert any("50% of the samples have a near-twin" in w for w in mon.warnings())
+    mon.history.append({"step": 1000, **check, "repeats": 0.5})
+    assert not any("twin" in w for w in mon.warnings())  # said once, not at every check
+    mon.history.append({"step": 1100, **check})  # a check logged before the measure existed
+    assert not any("twin" in w for w in mon.warnings())

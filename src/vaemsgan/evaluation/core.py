@@ -32,13 +32,18 @@ from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_cr
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
 from vaemsgan.evaluation.memorisation import (
     PROJ_DIMS,
+    TWIN_FRACTION,
+    TWIN_PER_CLASS,
     ProjectionIndex,
     closest_pairs,
     mean_pairwise_distance,
+    mean_share,
     memorisation_summary,
     nearest_neighbours,
     pixel_index,
     pixel_nn,
+    twin_shares,
+    twin_thresholds,
     uses_projection_index,
 )
 from vaemsgan.metrics import (
@@ -379,6 +384,27 @@ def crossval_part(
     )
 
 
+def repeats_part(real: RealSide, gen: ImageSet, seed: int = 0) -> dict[str, Any]:
+    """The share of generated images with a same-class twin (memorisation.twin_shares), per class and in all,
+    judged against TWIN_PER_CLASS seeded real test images of each class; the real training images, judged
+    the same way, show what an unrepeating set gives (about 0)."""
+    names, k = real.names, len(real.names)
+
+    def pick(s: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = matched_subset(s, [TWIN_PER_CLASS] * k, seed)
+        return s.images[idx], s.labels[idx]
+
+    refs = twin_thresholds(*pick(real.test), k, TWIN_PER_CLASS)
+    shares = twin_shares(*pick(gen), refs)
+    return {
+        "share": mean_share(shares),
+        "per_class": dict(zip(names, shares)),
+        "real_training_share": mean_share(twin_shares(*pick(real.train), refs)),
+        "fraction": TWIN_FRACTION,
+        "images_per_class": [n for _, n in refs],
+    }
+
+
 def memorisation_part(
     ext: Extractor,
     real: RealSide,
@@ -418,6 +444,7 @@ def memorisation_part(
             "n_gen": len(b),
         }
     out["diversity"] = diversity
+    out["repeats"] = repeats_part(real, gen, seed)
     arrays = {
         "gen_pix": g_pix.numpy(),
         "real_pix": ref["pixel"].numpy(),

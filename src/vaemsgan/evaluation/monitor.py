@@ -8,7 +8,9 @@ judge preset `train.monitor_classifier` names):
 - `monitor/diversity`: per class, mean pairwise feature distance of generated / of real images,
   averaged over classes (1 = as varied as the data; a collapsing class falls toward 0);
 - `monitor/near_copy`: share of generated images closer in pixels to a training image than 99% of the
-  training images are to their nearest *other* training image (leave-one-out: there is no test set here).
+  training images are to their nearest *other* training image (leave-one-out: there is no test set here);
+- `monitor/repeats`: share of generated images with a twin in their class (evaluation/memorisation.py: a
+  nearest other sample closer than 0.4 of the real images' median nearest-other distance; real images: 0).
 Values go to metrics.jsonl (through the trainer) and RUN/monitor.png; when `train.best_metric` improves on a
 run that has reached quality (below) the trainer keeps RUN/best.pt, and collapse or memorisation is reported in
 words.
@@ -40,7 +42,16 @@ from vaemsgan.config import Config, TrainConfig
 from vaemsgan.data import ImageSet
 from vaemsgan.evaluation.classifier import ClassifierConfig, classifier_preset
 from vaemsgan.evaluation.extractors import Extractor, domain_extractor
-from vaemsgan.evaluation.memorisation import mean_pairwise_distance, near_copy_threshold, pixel_nn
+from vaemsgan.evaluation.memorisation import (
+    TWIN_WARN_SHARE,
+    leave_one_out_nn,
+    mean_pairwise_distance,
+    mean_share,
+    near_copy_threshold,
+    pixel_nn,
+    twin_shares,
+    twin_thresholds,
+)
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.models import is_conditional
 from vaemsgan.training.steplog import monitor_records
@@ -75,7 +86,16 @@ def monitor_space(cfg: Config) -> float:
 REAL_SUBSET = 1000  # fixed real images compared against (at most)
 NN_REFERENCE = 5000  # training images a near-copy is searched among (at most)
 # Direction of each criterion: +1 = higher is better.
-MONITOR_KEYS = ("kid", "coverage", "diversity", "diversity_min", "near_copy")  # what `measure` returns
+MONITOR_KEYS = (
+    "kid",
+    "coverage",
+    "diversity",
+    "diversity_min",
+    "near_copy",
+    "repeats",
+)  # what `measure` returns
+# Keys added later: a run logged before them is read back with nan there (its checks still count on resume).
+LATER_MONITOR_KEYS = ("repeats",)
 BETTER = {"kid": -1, "coverage": +1, "diversity": +1}
 # A run has reached quality (so that a KID rise can be a collapse) once a check had a KID at most this share of
 # the first check's (the first checks of healthy Fashion-MNIST runs fall 300 -> 50 within a few hundred steps)
@@ -93,18 +113,6 @@ QUALITY_KID_COVERAGE = 0.25
 # and no best state either (best.pt, the reference of a collapse verdict): a 64 px SAR run's step-200 KID of 875
 # was its best for 1,100 steps, and its ordinary rise to 2,947 by step 1,300 was judged a collapse from it.
 QUALITY_WARMUP_CHECKS = 3
-
-
-def leave_one_out_nn(images: torch.Tensor) -> torch.Tensor:
-    """Pixel RMS distance (0-255) of each image to its nearest *other* image of the set."""
-    x = images.reshape(len(images), -1).double()
-    out = torch.empty(len(x), dtype=torch.float64)
-    sq = (x * x).sum(1)
-    for s in range(0, len(x), 512):
-        d2 = (sq[s : s + 512, None] + sq[None, :] - 2.0 * x[s : s + 512] @ x.T).clamp_min(0.0)
-        d2[torch.arange(len(d2)), torch.arange(s, s + len(d2))] = float("inf")
-        out[s : s + 512] = d2.min(1).values.sqrt()
-    return out / math.sqrt(x.shape[1])
 
 
 class Monitor:
@@ -145,6 +153,7 @@ class Monitor:
             mean_pairwise_distance(self.real_feats[self.real_labels == c]) for c in range(self.num_classes)
         ]
         conditional = is_conditional(self.cfg, self.num_classes)
+        self.twin_refs = self._twin_refs(images, labels if conditional else torch.zeros_like(labels), seed)
         n = self.per_class * (self.num_classes if conditional else 1)
         self.z = torch.randn(n, self.cfg.model.latent_dim, generator=g)
         self.y = torch.arange(self.num_classes).repeat_interleave(self.per_class) if conditional else None
@@ -153,6 +162,15 @@ class Monitor:
         self.setup_s = time.perf_counter() - t0
         hit = "loaded from cache" if self.extractor.info["cache_hit"] else "trained"
         log(f"monitor: domain classifier {hit}; ready in {self.setup_s:.1f} s")
+
+    def _twin_refs(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> list[tuple[float, int]]:
+        """The repeats' per-class thresholds from `per_class` seeded real images of each class (a generator
+        of its own: the fixed latents stay those of runs monitored before this measure existed)."""
+        g = torch.Generator().manual_seed(seed + 4343)
+        classes = int(labels.max()) + 1 if len(labels) else 0
+        pick = [(labels == c).nonzero().flatten() for c in range(classes)]
+        idx = torch.cat([i[torch.randperm(len(i), generator=g)[: self.per_class]] for i in pick])
+        return twin_thresholds(images[idx], labels[idx], classes, self.per_class)
 
     def _previous_best(self) -> float | None:
         """A resumed run keeps improving on the best.pt it already has."""
@@ -197,8 +215,10 @@ class Monitor:
         so that monitor.png and the collapse verdict span the whole run, not only this process's part."""
         by_step: dict[int, dict[str, float]] = {}
         for rec in monitor_records(self.run_dir / "metrics.jsonl", up_to_step=before - 1):
-            if all(key in rec.values for key in MONITOR_KEYS) and rec.values.get("space", 0.0) == self.space:
-                by_step[rec.step] = {"step": rec.step, **{k: rec.values[k] for k in MONITOR_KEYS}}
+            needed = (k for k in MONITOR_KEYS if k not in LATER_MONITOR_KEYS)
+            if all(key in rec.values for key in needed) and rec.values.get("space", 0.0) == self.space:
+                values = {k: rec.values.get(k, float("nan")) for k in MONITOR_KEYS}
+                by_step[rec.step] = {"step": rec.step, **values}
         return [by_step[s] for s in sorted(by_step)]
 
     def samples(self, sample: SampleFn) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +227,7 @@ class Monitor:
         return sample(self.z, self.y), labels
 
     def measure(self, sample: SampleFn) -> dict[str, float]:
-        """The four monitor values for the generator as it is now."""
+        """The monitor values (MONITOR_KEYS) for the generator as it is now."""
         imgs, labels = self.samples(sample)
         feats = self.extractor(imgs)
         kid_mean, _ = kid(self.real_feats, feats, subsets=20, subset_size=min(500, len(feats)), seed=0)
@@ -219,12 +239,14 @@ class Monitor:
             if len(mine) > 1 and real_div > 0:
                 ratios.append(mean_pairwise_distance(mine) / real_div)
         gen_nn, _ = pixel_nn(imgs, self.nn_ref)
+        repeats = mean_share(twin_shares(imgs, labels, self.twin_refs))
         return {
             "kid": float(kid_mean),
             "coverage": float(coverage),
             "diversity": float(sum(ratios) / len(ratios)) if ratios else float("nan"),
             "diversity_min": float(min(ratios)) if ratios else float("nan"),
             "near_copy": float((gen_nn <= self.threshold).double().mean()),
+            "repeats": repeats,
         }
 
     def __call__(self, sample: SampleFn, step: int, log: Callable[[str], None]) -> MonitorCheck:
@@ -373,10 +395,22 @@ class Monitor:
                 f"(expected about 1% for new images; {prev['near_copy']:.0%} at step {prev['step']}): the "
                 "generator is memorising; consider stronger augmentation or stopping at best.pt"
             )
+        # Said at a new high only (not at every check of a long run), and not in the warm-up.
+        repeats = now.get("repeats", math.nan)
+        earlier_repeats = [v for r in h[:-1] if not math.isnan(v := r.get("repeats", math.nan))]
+        if (
+            len(h) > self.warmup_checks
+            and repeats > TWIN_WARN_SHARE
+            and repeats > max(earlier_repeats, default=0.0)
+        ):
+            out.append(
+                f"step {now['step']}: {repeats:.0%} of the samples have a near-twin in their class (real images: "
+                "none at that distance): the generator repeats itself within classes, a partial mode collapse"
+            )
         return out
 
     def plot(self, path: Path) -> None:
-        """RUN/monitor.png: the four values against the step."""
+        """RUN/monitor.png: the values against the step (the twin share beside the near-copy share)."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -391,6 +425,10 @@ class Monitor:
             ("kid", "coverage", "diversity", "near_copy"),
             ("KID (domain features) - lower is better", "coverage", "diversity / data's", "near-copy share"),
         ):
+            if key == "near_copy" and any(not math.isnan(r.get("repeats", math.nan)) for r in kept):
+                steps = [r["step"] for r in kept]
+                ax.plot(steps, [r.get("repeats", math.nan) for r in kept], marker="s", ms=3, color="C3")
+                title = "near-copy (blue) and twin (red) share"
             for i, part in enumerate(abandoned):
                 label = "rolled back (abandoned)" if i == 0 and key == "kid" else None
                 ax.plot(

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from vaemsgan.evaluation.memorisation import TWIN_WARN_SHARE  # noqa: E402
 from vaemsgan.metrics import STATISTICS  # noqa: E402
 from vaemsgan.utils.images import make_grid  # noqa: E402
 from vaemsgan.utils.io import atomic_write_text  # noqa: E402
@@ -210,6 +211,23 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
             f"pixels than the closest 1% of unseen real images are; {p['exact_copies']} exact copies). Median "
             f"nearest-training-image distance: {p['gen_nn_median']:.1f} grey levels RMS for generated, "
             f"{p['real_nn_median']:.1f} for real test images."
+        )
+    rp = mem.get("repeats") or {}
+    if rp.get("share") is not None and not math.isnan(rp["share"]):
+        worst = max(
+            ((n, v) for n, v in rp["per_class"].items() if not math.isnan(v)),
+            key=lambda t: t[1],
+            default=None,
+        )
+        lines.append(
+            f"{rp['share']:.0%} of the generated images have a near-twin in their class (another generated image "
+            f"closer than {rp['fraction']:g} of the real images' typical nearest-other distance; real training "
+            f"images: {rp['real_training_share']:.0%})"
+            + (
+                f": the generator repeats itself within classes (worst: {worst[0]}, {worst[1]:.0%})."
+                if rp["share"] > TWIN_WARN_SHARE and worst is not None
+                else "."
+            )
         )
     per_class: dict[str, str] = {}
     for name in result.get("classes", []):
@@ -792,8 +810,9 @@ def _memorisation_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
         ]
         for k, space in (("pixels", "pixels (RMS grey levels)"), ("features", "domain features"))
     ]
+    twins = (m.get("repeats") or {}).get("per_class", {})
     div = [
-        [n, _num(d["real"], ".3g"), _num(d["gen"], ".3g"), _num(d["ratio"], ".2f")]
+        [n, _num(d["real"], ".3g"), _num(d["gen"], ".3g"), _num(d["ratio"], ".2f"), _num(twins.get(n), ".0%")]
         for n, d in m["diversity"].items()
     ]
     pairs = ", ".join(f"{p['class']} {p['pixel_rms']:.1f}" for p in m["closest_pairs"])
@@ -821,8 +840,11 @@ def _memorisation_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
         + f'<p class="small">class and RMS pixel distance, left to right: {_e(pairs)}</p>'
         + "<h3>Diversity per class</h3><p>Mean Euclidean distance between the domain features of two images of "
         "the class (all pairs, up to 500 images); ratio = generated / real. Much below 1: the generator repeats "
-        "itself (mode collapse); well above 1: noisy or off-class images.</p>"
-        + _table(["class", "real", "generated", "ratio"], div)
+        "itself (mode collapse); well above 1: noisy or off-class images. A mean distance hardly moves when a "
+        "part of the samples repeat: the <b>twin share</b> is the share of generated images whose nearest other "
+        "generated image of the class is closer than 0.4 of the median such distance among as many real test "
+        "images (real images: about 0).</p>"
+        + _table(["class", "real", "generated", "ratio", "twin share"], div)
     )
 
 
