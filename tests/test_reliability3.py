@@ -10,7 +10,7 @@ from PIL import Image
 
 from vaemsgan.cli.main import main
 from vaemsgan.evaluation.evaluate import load_generated_dir, note_skipped
-from vaemsgan.evaluation.report import judge_failed, verdict
+from vaemsgan.evaluation.report_verdict import judge_failed, verdict
 
 
 def _folder(root, classes=("a", "b"), n=4, size=16):

@@ -465,7 +465,9 @@ def evaluate(
     Writes out/report.html and out/metrics.json and returns the metrics dict. `options=quick_options()`
     is the demo's small budget.
     """
-    from vaemsgan.evaluation.report import GAIN_PNG, make_figures, render_html, verdict
+    from vaemsgan.evaluation.report import make_figures, render_html
+    from vaemsgan.evaluation.report_figures import GAIN_PNG
+    from vaemsgan.evaluation.report_verdict import verdict
 
     opts = (options or EvalOptions()).validate()
     if (generated is None) == (checkpoint is None):

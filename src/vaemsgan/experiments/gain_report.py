@@ -323,10 +323,10 @@ def write_gain(
 
 
 def plot_gain(summaries: list[dict[str, Any]], path: Path) -> None:
-    """One panel per size (evaluation.report.gain_figure_png), side by side."""
+    """One panel per size (evaluation.report_figures.gain_figure_png), side by side."""
     from PIL import Image
 
-    from vaemsgan.evaluation.report import gain_figure_png
+    from vaemsgan.evaluation.report_figures import gain_figure_png
 
     panels = []
     for s in summaries:
