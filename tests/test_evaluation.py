@@ -281,6 +281,11 @@ def test_twins_are_judged_against_the_class_s_real_spread() -> None:
     assert twin_shares(torch.cat([g0, g1]), torch.cat([k0, k1]), refs) == [0.5, 1.0]
     # Too few generated images of a class (fewer than the real side's n): no share rather than a biased one.
     assert math.isnan(twin_shares(g0, k0, [(16.0, 4), (80.0, 2)])[1])
+    # Real images all alike: a threshold of 0 could find no twin, so the class has none.
+    same, ls = _flat([7, 7, 7], 0)
+    assert math.isnan(twin_thresholds(same, ls, 1)[0][0]) and math.isnan(
+        twin_shares(g0, k0, [(math.nan, 4)])[0]
+    )
 
 
 def test_match_classes_reports_one_sided() -> None:
@@ -501,3 +506,23 @@ def test_cli_evaluate_checkpoint_end_to_end(tmp_path: Path, tiny_config, tiny_im
     assert main(argv) == 2  # exists now: refused without --force
     assert main([*argv, "--force", "--parts", "stats"]) == 0
     assert "classifier" not in json.loads((out / "metrics.json").read_text())
+
+
+def test_twin_check_on_a_small_real_training_set_is_a_number() -> None:
+    """evaluate --real-per-class 27 (fewer than 50 training images a class): the real-images check of the twin
+    share is measured at that n, with thresholds at that n, not left as nan; distinct real images give ~0, one
+    image repeated gives 1."""
+    from types import SimpleNamespace
+
+    from vaemsgan.data import load_images
+    from vaemsgan.evaluation.core import repeats_part
+
+    kw = {"resolution": 16, "classes": ["trouser", "sneaker"]}
+    train = load_images("fashion-mnist-mini", per_class=12, seed=1, **kw)
+    test = load_images("fashion-mnist-mini", per_class=60, seed=2, **kw)
+    real = SimpleNamespace(names=list(train.class_names), train=train, test=test)
+    first = torch.cat([(train.labels == c).nonzero()[:1].flatten() for c in range(2)])
+    copies = train.subset(first.repeat_interleave(60))
+    out = repeats_part(real, copies)
+    assert out["share"] == 1.0 and out["per_class"] == {"trouser": 1.0, "sneaker": 1.0}
+    assert out["real_training_share"] <= 1 / 12

@@ -82,7 +82,10 @@ def add_evaluate(sub: Any) -> None:
         help="use a seeded subset of N real training images per class (the set the GAN was trained on)",
     )
     p.add_argument(
-        "--real-seed", type=SEED, default=0, help="seed of that subset: the run's train.seed (default 0)"
+        "--real-seed",
+        type=SEED,
+        default=0,
+        help="seed of that subset: the run's data.subset_seed, else its train.seed (default 0)",
     )
     p.add_argument(
         "--seeds", type=Num(int, 1, 1000), help="classifier seeds per experiment (default 3; quick: 2)"

@@ -180,6 +180,11 @@ def load_images(
     return s
 
 
+def subset_seed(cfg: DataConfig, train_seed: int) -> int:
+    """The seed of the `per_class` training subset: `cfg.subset_seed`, else the run's train.seed."""
+    return cfg.subset_seed if cfg.subset_seed is not None else train_seed
+
+
 def load_from_config(
     cfg: DataConfig, split: str = "train", seed: int = 0, *, progress: bool = False
 ) -> ImageSet:
@@ -196,7 +201,7 @@ def load_from_config(
         channels=cfg.channels,
         per_class=cfg.per_class if split == "train" else None,
         classes=cfg.classes,
-        seed=cfg.subset_seed if cfg.subset_seed is not None else seed,
+        seed=subset_seed(cfg, seed),
         data_dir=cfg.data_dir,
         strict=cfg.strict,
         progress=progress,

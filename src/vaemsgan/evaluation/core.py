@@ -390,16 +390,20 @@ def repeats_part(real: RealSide, gen: ImageSet, seed: int = 0) -> dict[str, Any]
     the same way, show what an unrepeating set gives (about 0)."""
     names, k = real.names, len(real.names)
 
-    def pick(s: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = matched_subset(s, [TWIN_PER_CLASS] * k, seed)
+    def pick(s: ImageSet, counts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = matched_subset(s, counts, seed)
         return s.images[idx], s.labels[idx]
 
-    refs = twin_thresholds(*pick(real.test), k, TWIN_PER_CLASS)
-    shares = twin_shares(*pick(gen), refs)
+    refs = twin_thresholds(*pick(real.test, [TWIN_PER_CLASS] * k), k, TWIN_PER_CLASS)
+    shares = twin_shares(*pick(gen, [TWIN_PER_CLASS] * k), refs)
+    # The check on real training images, at n = the fewer of the two real sides per class (a small training
+    # subset has fewer than 50 a class), with thresholds at that n.
+    n_check = [min(TWIN_PER_CLASS, c) for c in real.train.counts()]
+    check_refs = twin_thresholds(*pick(real.test, n_check), k, TWIN_PER_CLASS)
     return {
         "share": mean_share(shares),
         "per_class": dict(zip(names, shares)),
-        "real_training_share": mean_share(twin_shares(*pick(real.train), refs)),
+        "real_training_share": mean_share(twin_shares(*pick(real.train, n_check), check_refs)),
         "fraction": TWIN_FRACTION,
         "images_per_class": [n for _, n in refs],
     }

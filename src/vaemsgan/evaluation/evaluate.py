@@ -94,7 +94,7 @@ class EvalOptions:
     gain_interpolation: tuple[float, float] | None = None  # the interpolation arm's mixing range, or none
     gain_weak_classes: bool = False  # the arm of prior samples shared out by the class errors
     real_per_class: int | None = None  # seeded subset of the real training images (as `train --per-class`)
-    real_seed: int = 0  # the subset's seed: the training run's train.seed
+    real_seed: int = 0  # the subset's seed: the training run's data.subset_seed, else its train.seed
 
     def validate(self) -> EvalOptions:
         unknown = [p for p in self.parts if p not in PARTS]

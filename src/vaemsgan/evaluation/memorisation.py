@@ -280,14 +280,15 @@ def twin_thresholds(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = TWIN_PER_CLASS
 ) -> list[tuple[float, int]]:
     """Per class: (`TWIN_FRACTION` of the median nearest-other pixel distance among its first n real images,
-    n = min(`per_class`, its count)); (nan, n) for a class with fewer than 2. Nearest-neighbour distances shrink
+    n = min(`per_class`, its count)); (nan, n) for a class with fewer than 2, or whose images are all alike (a
+    threshold of 0 would find no twin whatever the generator does). Nearest-neighbour distances shrink
     as a set grows, so the generated side is measured at the same n. Pass a seeded shuffle: the first images of
     a class are used."""
     out = []
     for c in range(num_classes):
         x = images[labels == c][:per_class]
         thr = TWIN_FRACTION * float(leave_one_out_nn(x).median()) if len(x) >= 2 else float("nan")
-        out.append((thr, len(x)))
+        out.append((thr if thr > 0 else float("nan"), len(x)))
     return out
 
 

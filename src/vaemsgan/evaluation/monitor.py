@@ -395,11 +395,13 @@ class Monitor:
                 f"(expected about 1% for new images; {prev['near_copy']:.0%} at step {prev['step']}): the "
                 "generator is memorising; consider stronger augmentation or stopping at best.pt"
             )
-        # Said at a new high only (not at every check of a long run), and not in the warm-up.
+        # Said at a new high only (not at every check of a long run), and not in the warm-up; highs of the
+        # warm-up's blobs or of a stretch a rollback abandoned do not silence a later one.
         repeats = now.get("repeats", math.nan)
-        earlier_repeats = [v for r in h[:-1] if not math.isnan(v := r.get("repeats", math.nan))]
+        since = h[self._reference_start(None) : -1]
+        earlier_repeats = [v for r in since if not math.isnan(v := r.get("repeats", math.nan))]
         if (
-            len(h) > self.warmup_checks
+            len(h) >= self.warmup_checks
             and repeats > TWIN_WARN_SHARE
             and repeats > max(earlier_repeats, default=0.0)
         ):

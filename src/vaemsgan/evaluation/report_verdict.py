@@ -8,6 +8,10 @@ from typing import Any
 from vaemsgan.evaluation.memorisation import TWIN_WARN_SHARE
 
 
+def _share(v: float | None) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:.0%}"
+
+
 def dig(d: Any, *keys: str) -> Any:
     """d[k0][k1]... or None where a key is missing or a level is not a dict."""
     for k in keys:
@@ -134,7 +138,7 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         lines.append(
             f"{rp['share']:.0%} of the generated images have a near-twin in their class (another generated image "
             f"closer than {rp['fraction']:g} of the real images' typical nearest-other distance; real training "
-            f"images: {rp['real_training_share']:.0%})"
+            f"images: {_share(rp['real_training_share'])})"
             + (
                 f": the generator repeats itself within classes (worst: {worst[0]}, {worst[1]:.0%})."
                 if rp["share"] > TWIN_WARN_SHARE and worst is not None

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from vaemsgan.data import ImageSet, load_images
+from vaemsgan.data.dataset import subset_seed
 from vaemsgan.errors import ConfigError, DataError
 from vaemsgan.generation.sampler import finish_output, model_header, open_output, write_batch
 from vaemsgan.inference import LoadedModel, decode, encode, labels_for, posterior_decoder
@@ -192,7 +193,8 @@ def load_real(
 ) -> tuple[ImageSet, dict[str, Any]]:
     """The real images to vary, loaded as `vaemsgan train` loads them (an ImageFolder path, 'fashion-mnist'
     or 'fashion-mnist-mini'; training split) at the model's resolution and channels. A `per_class` subset
-    is drawn with the run's training seed, so the run's own --per-class picks the images it trained on.
+    is drawn with the run's subset seed (data.subset_seed, else train.seed), so the run's own --per-class picks
+    the images it trained on.
     `classes` defaults to the run's own --classes. Returns the images and the options, for the manifest."""
     cfg = model.cfg
     if classes is None and cfg.data.classes:
@@ -205,12 +207,16 @@ def load_real(
         crop=cfg.data.crop,
         per_class=per_class,
         classes=classes,
-        seed=cfg.train.seed,
+        seed=subset_seed(cfg.data, cfg.train.seed),
         data_dir=data_dir,
         strict=strict,
         progress=progress,
     )
-    options = {"per_class": per_class, "classes": classes, "subset_seed": cfg.train.seed}
+    options = {
+        "per_class": per_class,
+        "classes": classes,
+        "subset_seed": subset_seed(cfg.data, cfg.train.seed),
+    }
     return data, options
 
 
