@@ -281,6 +281,18 @@ def test_twins_are_judged_against_the_class_s_real_spread() -> None:
     assert twin_shares(torch.cat([g0, g1]), torch.cat([k0, k1]), refs) == [0.5, 1.0]
     # Too few generated images of a class (fewer than the real side's n): no share rather than a biased one.
     assert math.isnan(twin_shares(g0, k0, [(16.0, 4), (80.0, 2)])[1])
+    # Bland is not repeated: unrelated low-contrast patterns are close in plain pixels (RMS ~7 against ~71 for
+    # the real ones) but as far apart as the real ones relative to their contrast; copies of one pattern under
+    # faint noise are twins.
+    g = torch.Generator().manual_seed(0)
+    real = (128 + 50 * torch.randn(8, 1, 8, 8, generator=g)).clamp(0, 255).to(torch.uint8)
+    bland = (128 + 5 * torch.randn(8, 1, 8, 8, generator=g)).round().to(torch.uint8)
+    one = real[:1].double() + 2 * torch.randn(8, 1, 8, 8, generator=g)
+    zeros = torch.zeros(8, dtype=torch.long)
+    refs = twin_thresholds(real, zeros, 1)
+    assert float(leave_one_out_nn(bland).median()) < 0.2 * float(leave_one_out_nn(real).median())
+    assert twin_shares(bland, zeros, refs) == [0.0]
+    assert twin_shares(one.round().clamp(0, 255).to(torch.uint8), zeros, refs) == [1.0]
     # Real images all alike: a threshold of 0 could find no twin, so the class has none.
     same, ls = _flat([7, 7, 7], 0)
     assert math.isnan(twin_thresholds(same, ls, 1)[0][0]) and math.isnan(
