@@ -10,6 +10,8 @@ three TSTR judges per snapshot):
 Usage:
     python scripts/screen_snapshots.py SNAPSHOT.pt [SNAPSHOT.pt ...] --data ../shared/data/cifar10 --channels 3
         --classifier cifar [--out FILE.jsonl]
+    python scripts/screen_snapshots.py SNAPSHOTS --data ../shared/data/mstar-soc --resolution 64 --crop 64 \
+        --classifier sar
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--classifier", default="small")
+    ap.add_argument("--crop", type=int, help="the runs' centre crop (SAR chips: 64)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     torch.set_num_threads(1)
     # The options `reproduce curves` builds from the same flags: the same judge, from the same cache.
     argv = ["reproduce", "curves", "--data", a.data, "--channels", str(a.channels), "--out", "unused"]
     argv += ["--resolution", str(a.resolution), "--classifier", a.classifier, "--no-progress"]
+    argv += ["--crop", str(a.crop)] if a.crop else []
     opts = options_from_args(build_parser().parse_args(argv))
     ctx = Context(opts, print)
     real = ctx.real(None)
@@ -58,7 +62,7 @@ def main() -> None:
     real_spec = power_spectrum(real.test.images)
     real_p = {p: period_share(real_spec, p) for p in (2, 4)}
     right = predict(judge.model, test.images).eq(test.labels).double().mean()
-    rows = [{"images": "real test (2,000)", "intended": float(right)}]
+    rows = [{"images": f"real test ({len(test)})", "intended": float(right)}]
     for snap in a.snapshots:
         gen = sample_checkpoint(snap, 100)
         feats = judge(gen.images)
