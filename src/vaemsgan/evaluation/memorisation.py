@@ -267,27 +267,23 @@ def mean_pairwise_distance(feats: torch.Tensor, max_n: int = 500, seed: int = 0)
     return float(torch.pdist(x).mean())  # pdist works on differences: identical rows give exactly 0
 
 
-def leave_one_out_nn(images: torch.Tensor) -> torch.Tensor:
-    """Pixel RMS distance (0-255) of each image to its nearest *other* image of the set."""
+def leave_one_out_nn(images: torch.Tensor, contrast: bool = False) -> torch.Tensor:
+    """Pixel RMS distance (0-255) of each image to its nearest *other* image of the set; with `contrast`, the
+    contrast-normalised distance (module docstring; a pixel variance under 1 grey level^2 counts as 1, so flat
+    images keep their plain RMS distance)."""
     x = images.reshape(len(images), -1).double()
     out = torch.empty(len(x), dtype=torch.float64)
     sq = (x * x).sum(1)
+    var = x.var(1, unbiased=False).clamp_min(1.0) if contrast else None
     for s in range(0, len(x), 512):
         d2 = (sq[s : s + 512, None] + sq[None, :] - 2.0 * x[s : s + 512] @ x.T).clamp_min(0.0)
+        if var is not None:
+            d2 = d2 / (((var[s : s + 512, None] + var[None, :]) / 2.0) * max(x.shape[1], 1))
         d2[torch.arange(len(d2)), torch.arange(s, s + len(d2))] = float("inf")
         out[s : s + 512] = d2.min(1).values.sqrt()
-    return out / math.sqrt(x.shape[1]) if x.shape[1] else out
-
-
-def leave_one_out_contrast_nn(images: torch.Tensor) -> torch.Tensor:
-    """Each image's contrast-normalised distance (module docstring) to its nearest *other* image of the set;
-    a pixel variance under 1 grey level^2 counts as 1 (flat images: their plain RMS distance)."""
-    x = images.reshape(len(images), -1).double()
-    var = x.var(1, unbiased=False).clamp_min(1.0)
-    d2 = torch.cdist(x, x).pow(2) / max(x.shape[1], 1)
-    d2 = d2 / ((var[:, None] + var[None, :]) / 2.0)
-    d2.fill_diagonal_(float("inf"))
-    return d2.min(1).values.sqrt()
+    if var is not None or not x.shape[1]:
+        return out
+    return out / math.sqrt(x.shape[1])
 
 
 def twin_thresholds(
@@ -301,7 +297,11 @@ def twin_thresholds(
     out = []
     for c in range(num_classes):
         x = images[labels == c][:per_class]
-        thr = TWIN_FRACTION * float(leave_one_out_contrast_nn(x).median()) if len(x) >= 2 else float("nan")
+        thr = (
+            TWIN_FRACTION * float(leave_one_out_nn(x, contrast=True).median())
+            if len(x) >= 2
+            else float("nan")
+        )
         out.append((thr if thr > 0 else float("nan"), len(x)))
     return out
 
@@ -314,7 +314,7 @@ def twin_shares(images: torch.Tensor, labels: torch.Tensor, refs: list[tuple[flo
     for c, (thr, n) in enumerate(refs):
         x = images[labels == c][:n]
         ok = n >= 2 and len(x) == n and not math.isnan(thr)
-        out.append(float((leave_one_out_contrast_nn(x) < thr).double().mean()) if ok else float("nan"))
+        out.append(float((leave_one_out_nn(x, contrast=True) < thr).double().mean()) if ok else float("nan"))
     return out
 
 

@@ -10,7 +10,8 @@ judge preset `train.monitor_classifier` names):
 - `monitor/near_copy`: share of generated images closer in pixels to a training image than 99% of the
   training images are to their nearest *other* training image (leave-one-out: there is no test set here);
 - `monitor/repeats`: share of generated images with a twin in their class (evaluation/memorisation.py: a
-  nearest other sample closer than 0.4 of the real images' median nearest-other distance; real images: 0).
+  nearest other sample closer than 0.4 of the real images' median nearest-other distance, contrast-normalised;
+  real images: 0).
 Values go to metrics.jsonl (through the trainer) and RUN/monitor.png; when `train.best_metric` improves on a
 run that has reached quality (below) the trainer keeps RUN/best.pt, and collapse or memorisation is reported in
 words.
