@@ -5,6 +5,8 @@ three TSTR judges per snapshot):
   cached by the curves) classes as their intended class (real test images: its test accuracy);
 - `kid` and `coverage` in the judge's features against 2,000 seeded real test images;
 - `repeats`: the twin share (evaluation/memorisation.py: 50 a class, contrast-normalised);
+- `near_copy`, `near_copy_plain`: the near-copy share against 5,000 seeded training images, the threshold the 1st
+  percentile of 1,000 seeded test images' distances, contrast-normalised and in plain grey levels;
 - `p2`, `p4`: the generated images' share of spectral power on the period-2 and period-4 lines over the real
   test images' (scripts/spectral_artifacts.py; 1 = as the real images).
 Usage:
@@ -27,7 +29,13 @@ from vaemsgan.cli.main import build_parser
 from vaemsgan.cli.reproduce_cmd import options_from_args
 from vaemsgan.evaluation.classifier import predict
 from vaemsgan.evaluation.core import matched_subset
-from vaemsgan.evaluation.memorisation import mean_share, twin_shares, twin_thresholds
+from vaemsgan.evaluation.memorisation import (
+    mean_share,
+    near_copy_threshold,
+    pixel_nn,
+    twin_shares,
+    twin_thresholds,
+)
 from vaemsgan.experiments.context import Context
 from vaemsgan.experiments.runner import sample_checkpoint
 from vaemsgan.metrics import density_coverage, kid
@@ -61,6 +69,14 @@ def main() -> None:
     refs = twin_thresholds(test.images, test.labels, k)
     real_spec = power_spectrum(real.test.images)
     real_p = {p: period_share(real_spec, p) for p in (2, 4)}
+    g = torch.Generator().manual_seed(0)
+    nn_ref = real.train.images[torch.randperm(len(real.train), generator=g)[:5000]]
+    nn_test = real.test.images[torch.randperm(len(real.test), generator=g)[:1000]]
+    copy_thr = {c: near_copy_threshold(pixel_nn(nn_test, nn_ref, contrast=c)[0]) for c in (True, False)}
+
+    def near_copies(images: torch.Tensor, contrast: bool) -> float:
+        return float((pixel_nn(images, nn_ref, contrast=contrast)[0] <= copy_thr[contrast]).double().mean())
+
     right = predict(judge.model, test.images).eq(test.labels).double().mean()
     rows = [{"images": f"real test ({len(test)})", "intended": float(right)}]
     for snap in a.snapshots:
@@ -74,6 +90,8 @@ def main() -> None:
                 "kid": float(kid(test_feats, feats, subsets=20, subset_size=500, seed=0)[0]),
                 "coverage": float(density_coverage(test_feats, feats, k=5)[1]),
                 "repeats": mean_share(twin_shares(gen.images, gen.labels, refs)),
+                "near_copy": near_copies(gen.images, True),
+                "near_copy_plain": near_copies(gen.images, False),
                 "p2": period_share(spec, 2) / real_p[2],
                 "p4": period_share(spec, 4) / real_p[4],
             }

@@ -184,14 +184,25 @@ def test_copies_are_near_copies_at_distance_zero() -> None:
     assert closest_pairs(d, idx, k=2)[0][2] == 0.0
 
 
+def _standardised(images: torch.Tensor) -> torch.Tensor:
+    x = images.reshape(len(images), -1).double()
+    return (x - x.mean(1, keepdim=True)) / x.std(1, unbiased=False, keepdim=True).clamp_min(1.0)
+
+
 def test_nearest_neighbours_match_brute_force() -> None:
     g = torch.Generator().manual_seed(3)
     ref = torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8, generator=g)
     ref[10] = ref[20]  # a duplicate: the tie goes to the lower index
     query = torch.cat([ref[[20, 5]], torch.randint(0, 256, (50, 1, 8, 8), dtype=torch.uint8, generator=g)])
-    d, idx = pixel_nn(query, ref)
+    d, idx = pixel_nn(query, ref, contrast=False)
     full = torch.cdist(query.reshape(len(query), -1).double(), ref.reshape(len(ref), -1).double()) / 8.0
     assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-9)
+    assert idx[0] == 10 and idx[1] == 5 and d[0] == 0.0 and d[1] == 0.0
+    assert torch.equal(idx[2:], full[2:].argmin(1))
+    # Contrast-normalised (the default): the same search over each image standardised by its own pixels.
+    d, idx = pixel_nn(query, ref)
+    full = torch.cdist(_standardised(query), _standardised(ref)) / 8.0
+    assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-6)
     assert idx[0] == 10 and idx[1] == 5 and d[0] == 0.0 and d[1] == 0.0
     assert torch.equal(idx[2:], full[2:].argmin(1))
     f, fr = torch.randn(40, 16, generator=g), torch.randn(500, 16, generator=g)
@@ -209,17 +220,21 @@ def test_pruned_nearest_neighbours_are_exact(monkeypatch: pytest.MonkeyPatch) ->
     q, r = query.reshape(len(query), -1).float(), ref.reshape(len(ref), -1).float()
     d2, idx, todo = mem_mod._pruned_search(q, r)
     assert 0 < int(todo.sum()) < len(q)  # most rows settled by the bound, some left to the full search
-    d, idx = pixel_nn(query, ref)
+    d, idx = pixel_nn(query, ref, contrast=False)
     full = torch.cdist(q.double(), r.double()) / 16.0
     assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-9)
     assert torch.equal(idx, full.argmin(1)) and d[-2:].tolist() == [0.0, 0.0]
     # The reference's index given by the caller (as the evaluation cache does): the same answer, exactly;
-    # an index round-tripped through its dict form (the cache file) too.
-    index = mem_mod.pixel_index(ref)
-    assert index.proj.shape == (400, 8) and index.basis.shape == (256, 8)
-    for given in (index, mem_mod.ProjectionIndex.from_dict(index.as_dict())):
-        d_i, idx_i = pixel_nn(query, ref, given)
-        assert torch.equal(d_i, d) and torch.equal(idx_i, idx)
+    # an index round-tripped through its dict form (the cache file) too; contrast-normalised likewise.
+    for contrast in (False, True):
+        d, idx = pixel_nn(query, ref, contrast=contrast)
+        index = mem_mod.pixel_index(ref, contrast=contrast)
+        assert index.proj.shape == (400, 8) and index.basis.shape == (256, 8)
+        for given in (index, mem_mod.ProjectionIndex.from_dict(index.as_dict())):
+            d_i, idx_i = pixel_nn(query, ref, given, contrast=contrast)
+            assert torch.equal(d_i, d) and torch.equal(idx_i, idx)
+    full = torch.cdist(_standardised(query), _standardised(ref)) / 16.0
+    assert torch.allclose(d, full.min(1).values, rtol=0, atol=1e-6) and d[-2:].tolist() == [0.0, 0.0]
 
 
 def test_real_side_caches_the_pixel_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,8 +264,35 @@ def test_real_side_caches_the_pixel_index(tmp_path: Path, monkeypatch: pytest.Mo
 def test_pixel_distance_is_rms_grey_levels() -> None:
     a = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
     b = torch.full((1, 1, 4, 4), 10, dtype=torch.uint8)
-    d, _ = pixel_nn(a, b)
+    d, _ = pixel_nn(a, b, contrast=False)
     assert d.item() == pytest.approx(10.0)
+
+
+def test_contrast_normalised_pixel_distance_known_answers() -> None:
+    """0 for the same picture at another brightness and contrast, 2 for its negative, sqrt(2) for a picture
+    uncorrelated with it; flat images (standard deviation under 1 grey level) are not blown up to noise."""
+    a = torch.tensor([0, 100] * 8, dtype=torch.uint8).reshape(1, 1, 4, 4)  # z = -1, +1, ...
+    brighter = a * 2 + 20  # 20 / 220: the same picture
+    negative = 100 - a
+    other = torch.tensor([0, 0, 100, 100] * 4, dtype=torch.uint8).reshape(1, 1, 4, 4)  # correlation 0 with a
+    d, _ = pixel_nn(torch.cat([brighter, negative, other]), a)
+    assert d.tolist() == pytest.approx([0.0, 2.0, math.sqrt(2.0)], abs=1e-6)
+    flat, flat2 = (
+        torch.full((1, 1, 4, 4), 50, dtype=torch.uint8),
+        torch.full((1, 1, 4, 4), 51, dtype=torch.uint8),
+    )
+    d, _ = pixel_nn(flat, a)
+    assert d.item() == pytest.approx(1.0, abs=1e-6)  # z(flat) = 0, z(a) has RMS 1
+    assert pixel_nn(flat2, flat)[0].item() == 0.0  # two blanks: the same (empty) picture
+    # Bland images with different low-contrast patterns are close in grey levels, not normalised.
+    bland = torch.stack(
+        [
+            (torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(s)) * 8 + 100).to(torch.uint8)
+            for s in range(2)
+        ]
+    )
+    assert pixel_nn(bland[:1], bland[1:], contrast=False)[0].item() < 5.0
+    assert pixel_nn(bland[:1], bland[1:])[0].item() > 1.0
 
 
 def test_diversity_of_identical_images_is_zero() -> None:
@@ -266,21 +308,41 @@ def _flat(levels: list[int], cls: int) -> tuple[torch.Tensor, torch.Tensor]:
     return imgs, torch.full((len(levels),), cls)
 
 
+def _turned(degrees: list[float], cls: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """4x4 grey images 128 + 60 (cos(a) s + sin(a) t) for angles a, with s a checkerboard and t stripes two
+    pixels wide (orthogonal, zero mean, RMS 1): standardised, an image is cos(a) s + sin(a) t, so the
+    contrast-normalised distance of two is 2 sin(|a1 - a2| / 2)."""
+    sq = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]]).repeat(2, 1)
+    st = torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat(4, 1)
+    a = torch.tensor(degrees, dtype=torch.float64).deg2rad()[:, None, None]
+    imgs = (128 + 60 * (a.cos() * sq + a.sin() * st)).round().to(torch.uint8)[:, None]
+    return imgs, torch.full((len(degrees),), cls)
+
+
+def _chord(degrees: float) -> float:
+    return 2 * math.sin(math.radians(degrees) / 2)
+
+
 def test_twins_are_judged_against_the_class_s_real_spread() -> None:
     from vaemsgan.evaluation.memorisation import TWIN_FRACTION, leave_one_out_nn, twin_shares, twin_thresholds
 
-    # Real class 0: levels 0, 40, 80, 120 (nearest other 40 each, median 40: threshold 0.4 * 40 = 16); class 1:
-    # levels 0 and 200 (threshold 80).
-    (r0, l0), (r1, l1) = _flat([0, 40, 80, 120], 0), _flat([0, 200], 1)
+    # Real class 0: 0, 40, 80, 120 degrees (nearest other 40 degrees each: threshold 0.4 * chord(40)); class 1:
+    # 0 and 100 degrees (0.4 * chord(100)).
+    (r0, l0), (r1, l1) = _turned([0, 40, 80, 120], 0), _turned([0, 100], 1)
     refs = twin_thresholds(torch.cat([r0, r1]), torch.cat([l0, l1]), 2)
-    assert refs == [(pytest.approx(TWIN_FRACTION * 40), 4), (pytest.approx(TWIN_FRACTION * 200), 2)]
-    assert leave_one_out_nn(r0).tolist() == pytest.approx([40.0] * 4)
-    # Generated class 0: 0, 10, 100, 200 -> nearest others 10, 10, 90, 100: two twins of four; class 1 only
-    # its first 2 images count (as many as the real side had): 100 and 150, 50 apart, under 80: both twins.
-    (g0, k0), (g1, k1) = _flat([0, 10, 100, 200], 0), _flat([100, 150, 0], 1)
+    assert refs == [
+        (pytest.approx(TWIN_FRACTION * _chord(40), rel=0.02), 4),
+        (pytest.approx(TWIN_FRACTION * _chord(100), rel=0.02), 2),
+    ]
+    assert leave_one_out_nn(r0, contrast=True).tolist() == pytest.approx([_chord(40)] * 4, rel=0.02)
+    assert leave_one_out_nn(_flat([0, 40, 80, 120], 0)[0]).tolist() == pytest.approx([40.0] * 4)  # plain
+    # Generated class 0: 0, 10, 100, 200 degrees -> nearest others 10, 10, 90, 100 degrees: two twins of four;
+    # class 1 only its first 2 images count (as many as the real side had): 100 and 130, 30 degrees apart,
+    # closer than 0.4 * chord(100) = 0.61 (chord(30) = 0.52): both twins.
+    (g0, k0), (g1, k1) = _turned([0, 10, 100, 200], 0), _turned([100, 130, 0], 1)
     assert twin_shares(torch.cat([g0, g1]), torch.cat([k0, k1]), refs) == [0.5, 1.0]
     # Too few generated images of a class (fewer than the real side's n): no share rather than a biased one.
-    assert math.isnan(twin_shares(g0, k0, [(16.0, 4), (80.0, 2)])[1])
+    assert math.isnan(twin_shares(g0, k0, [(0.3, 4), (0.6, 2)])[1])
     # Bland is not repeated: unrelated low-contrast patterns are close in plain pixels (RMS ~7 against ~71 for
     # the real ones) but as far apart as the real ones relative to their contrast; copies of one pattern under
     # faint noise are twins.
@@ -291,6 +353,7 @@ def test_twins_are_judged_against_the_class_s_real_spread() -> None:
     zeros = torch.zeros(8, dtype=torch.long)
     refs = twin_thresholds(real, zeros, 1)
     assert float(leave_one_out_nn(bland).median()) < 0.2 * float(leave_one_out_nn(real).median())
+    assert float(leave_one_out_nn(bland, contrast=True).median()) > 1.0
     assert twin_shares(bland, zeros, refs) == [0.0]
     assert twin_shares(one.round().clamp(0, 255).to(torch.uint8), zeros, refs) == [1.0]
     # Real images all alike: a threshold of 0 could find no twin, so the class has none.

@@ -31,6 +31,7 @@ from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
 from vaemsgan.evaluation.extractors import Extractor, build_extractor
 from vaemsgan.evaluation.memorisation import (
+    PIXEL_DISTANCE,
     PROJ_DIMS,
     TWIN_FRACTION,
     TWIN_PER_CLASS,
@@ -152,7 +153,7 @@ class RealSide:
 
     def nn_reference(self, ext: Extractor) -> dict[str, torch.Tensor]:
         """Nearest-neighbour distances of every real test image to the real training images, in pixels
-        (RMS grey levels) and in `ext`'s features: the memorisation reference."""
+        (contrast-normalised, memorisation.py) and in `ext`'s features: the memorisation reference."""
 
         def compute() -> dict[str, torch.Tensor]:
             pix, _ = pixel_nn(self.test.images, self.train.images, self.training_pixel_index(len(self.test)))
@@ -160,6 +161,7 @@ class RealSide:
             return {"pixel": pix, "feature": feat}
 
         meta = {"extractor": ext.info.get("key"), "train": self.digest("train"), "test": self.digest("test")}
+        meta["pixels"] = PIXEL_DISTANCE  # entries of the plain grey-level distance are not read as these
         if meta["extractor"] is None:
             return compute()
         return self._cached("nn", meta, compute)
@@ -172,6 +174,7 @@ class RealSide:
             return None
         # The index's layout enters the key: a file from another layout is recomputed, never misread.
         meta = {"train": self.digest("train"), "dims": PROJ_DIMS, "layout": ProjectionIndex.LAYOUT}
+        meta["pixels"] = PIXEL_DISTANCE
         d = self._cached("pixel-index", meta, lambda: pixel_index(images).as_dict())
         return ProjectionIndex.from_dict(d)
 
@@ -433,7 +436,8 @@ def memorisation_part(
     }
     pairs = closest_pairs(g_pix, g_pix_i, k=CLOSEST_PAIRS)
     out["closest_pairs"] = [
-        {"generated": i, "train": j, "pixel_rms": d, "class": names[int(gen.labels[i])]} for i, j, d in pairs
+        {"generated": i, "train": j, "pixel_distance": d, "class": names[int(gen.labels[i])]}
+        for i, j, d in pairs
     ]
     diversity = {}
     sel = matched_subset(gen, real.test.counts(), seed)

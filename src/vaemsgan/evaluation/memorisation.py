@@ -1,7 +1,12 @@
 """Memorisation and diversity: is a generated image a copy of a training image, and how varied is a class?
 
 Distances (docs/EVALUATION.md, "Memorisation and diversity"):
-- pixel distance: RMS difference in grey levels, sqrt(mean over C*H*W of (a - b)^2), 0-255;
+- pixel distance, contrast-normalised: each image standardised by its own pixels (minus its mean, over its
+  standard deviation, at least 1 grey level), then the RMS difference, sqrt(mean over C*H*W of (a' - b')^2);
+  0 for the same picture at any brightness and contrast, about 1.4 for unrelated pictures, 2 for a negative.
+  Plain grey levels would call two bland, low-contrast images close without their being the same picture
+  (a CIFAR-10 generator of bland, varied images had 4.4% "near-copies" in plain pixels, 0% normalised);
+- plain pixel distance (`contrast=False`): the RMS difference in grey levels, 0-255;
 - feature distance: Euclidean distance between domain features.
 The nearest-neighbour (NN) distance of a generated image is its distance to the closest training image.
 The reference is the same distance for held-out real test images: a real image that was never trained on.
@@ -9,10 +14,8 @@ A generated image is a near-copy when its NN distance is at most the 1st percent
 NN distances (closer to a training image than 99% of genuinely new real images are).
 
 Repetition within a class (a partial mode collapse that a mean pairwise distance hardly sees): a generated
-image has a twin when its nearest *other* generated image of the same class is closer than `TWIN_FRACTION` of
-the median of the same distance among as many real images of the class. The distance is contrast-normalised,
-RMS(a - b) / sqrt((var(a) + var(b)) / 2) with each image's pixel variance about its own mean: two bland,
-low-contrast images are close in plain pixels without being the same picture.
+image has a twin when its nearest *other* generated image of the same class is closer, contrast-normalised,
+than `TWIN_FRACTION` of the median of the same distance among as many real images of the class.
 """
 
 from __future__ import annotations
@@ -39,18 +42,29 @@ _EXACT_F64_MAX_DIM = 512
 NEAR_COPY_PERCENTILE = 1.0
 # A twin is closer than this share of the class's real median nearest-other distance (50 per class). Real images
 # have none at 0.4 (MSTAR chips and CIFAR-10 photographs alike); healthy MSTAR generators none; an AC-GAN that
-# collapsed within classes 13% (60 CPU-minutes) and 74% (120); a CIFAR-10 run whose grids repeat 23-39% from 15
-# CPU-minutes on, 1% at 5. In plain pixels a bland CIFAR-10 run without repeats had 24%: hence the normalising.
+# collapsed within classes 14% (60 CPU-minutes) and 73% (120); a CIFAR-10 run whose grids repeat 22-38% from 15
+# CPU-minutes on, 0% at 5. In plain pixels a bland CIFAR-10 run without repeats had 24%: hence the normalising.
 TWIN_FRACTION = 0.4
 TWIN_PER_CLASS = 50
+# What `pixel_nn` measures by default (evaluation caches key their pixel distances and indexes by it).
+PIXEL_DISTANCE = "contrast-normalised"
+# A standard deviation under this many grey levels counts as this many (a flat image is not blown up to noise).
+MIN_PIXEL_STD = 1.0
 # A twin share above this is a generator repeating itself (the monitor warns, the report says so).
 TWIN_WARN_SHARE = 0.1
 
 
-def _flat_pixels(images: torch.Tensor) -> torch.Tensor:
+def _flat_pixels(images: torch.Tensor, contrast: bool = False) -> torch.Tensor:
+    """Rows of grey levels (float32, exact), or with `contrast` each row standardised (module docstring): computed
+    in float64 row by row, so two equal images give equal rows and an exact copy stays at distance 0."""
     if images.dtype != torch.uint8:
         raise ConfigError(f"pixel distances are defined on uint8 images, got {images.dtype}")
-    return images.reshape(len(images), -1).float()
+    x = images.reshape(len(images), -1)
+    if not contrast:
+        return x.float()
+    x = x.double()
+    std = x.std(1, unbiased=False, keepdim=True).clamp_min(MIN_PIXEL_STD)
+    return ((x - x.mean(1, keepdim=True)) / std).float()
 
 
 def _exact_best(
@@ -207,17 +221,19 @@ def nearest_neighbours(
 
 
 def pixel_nn(
-    query: torch.Tensor, ref: torch.Tensor, index: ProjectionIndex | None = None
+    query: torch.Tensor, ref: torch.Tensor, index: ProjectionIndex | None = None, contrast: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NN in pixel space as RMS grey-level difference (0-255) and the index of the nearest `ref` image;
-    `index`: `pixel_index(ref)` when the caller has it."""
-    d, i = nearest_neighbours(_flat_pixels(query), _flat_pixels(ref), index)
+    """NN in pixel space, contrast-normalised (module docstring) or with `contrast=False` as the RMS grey-level
+    difference (0-255), and the index of the nearest `ref` image; `index`: `pixel_index(ref, contrast)` when
+    the caller has it."""
+    q, r = _flat_pixels(query, contrast), _flat_pixels(ref, contrast)
+    d, i = nearest_neighbours(q, r, index)
     return d / math.sqrt(query[0].numel() if len(query) else 1), i
 
 
-def pixel_index(ref: torch.Tensor) -> ProjectionIndex:
-    """The ProjectionIndex of uint8 reference images for `pixel_nn`."""
-    return projection_index(_flat_pixels(ref))
+def pixel_index(ref: torch.Tensor, contrast: bool = True) -> ProjectionIndex:
+    """The ProjectionIndex of uint8 reference images for `pixel_nn` with the same `contrast`."""
+    return projection_index(_flat_pixels(ref, contrast))
 
 
 def near_copy_threshold(reference_nn: torch.Tensor, percentile: float = NEAR_COPY_PERCENTILE) -> float:
@@ -269,21 +285,15 @@ def mean_pairwise_distance(feats: torch.Tensor, max_n: int = 500, seed: int = 0)
 
 def leave_one_out_nn(images: torch.Tensor, contrast: bool = False) -> torch.Tensor:
     """Pixel RMS distance (0-255) of each image to its nearest *other* image of the set; with `contrast`, the
-    contrast-normalised distance (module docstring; a pixel variance under 1 grey level^2 counts as 1, so flat
-    images keep their plain RMS distance)."""
-    x = images.reshape(len(images), -1).double()
+    contrast-normalised distance (module docstring)."""
+    x = _flat_pixels(images, contrast).double()
     out = torch.empty(len(x), dtype=torch.float64)
     sq = (x * x).sum(1)
-    var = x.var(1, unbiased=False).clamp_min(1.0) if contrast else None
     for s in range(0, len(x), 512):
         d2 = (sq[s : s + 512, None] + sq[None, :] - 2.0 * x[s : s + 512] @ x.T).clamp_min(0.0)
-        if var is not None:
-            d2 = d2 / (((var[s : s + 512, None] + var[None, :]) / 2.0) * max(x.shape[1], 1))
         d2[torch.arange(len(d2)), torch.arange(s, s + len(d2))] = float("inf")
         out[s : s + 512] = d2.min(1).values.sqrt()
-    if var is not None or not x.shape[1]:
-        return out
-    return out / math.sqrt(x.shape[1])
+    return out / math.sqrt(max(x.shape[1], 1))
 
 
 def twin_thresholds(

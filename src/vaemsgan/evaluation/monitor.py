@@ -7,8 +7,9 @@ judge preset `train.monitor_classifier` names):
 - `monitor/coverage`: share of real images with a generated one in their k-NN ball (Naeem et al.);
 - `monitor/diversity`: per class, mean pairwise feature distance of generated / of real images,
   averaged over classes (1 = as varied as the data; a collapsing class falls toward 0);
-- `monitor/near_copy`: share of generated images closer in pixels to a training image than 99% of the
-  training images are to their nearest *other* training image (leave-one-out: there is no test set here);
+- `monitor/near_copy`: share of generated images closer in pixels (contrast-normalised, memorisation.py) to a
+  training image than 99% of the training images are to their nearest *other* training image (leave-one-out:
+  there is no test set here). Runs logged before session 17 measured it in plain grey levels;
 - `monitor/repeats`: share of generated images with a twin in their class (evaluation/memorisation.py: a
   nearest other sample closer than 0.4 of the real images' median nearest-other distance, contrast-normalised;
   real images: 0).
@@ -145,7 +146,7 @@ class Monitor:
         self.real, self.real_labels = images[sub], labels[sub]
         ref = torch.randperm(len(images), generator=g)[:NN_REFERENCE].sort().values
         self.nn_ref = images[ref]
-        self.threshold = near_copy_threshold(leave_one_out_nn(self.nn_ref))
+        self.threshold = near_copy_threshold(leave_one_out_nn(self.nn_ref, contrast=True))
         self.extractor: Extractor = domain_extractor(
             images, labels, self.class_names, monitor_classifier(self.cfg), seed=seed
         )

@@ -334,21 +334,23 @@ def _memorisation_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
             _num(m[k]["gen_nn_median"], ".3g"),
             _num(m[k]["real_nn_median"], ".3g"),
         ]
-        for k, space in (("pixels", "pixels (RMS grey levels)"), ("features", "domain features"))
+        for k, space in (("pixels", "pixels (contrast-normalised RMS)"), ("features", "domain features"))
     ]
     twins = (m.get("repeats") or {}).get("per_class", {})
     div = [
         [n, _num(d["real"], ".3g"), _num(d["gen"], ".3g"), _num(d["ratio"], ".2f"), _num(twins.get(n), ".0%")]
         for n, d in m["diversity"].items()
     ]
-    pairs = ", ".join(f"{p['class']} {p['pixel_rms']:.1f}" for p in m["closest_pairs"])
+    pairs = ", ".join(f"{p['class']} {p['pixel_distance']:.2f}" for p in m["closest_pairs"])
     return (
         "<h2>6. Memorisation and diversity</h2>"
         f"<p>For each of the {m['n_gen']} generated images, the distance to its nearest image among the "
         f"{m['n_train']} training images; the reference is the same distance for the {m['n_reference']} real test "
         "images (real images that were never trained on). A generated image is a <b>near-copy</b> when it is at "
         "least as close to a training image as the closest 1% of the real test images are (threshold = 1st "
-        "percentile of their distances).</p>"
+        "percentile of their distances). Pixel distances are contrast-normalised: each image minus its mean, over "
+        "its standard deviation, then the RMS difference: 0 for the same picture at any brightness and contrast, "
+        "about 1.4 for unrelated pictures (plain grey levels would call bland images close).</p>"
         + _table(
             [
                 "space",
@@ -363,7 +365,7 @@ def _memorisation_section(result: dict[str, Any], figs: dict[str, Any]) -> str:
         + _img(figs.get("nn_hist", ""), "nearest-neighbour distances")
         + "<h3>The closest generated images (top row) and their nearest training images (bottom row)</h3>"
         + _img(figs.get("pairs", ""), "closest pairs")
-        + f'<p class="small">class and RMS pixel distance, left to right: {_e(pairs)}</p>'
+        + f'<p class="small">class and contrast-normalised pixel distance, left to right: {_e(pairs)}</p>'
         + "<h3>Diversity per class</h3><p>Mean Euclidean distance between the domain features of two images of "
         "the class (all pairs, up to 500 images); ratio = generated / real. Much below 1: the generator repeats "
         "itself (mode collapse); well above 1: noisy or off-class images. A mean distance hardly moves when a "

@@ -183,7 +183,7 @@ def memorisation_figures(result: dict[str, Any], assets: dict[str, Any]) -> dict
     for ax, (g, r, title) in zip(
         axes,
         (
-            (arrays["gen_pix"], arrays["real_pix"], "pixels (RMS grey levels)"),
+            (arrays["gen_pix"], arrays["real_pix"], "pixels (contrast-normalised RMS)"),
             (arrays["gen_feat"], arrays["real_feat"], "domain features (Euclidean)"),
         ),
     ):

@@ -124,9 +124,9 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
         p = mem["pixels"]
         lines.append(
             f"{p['near_copy_share']:.1%} of the generated images are near-copies of a training image (closer in "
-            f"pixels than the closest 1% of unseen real images are; {p['exact_copies']} exact copies). Median "
-            f"nearest-training-image distance: {p['gen_nn_median']:.1f} grey levels RMS for generated, "
-            f"{p['real_nn_median']:.1f} for real test images."
+            f"contrast-normalised pixels than the closest 1% of unseen real images are; {p['exact_copies']} exact "
+            f"copies). Median nearest-training-image distance: {p['gen_nn_median']:.2f} for generated, "
+            f"{p['real_nn_median']:.2f} for real test images (0: the same picture; about 1.4: unrelated)."
         )
     rp = mem.get("repeats") or {}
     if rp.get("share") is not None and not math.isnan(rp["share"]):
