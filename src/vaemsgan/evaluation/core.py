@@ -2,7 +2,6 @@
 learning curves, so that every entry point computes the same numbers the same way.
 
     stats_part          the image statistics (Table 2) of real training vs generated images, per class
-    feature_metrics     FID [bootstrap], KID, precision/recall, density/coverage of two feature sets
     features_part       feature_metrics overall and per class, the real-vs-real reference, the extractor's
                         accuracy
     crossval_part       classifier cross-validation (crossval.py) with the generated images split into a
@@ -11,62 +10,56 @@ learning curves, so that every entry point computes the same numbers the same wa
     gain_arms, gain_part  the augmentation gain's synthetic arms and study (gain_arms.py, gain.py)
 
 Each takes image sets (and an extractor or options) and returns its JSON-ready results; the parts whose
-report section draws figures also return the arrays the figures need. `RealSide` holds the real images and
-everything computed from them alone: the domain extractor, features, the nearest-neighbour reference, the
-real-vs-real metrics and statistics. Each is computed once per process and cached on disk by a hash of the
-data (cache.py), so a second evaluation against the same real data pays only for the generated side.
+report section draws figures also return the arrays the figures need. `RealSide` (real_side.py) holds the real
+images and everything computed from them alone, cached on disk; `feature_metrics` is in
+vaemsgan.metrics.feature_metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
-from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any
 
 import torch
 
 from vaemsgan.data import ImageSet
-from vaemsgan.evaluation import cache
 from vaemsgan.evaluation.classifier import ClassifierConfig, SmallVGG
 from vaemsgan.evaluation.crossval import CrossvalOptions, LabelledImages, run_crossval
-from vaemsgan.evaluation.extractors import Extractor, build_extractor
+from vaemsgan.evaluation.extractors import Extractor
 from vaemsgan.evaluation.memorisation import (
-    PIXEL_DISTANCE,
-    PROJ_DIMS,
     TWIN_FRACTION,
     TWIN_PER_CLASS,
-    ProjectionIndex,
     closest_pairs,
     mean_pairwise_distance,
     mean_share,
     memorisation_summary,
     nearest_neighbours,
-    pixel_index,
     pixel_nn,
     twin_shares,
     twin_thresholds,
-    uses_projection_index,
 )
-from vaemsgan.metrics import (
-    STATISTICS,
-    bootstrap_ci,
-    class_table,
-    fid,
-    fid_sample_warning,
-    image_statistics,
-    kid,
-    knn_radii_pair,
-    precision_recall,
-    precision_recall_density_coverage,
-)
+from vaemsgan.evaluation.real_side import Log, RealSide, matched_subset
+from vaemsgan.metrics import STATISTICS, class_table, image_statistics
+from vaemsgan.metrics.feature_metrics import DEFAULT_KID_SUBSETS, feature_metrics
 from vaemsgan.utils.threads import map_side_by_side
 
-DEFAULT_KID_SUBSETS = 50
-KID_SUBSET_SIZE = 1000
-PR_K, DC_K = 3, 5  # neighbours of precision/recall and of density/coverage
-CLOSEST_PAIRS = 12
+__all__ = [  # RealSide, matched_subset and feature_metrics were defined here before; imported from here still
+    "DEFAULT_KID_SUBSETS",
+    "RealSide",
+    "crossval_part",
+    "feature_metrics",
+    "features_part",
+    "gain_arms",
+    "gain_part",
+    "labelled",
+    "matched_subset",
+    "memorisation_part",
+    "repeats_part",
+    "split_generated",
+    "stats_part",
+]
 
-Log = Callable[[str], None]
+CLOSEST_PAIRS = 12
 
 
 def _quiet(msg: str) -> None:
@@ -77,172 +70,7 @@ def labelled(s: ImageSet) -> LabelledImages:
     return LabelledImages(s.images, s.labels)
 
 
-# ---------------------------------------------------------------------------------------------- real side
-class RealSide:
-    """The real training and test images of an evaluation and what is computed from them alone.
-
-    `cache=False` keeps values in memory only (nothing is written); otherwise they are read from and
-    written to `cache_dir` (default: the domain extractor's cache folder). `hits` lists what was loaded.
-    """
-
-    def __init__(
-        self,
-        train: ImageSet,
-        test: ImageSet,
-        cache_dir: str | Path | None = None,
-        *,
-        cache: bool = True,
-        log: Log | None = None,
-    ) -> None:
-        self.train, self.test = train, test
-        self.cache_dir, self.cache = cache_dir, cache
-        self.log = log or _quiet
-        self.hits: list[str] = []
-        self._memo: dict[str, Any] = {}
-        self._digests: dict[str, str] = {}
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.train.class_names)
-
-    def digest(self, split: str) -> str:
-        """Hash of a split's images, labels and class names (memoised: hashing 60k images takes ~0.1 s)."""
-        if split not in self._digests:
-            s = self.train if split == "train" else self.test
-            self._digests[split] = cache.digest({"classes": s.class_names}, s.images, s.labels)
-        return self._digests[split]
-
-    def _cached(self, kind: str, meta: dict[str, Any], compute: Callable[[], Any]) -> Any:
-        key = cache.digest({"kind": kind, **meta})
-        if key not in self._memo:
-            path = cache.cache_folder(self.cache_dir) / f"{kind}-{key[:40]}.pt" if self.cache else None
-            self._memo[key], hit = cache.cached(path, compute)
-            if hit:
-                self.hits.append(kind)
-        return self._memo[key]
-
-    def domain_extractor(
-        self,
-        cfg: ClassifierConfig,
-        seed: int = 0,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> Extractor:
-        """The `domain` extractor of the real training images (trained once, cached as before)."""
-        memo = cache.digest({"extractor": "domain", "cfg": cfg.to_dict(), "seed": seed})
-        if memo not in self._memo:
-            self._memo[memo] = build_extractor(
-                "domain",
-                images=self.train.images,
-                labels=self.train.labels,
-                class_names=self.names,
-                cfg=cfg,
-                seed=seed,
-                cache_dir=self.cache_dir,
-                progress=progress,
-            )
-        return self._memo[memo]
-
-    def features(self, ext: Extractor, split: str) -> torch.Tensor:
-        """`ext`'s features of the real training or test images."""
-        images = (self.train if split == "train" else self.test).images
-        if "key" not in ext.info:  # an extractor that cannot say what it computes is not cached
-            return ext(images)
-        return self._cached(
-            "features", {"extractor": ext.info["key"], "data": self.digest(split)}, lambda: ext(images)
-        )
-
-    def nn_reference(self, ext: Extractor) -> dict[str, torch.Tensor]:
-        """Nearest-neighbour distances of every real test image to the real training images, in pixels
-        (contrast-normalised, memorisation.py) and in `ext`'s features: the memorisation reference."""
-
-        def compute() -> dict[str, torch.Tensor]:
-            pix, _ = pixel_nn(self.test.images, self.train.images, self.training_pixel_index(len(self.test)))
-            feat, _ = nearest_neighbours(self.features(ext, "test"), self.features(ext, "train"))
-            return {"pixel": pix, "feature": feat}
-
-        meta = {"extractor": ext.info.get("key"), "train": self.digest("train"), "test": self.digest("test")}
-        meta["pixels"] = PIXEL_DISTANCE  # entries of the plain grey-level distance are not read as these
-        if meta["extractor"] is None:
-            return compute()
-        return self._cached("nn", meta, compute)
-
-    def training_pixel_index(self, n_query: int) -> ProjectionIndex | None:
-        """The training images' pixel ProjectionIndex when a search of `n_query` images uses one (None
-        when it would not: then nothing is computed)."""
-        images = self.train.images
-        if not uses_projection_index(n_query, len(images), images[0].numel() if len(images) else 0):
-            return None
-        # The index's layout enters the key: a file from another layout is recomputed, never misread.
-        meta = {"train": self.digest("train"), "dims": PROJ_DIMS, "layout": ProjectionIndex.LAYOUT}
-        meta["pixels"] = PIXEL_DISTANCE
-        d = self._cached("pixel-index", meta, lambda: pixel_index(images).as_dict())
-        return ProjectionIndex.from_dict(d)
-
-    def test_radii(self, ext: Extractor) -> dict[str, Any]:
-        """k-NN radii (k = PR_K, DC_K) of the real test features, over the whole set and within each class:
-        the real-real third of precision/recall/density/coverage, the same for every generated set."""
-
-        def compute() -> dict[str, Any]:
-            fr, labels = self.features(ext, "test"), self.test.labels
-            out: dict[str, Any] = {"overall": None, "per_class": []}
-            if len(fr) > max(PR_K, DC_K):
-                out["overall"] = knn_radii_pair(fr, PR_K, DC_K)
-            for c in range(len(self.names)):
-                fc = fr[labels == c]
-                out["per_class"].append(knn_radii_pair(fc, PR_K, DC_K) if len(fc) > max(PR_K, DC_K) else None)
-            return out
-
-        meta = {"extractor": ext.info.get("key"), "test": self.digest("test"), "k": [PR_K, DC_K]}
-        if meta["extractor"] is None:
-            return compute()
-        return self._cached("radii", meta, compute)
-
-    def statistics(self, split: str = "train") -> dict[str, torch.Tensor]:
-        """image_statistics of the real training (or test) images."""
-        images = self.train.images if split == "train" else self.test.images
-        return self._cached("stats", {"data": self.digest(split)}, lambda: image_statistics(images))
-
-    def reference_metrics(self, ext: Extractor, seed: int, kid_subsets: int) -> dict[str, Any]:
-        """Feature metrics of real training images (as many per class as the test set has, seeded) vs the
-        real test images, overall and per-class FID: what a generator that reproduced the real distribution
-        exactly would score at these set sizes."""
-
-        def compute() -> dict[str, Any]:
-            fr, ftr = self.features(ext, "test"), self.features(ext, "train")
-            sel = matched_subset(self.train, self.test.counts(), seed)
-            ref = feature_metrics(fr, ftr[sel], n_boot=None, kid_subsets=kid_subsets, seed=seed)
-            lab = self.train.labels[sel]
-            ref["per_class_fid"] = [
-                fid(fr[self.test.labels == c], ftr[sel][lab == c])
-                if int((self.test.labels == c).sum()) >= 2 and int((lab == c).sum()) >= 2
-                else float("nan")
-                for c in range(len(self.names))
-            ]
-            return ref
-
-        meta = {
-            "extractor": ext.info.get("key"),
-            "train": self.digest("train"),
-            "test": self.digest("test"),
-            "seed": seed,
-            "kid_subsets": kid_subsets,
-        }
-        if meta["extractor"] is None:
-            return compute()
-        return dict(self._cached("ref", meta, compute))
-
-
 # ---------------------------------------------------------------------------------------------- subsets
-def matched_subset(s: ImageSet, counts: list[int], seed: int = 0) -> torch.Tensor:
-    """Indices of up to counts[c] images of each class c (seeded): FIDs are only comparable at equal sizes."""
-    g = torch.Generator().manual_seed(seed + 3)
-    out = []
-    for c, n in enumerate(counts):
-        idx = (s.labels == c).nonzero().flatten()
-        out.append(idx[torch.randperm(len(idx), generator=g)[:n]])
-    return torch.cat(out).sort().values
-
-
 def split_generated(
     gen: ImageSet, real_test_counts: list[int], seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,38 +107,6 @@ def stats_part(real: RealSide, gen: ImageSet) -> tuple[dict[str, Any], dict[str,
         r["class"] = "all"
     arrays = {"real": {s: rs[s].numpy() for s in STATISTICS}, "gen": {s: gs[s].numpy() for s in STATISTICS}}
     return {"per_class": rows, "overall": overall, "n_real": len(real.train), "n_gen": len(gen)}, arrays
-
-
-def feature_metrics(
-    fr: torch.Tensor,
-    fg: torch.Tensor,
-    *,
-    n_boot: int | None,
-    kid_subsets: int = DEFAULT_KID_SUBSETS,
-    seed: int = 0,
-    real_radii: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> dict[str, Any]:
-    """FID (with a percentile bootstrap interval of `n_boot` draws; None: no interval), KID (mean, std over
-    `kid_subsets` subsets of at most 1,000 rows), precision/recall (k = 3) and density/coverage (k = 5)
-    of real features `fr` vs generated features `fg`; metrics that need more rows are left out.
-    `real_radii`: `fr`'s k-NN radii (k = 3, 5) when the caller has them cached."""
-    n = min(len(fr), len(fg))
-    out: dict[str, Any] = {"n_real": len(fr), "n_gen": len(fg)}
-    if n < 2:
-        out["error"] = f"too few images ({len(fr)} real, {len(fg)} generated)"
-        return out
-    out["fid"] = fid(fr, fg)
-    if n_boot is not None:
-        lo, hi = bootstrap_ci(fid, fr, fg, n_boot=n_boot, seed=seed)
-        out["fid_ci"] = [lo, hi]
-    km, ks = kid(fr, fg, subsets=kid_subsets, subset_size=min(KID_SUBSET_SIZE, n), seed=seed)
-    out["kid_mean"], out["kid_std"] = km, ks
-    if n >= max(PR_K, DC_K) + 1:
-        out.update(precision_recall_density_coverage(fr, fg, k_pr=PR_K, k_dc=DC_K, real_radii=real_radii))
-    elif n >= PR_K + 1:
-        out["precision"], out["recall"] = precision_recall(fr, fg, k=PR_K)
-    out["warning"] = fid_sample_warning(len(fr), len(fg))
-    return out
 
 
 def features_part(

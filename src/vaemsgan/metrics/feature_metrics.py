@@ -337,3 +337,40 @@ def bootstrap_ci(
         vals[i] = float(v[0] if isinstance(v, tuple) else v)
     low, high = np.quantile(vals, [alpha / 2.0, 1.0 - alpha / 2.0])
     return float(low), float(high)
+
+
+DEFAULT_KID_SUBSETS = 50
+KID_SUBSET_SIZE = 1000
+PR_K, DC_K = 3, 5  # neighbours of precision/recall and of density/coverage
+
+
+def feature_metrics(
+    fr: torch.Tensor,
+    fg: torch.Tensor,
+    *,
+    n_boot: int | None,
+    kid_subsets: int = DEFAULT_KID_SUBSETS,
+    seed: int = 0,
+    real_radii: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """FID (with a percentile bootstrap interval of `n_boot` draws; None: no interval), KID (mean, std over
+    `kid_subsets` subsets of at most 1,000 rows), precision/recall (k = 3) and density/coverage (k = 5)
+    of real features `fr` vs generated features `fg`; metrics that need more rows are left out.
+    `real_radii`: `fr`'s k-NN radii (k = 3, 5) when the caller has them cached."""
+    n = min(len(fr), len(fg))
+    out: dict[str, Any] = {"n_real": len(fr), "n_gen": len(fg)}
+    if n < 2:
+        out["error"] = f"too few images ({len(fr)} real, {len(fg)} generated)"
+        return out
+    out["fid"] = fid(fr, fg)
+    if n_boot is not None:
+        lo, hi = bootstrap_ci(fid, fr, fg, n_boot=n_boot, seed=seed)
+        out["fid_ci"] = [lo, hi]
+    km, ks = kid(fr, fg, subsets=kid_subsets, subset_size=min(KID_SUBSET_SIZE, n), seed=seed)
+    out["kid_mean"], out["kid_std"] = km, ks
+    if n >= max(PR_K, DC_K) + 1:
+        out.update(precision_recall_density_coverage(fr, fg, k_pr=PR_K, k_dc=DC_K, real_radii=real_radii))
+    elif n >= PR_K + 1:
+        out["precision"], out["recall"] = precision_recall(fr, fg, k=PR_K)
+    out["warning"] = fid_sample_warning(len(fr), len(fg))
+    return out
