@@ -30,7 +30,10 @@ from vaemsgan.inference import load_model
 
 def nearest_other(images: torch.Tensor, labels: torch.Tensor, per_class: int) -> list[torch.Tensor]:
     """Per class: each of its first `per_class` images' RMS distance to the nearest other one of them."""
-    return [leave_one_out_nn(images[labels == c][:per_class]) for c in labels.unique(sorted=True).tolist()]
+    return [
+        leave_one_out_nn(images[labels == c][:per_class], contrast=False)
+        for c in labels.unique(sorted=True).tolist()
+    ]
 
 
 def summary(dists: list[torch.Tensor], twin: float) -> dict[str, object]:

@@ -166,3 +166,40 @@ def test_the_monitor_sees_samples_that_repeat_within_a_class(
     assert not any("twin" in w for w in mon.warnings())  # said once, not at every check
     mon.history.append({"step": 1100, **check})  # a check logged before the measure existed
     assert not any("twin" in w for w in mon.warnings())
+
+
+def test_near_copy_shares_of_another_pixel_distance_are_not_compared(
+    tmp_path: Path, tiny_config, tiny_images
+) -> None:
+    """Checks logged before the near-copy share was contrast-normalised (no `monitor/pixels`) measured in plain
+    grey levels, where bland samples scored up to 15%: read back as nan, they neither set the first share a
+    rise is measured from nor silence a warning."""
+    import json
+    import math
+
+    def check(step: int, near_copy: float, **extra: float) -> dict:
+        values = {
+            "kid": 300.0,
+            "coverage": 0.6,
+            "diversity": 1.0,
+            "diversity_min": 1.0,
+            "near_copy": near_copy,
+        }
+        return {"step": step, **{f"monitor/{k}": v for k, v in {**values, **extra}.items()}}
+
+    run = tmp_path / "run"
+    run.mkdir()
+    old = [check(s, 0.15, space=0.0) for s in (100, 200, 300)]  # plain grey levels, untagged
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    mon = monitor_mod.Monitor(tiny_config(train={"monitor_classifier": "quick"}), tiny_images, run)
+    mon.setup = lambda log: setattr(mon, "ready", True)  # type: ignore[method-assign]
+    mon.plot = lambda path: None  # type: ignore[method-assign]
+    lines: list[str] = []
+    for step, share in ((400, 0.0), (500, 0.12)):
+        new = {k[len("monitor/") :]: v for k, v in check(step, share).items() if k != "step"}
+        mon.measure = lambda sample, new=new: new  # type: ignore[method-assign]
+        rec = mon(lambda z, y: z, step, lines.append).record
+        assert rec["monitor/pixels"] == monitor_mod.PIXEL_DISTANCE_CODE
+    assert [r["step"] for r in mon.history] == [100, 200, 300, 400, 500]  # the old checks still count
+    assert all(math.isnan(r["near_copy"]) for r in mon.history[:3])
+    assert any("12% of the samples are near-copies" in line for line in lines)

@@ -221,7 +221,9 @@ def memorisation_part(
     names = real.names
     fg = ext(gen.images) if gen_features is None else gen_features
     ref = real.nn_reference(ext)
-    g_pix, g_pix_i = pixel_nn(gen.images, real.train.images, real.training_pixel_index(len(gen)))
+    g_pix, g_pix_i = pixel_nn(
+        gen.images, real.train.images, real.training_pixel_index(len(gen)), contrast=True
+    )
     g_feat, _ = nearest_neighbours(fg, real.features(ext, "train"))
     out: dict[str, Any] = {
         "pixels": memorisation_summary(g_pix, ref["pixel"]),
@@ -230,6 +232,13 @@ def memorisation_part(
         "n_train": len(real.train),
         "n_reference": len(real.test),
     }
+    # Distance 0 is the same picture up to brightness and contrast (or two flat images): an exact copy is one
+    # equal to its nearest training image pixel for pixel.
+    zero = (g_pix == 0).nonzero().flatten().tolist()
+    out["pixels"]["at_distance_zero"] = len(zero)
+    out["pixels"]["exact_copies"] = sum(
+        bool(gen.images[i].equal(real.train.images[g_pix_i[i]])) for i in zero
+    )
     pairs = closest_pairs(g_pix, g_pix_i, k=CLOSEST_PAIRS)
     out["closest_pairs"] = [
         {"generated": i, "train": j, "pixel_distance": d, "class": names[int(gen.labels[i])]}

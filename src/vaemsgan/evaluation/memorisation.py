@@ -46,25 +46,29 @@ NEAR_COPY_PERCENTILE = 1.0
 # CPU-minutes on, 0% at 5. In plain pixels a bland CIFAR-10 run without repeats had 24%: hence the normalising.
 TWIN_FRACTION = 0.4
 TWIN_PER_CLASS = 50
-# What `pixel_nn` measures by default (evaluation caches key their pixel distances and indexes by it).
-PIXEL_DISTANCE = "contrast-normalised"
 # A standard deviation under this many grey levels counts as this many (a flat image is not blown up to noise).
 MIN_PIXEL_STD = 1.0
+# What `pixel_nn` measures by default (evaluation caches key their pixel distances and indexes by it).
+PIXEL_DISTANCE = f"standardised, std at least {MIN_PIXEL_STD:g}"
 # A twin share above this is a generator repeating itself (the monitor warns, the report says so).
 TWIN_WARN_SHARE = 0.1
 
 
-def _flat_pixels(images: torch.Tensor, contrast: bool = False) -> torch.Tensor:
-    """Rows of grey levels (float32, exact), or with `contrast` each row standardised (module docstring): computed
-    in float64 row by row, so two equal images give equal rows and an exact copy stays at distance 0."""
+def pixel_rows(images: torch.Tensor, contrast: bool) -> torch.Tensor:
+    """uint8 images as float32 rows of grey levels (exact), or with `contrast` each row standardised (module
+    docstring), in float64 a block of rows at a time (bounded memory): two equal images give equal rows, so an
+    exact copy stays at distance 0."""
     if images.dtype != torch.uint8:
         raise ConfigError(f"pixel distances are defined on uint8 images, got {images.dtype}")
     x = images.reshape(len(images), -1)
     if not contrast:
         return x.float()
-    x = x.double()
-    std = x.std(1, unbiased=False, keepdim=True).clamp_min(MIN_PIXEL_STD)
-    return ((x - x.mean(1, keepdim=True)) / std).float()
+    out = torch.empty(x.shape, dtype=torch.float32)
+    for s in range(0, len(x), 2048):
+        b = x[s : s + 2048].double()
+        std = b.std(1, unbiased=False, keepdim=True).clamp_min(MIN_PIXEL_STD)
+        out[s : s + 2048] = (b - b.mean(1, keepdim=True)) / std
+    return out
 
 
 def _exact_best(
@@ -221,19 +225,25 @@ def nearest_neighbours(
 
 
 def pixel_nn(
-    query: torch.Tensor, ref: torch.Tensor, index: ProjectionIndex | None = None, contrast: bool = True
+    query: torch.Tensor,
+    ref: torch.Tensor,
+    index: ProjectionIndex | None = None,
+    *,
+    contrast: bool = True,
+    ref_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """NN in pixel space, contrast-normalised (module docstring) or with `contrast=False` as the RMS grey-level
-    difference (0-255), and the index of the nearest `ref` image; `index`: `pixel_index(ref, contrast)` when
-    the caller has it."""
-    q, r = _flat_pixels(query, contrast), _flat_pixels(ref, contrast)
+    difference (0-255), and the index of the nearest `ref` image. `index`: `pixel_index(ref, contrast=...)`,
+    `ref_rows`: `pixel_rows(ref, contrast)`, when the caller has them (the same `contrast`)."""
+    q = pixel_rows(query, contrast)
+    r = pixel_rows(ref, contrast) if ref_rows is None else ref_rows
     d, i = nearest_neighbours(q, r, index)
     return d / math.sqrt(query[0].numel() if len(query) else 1), i
 
 
-def pixel_index(ref: torch.Tensor, contrast: bool = True) -> ProjectionIndex:
+def pixel_index(ref: torch.Tensor, *, contrast: bool = True) -> ProjectionIndex:
     """The ProjectionIndex of uint8 reference images for `pixel_nn` with the same `contrast`."""
-    return projection_index(_flat_pixels(ref, contrast))
+    return projection_index(pixel_rows(ref, contrast))
 
 
 def near_copy_threshold(reference_nn: torch.Tensor, percentile: float = NEAR_COPY_PERCENTILE) -> float:
@@ -283,10 +293,10 @@ def mean_pairwise_distance(feats: torch.Tensor, max_n: int = 500, seed: int = 0)
     return float(torch.pdist(x).mean())  # pdist works on differences: identical rows give exactly 0
 
 
-def leave_one_out_nn(images: torch.Tensor, contrast: bool = False) -> torch.Tensor:
-    """Pixel RMS distance (0-255) of each image to its nearest *other* image of the set; with `contrast`, the
-    contrast-normalised distance (module docstring)."""
-    x = _flat_pixels(images, contrast).double()
+def leave_one_out_nn(images: torch.Tensor, *, contrast: bool = True) -> torch.Tensor:
+    """The pixel distance of each image to its nearest *other* image of the set: contrast-normalised (module
+    docstring), or with `contrast=False` the RMS grey-level difference (0-255)."""
+    x = pixel_rows(images, contrast).double()
     out = torch.empty(len(x), dtype=torch.float64)
     sq = (x * x).sum(1)
     for s in range(0, len(x), 512):
@@ -307,11 +317,7 @@ def twin_thresholds(
     out = []
     for c in range(num_classes):
         x = images[labels == c][:per_class]
-        thr = (
-            TWIN_FRACTION * float(leave_one_out_nn(x, contrast=True).median())
-            if len(x) >= 2
-            else float("nan")
-        )
+        thr = TWIN_FRACTION * float(leave_one_out_nn(x).median()) if len(x) >= 2 else float("nan")
         out.append((thr if thr > 0 else float("nan"), len(x)))
     return out
 
@@ -324,7 +330,7 @@ def twin_shares(images: torch.Tensor, labels: torch.Tensor, refs: list[tuple[flo
     for c, (thr, n) in enumerate(refs):
         x = images[labels == c][:n]
         ok = n >= 2 and len(x) == n and not math.isnan(thr)
-        out.append(float((leave_one_out_nn(x, contrast=True) < thr).double().mean()) if ok else float("nan"))
+        out.append(float((leave_one_out_nn(x) < thr).double().mean()) if ok else float("nan"))
     return out
 
 

@@ -51,6 +51,7 @@ from vaemsgan.evaluation.memorisation import (
     mean_share,
     near_copy_threshold,
     pixel_nn,
+    pixel_rows,
     twin_shares,
     twin_thresholds,
 )
@@ -98,6 +99,9 @@ MONITOR_KEYS = (
 )  # what `measure` returns
 # Keys added later: a run logged before them is read back with nan there (its checks still count on resume).
 LATER_MONITOR_KEYS = ("repeats",)
+# The near-copy share's pixel distance, logged with every check (`monitor/pixels`): checks logged without it
+# measured in plain grey levels (before session 17), whose shares are not comparable; they are read back as nan.
+PIXEL_DISTANCE_CODE = 1.0
 BETTER = {"kid": -1, "coverage": +1, "diversity": +1}
 # A run has reached quality (so that a KID rise can be a collapse) once a check had a KID at most this share of
 # the first check's (the first checks of healthy Fashion-MNIST runs fall 300 -> 50 within a few hundred steps)
@@ -146,6 +150,7 @@ class Monitor:
         self.real, self.real_labels = images[sub], labels[sub]
         ref = torch.randperm(len(images), generator=g)[:NN_REFERENCE].sort().values
         self.nn_ref = images[ref]
+        self.nn_rows = pixel_rows(self.nn_ref, contrast=True)  # standardised once, searched at every check
         self.threshold = near_copy_threshold(leave_one_out_nn(self.nn_ref, contrast=True))
         self.extractor: Extractor = domain_extractor(
             images, labels, self.class_names, monitor_classifier(self.cfg), seed=seed
@@ -220,6 +225,8 @@ class Monitor:
             needed = (k for k in MONITOR_KEYS if k not in LATER_MONITOR_KEYS)
             if all(key in rec.values for key in needed) and rec.values.get("space", 0.0) == self.space:
                 values = {k: rec.values.get(k, float("nan")) for k in MONITOR_KEYS}
+                if rec.values.get("pixels") != PIXEL_DISTANCE_CODE:
+                    values["near_copy"] = float("nan")
                 by_step[rec.step] = {"step": rec.step, **values}
         return [by_step[s] for s in sorted(by_step)]
 
@@ -240,7 +247,7 @@ class Monitor:
             real_div = self.real_div[c] if self.y is not None else mean_pairwise_distance(self.real_feats)
             if len(mine) > 1 and real_div > 0:
                 ratios.append(mean_pairwise_distance(mine) / real_div)
-        gen_nn, _ = pixel_nn(imgs, self.nn_ref)
+        gen_nn, _ = pixel_nn(imgs, self.nn_ref, contrast=True, ref_rows=self.nn_rows)
         repeats = mean_share(twin_shares(imgs, labels, self.twin_refs))
         return {
             "kid": float(kid_mean),
@@ -277,6 +284,7 @@ class Monitor:
         record: dict[str, Any] = {"step": step, **{f"monitor/{k}": v for k, v in values.items()}}
         record["monitor/best"] = float(improved)
         record["monitor/space"] = self.space
+        record["monitor/pixels"] = PIXEL_DISTANCE_CODE
         record["monitor/seconds"] = time.perf_counter() - t0
         for line in self.warnings():
             log(f"warning: {line}")
@@ -391,10 +399,18 @@ class Monitor:
                 f"step {now['step']}: one class's samples are far less varied than its real images "
                 f"({now['diversity_min']:.2f} of the data's diversity): partial mode collapse"
             )
-        if now["near_copy"] > max(0.05, 2 * prev["near_copy"]) and now["near_copy"] > h[0]["near_copy"]:
+        # Shares logged in another pixel distance (nan) are not compared: a lower one counts as 0 and the first
+        # check is the first comparable one.
+        copies = [r for r in h if not math.isnan(r["near_copy"])]
+        prev_copy = 0.0 if math.isnan(prev["near_copy"]) else prev["near_copy"]
+        if (
+            not math.isnan(now["near_copy"])
+            and now["near_copy"] > max(0.05, 2 * prev_copy)
+            and now["near_copy"] > copies[0]["near_copy"]
+        ):
             out.append(
                 f"step {now['step']}: {now['near_copy']:.0%} of the samples are near-copies of training images "
-                f"(expected about 1% for new images; {prev['near_copy']:.0%} at step {prev['step']}): the "
+                f"(expected about 1% for new images; {prev_copy:.0%} at step {prev['step']}): the "
                 "generator is memorising; consider stronger augmentation or stopping at best.pt"
             )
         # Said at a new high only (not at every check of a long run), and not in the warm-up; highs of the

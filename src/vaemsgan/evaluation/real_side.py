@@ -122,7 +122,9 @@ class RealSide:
         (contrast-normalised, memorisation.py) and in `ext`'s features: the memorisation reference."""
 
         def compute() -> dict[str, torch.Tensor]:
-            pix, _ = pixel_nn(self.test.images, self.train.images, self.training_pixel_index(len(self.test)))
+            pix, _ = pixel_nn(
+                self.test.images, self.train.images, self.training_pixel_index(len(self.test)), contrast=True
+            )
             feat, _ = nearest_neighbours(self.features(ext, "test"), self.features(ext, "train"))
             return {"pixel": pix, "feature": feat}
 
@@ -141,7 +143,7 @@ class RealSide:
         # The index's layout enters the key: a file from another layout is recomputed, never misread.
         meta = {"train": self.digest("train"), "dims": PROJ_DIMS, "layout": ProjectionIndex.LAYOUT}
         meta["pixels"] = PIXEL_DISTANCE
-        d = self._cached("pixel-index", meta, lambda: pixel_index(images).as_dict())
+        d = self._cached("pixel-index", meta, lambda: pixel_index(images, contrast=True).as_dict())
         return ProjectionIndex.from_dict(d)
 
     def test_radii(self, ext: Extractor) -> dict[str, Any]:
