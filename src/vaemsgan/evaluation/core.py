@@ -38,7 +38,7 @@ from vaemsgan.evaluation.memorisation import (
     twin_shares,
     twin_thresholds,
 )
-from vaemsgan.evaluation.real_side import Log, RealSide, matched_subset
+from vaemsgan.evaluation.real_side import Log, RealSide, matched_subset, quiet
 from vaemsgan.metrics import STATISTICS, class_table, image_statistics
 from vaemsgan.metrics.feature_metrics import DEFAULT_KID_SUBSETS, feature_metrics
 from vaemsgan.utils.threads import map_side_by_side
@@ -60,10 +60,6 @@ __all__ = [  # RealSide, matched_subset and feature_metrics were defined here be
 ]
 
 CLOSEST_PAIRS = 12
-
-
-def _quiet(msg: str) -> None:
-    pass
 
 
 def labelled(s: ImageSet) -> LabelledImages:
@@ -225,20 +221,20 @@ def memorisation_part(
         gen.images, real.train.images, real.training_pixel_index(len(gen)), contrast=True
     )
     g_feat, _ = nearest_neighbours(fg, real.features(ext, "train"))
+    # Distance 0 is the same picture up to brightness and contrast (or two flat images): an exact copy is one
+    # equal to its nearest training image pixel for pixel.
+    zero = (g_pix == 0).nonzero().flatten().tolist()
+    exact = sum(bool(gen.images[i].equal(real.train.images[g_pix_i[i]])) for i in zero)
     out: dict[str, Any] = {
-        "pixels": memorisation_summary(g_pix, ref["pixel"]),
+        "pixels": {
+            **memorisation_summary(g_pix, ref["pixel"], exact_copies=exact),
+            "at_distance_zero": len(zero),
+        },
         "features": memorisation_summary(g_feat, ref["feature"]),
         "n_gen": len(gen),
         "n_train": len(real.train),
         "n_reference": len(real.test),
     }
-    # Distance 0 is the same picture up to brightness and contrast (or two flat images): an exact copy is one
-    # equal to its nearest training image pixel for pixel.
-    zero = (g_pix == 0).nonzero().flatten().tolist()
-    out["pixels"]["at_distance_zero"] = len(zero)
-    out["pixels"]["exact_copies"] = sum(
-        bool(gen.images[i].equal(real.train.images[g_pix_i[i]])) for i in zero
-    )
     pairs = closest_pairs(g_pix, g_pix_i, k=CLOSEST_PAIRS)
     out["closest_pairs"] = [
         {"generated": i, "train": j, "pixel_distance": d, "class": names[int(gen.labels[i])]}
@@ -292,7 +288,7 @@ def gain_arms(
         name = f"class-errors#{WEAKNESS_FOLDS}folds"
         if real_memo is not None and name in real_memo:
             return [float(e) for e in real_memo[name]]
-        (log or _quiet)(
+        (log or quiet)(
             f"weak classes: {WEAKNESS_FOLDS}-fold cross-validation of the baseline on the real images"
         )
         err = class_errors(labelled(real.train), len(real.names), options.classifier, options.policy)
@@ -315,7 +311,7 @@ def gain_arms(
         seed=seed,
         truncation=truncation,
         scorer=scorer,
-        progress=log or _quiet,
+        progress=log or quiet,
         errors=errors,
     )
 
@@ -338,7 +334,7 @@ def gain_part(
     earlier); `real_memo` and `journal` as in run_gain_study."""
     from vaemsgan.evaluation.gain import run_gain_study
 
-    log = log or _quiet
+    log = log or quiet
     if arms is None:
         arms = gain_arms(
             model,

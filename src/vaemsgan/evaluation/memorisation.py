@@ -254,16 +254,20 @@ def near_copy_threshold(reference_nn: torch.Tensor, percentile: float = NEAR_COP
 
 
 def memorisation_summary(
-    gen_nn: torch.Tensor, ref_nn: torch.Tensor, percentile: float = NEAR_COPY_PERCENTILE
+    gen_nn: torch.Tensor,
+    ref_nn: torch.Tensor,
+    percentile: float = NEAR_COPY_PERCENTILE,
+    exact_copies: int | None = None,
 ) -> dict[str, float]:
-    """Threshold, near-copy share and NN-distance summaries of generated vs real reference images."""
+    """Threshold, near-copy share and NN-distance summaries of generated vs real reference images.
+    `exact_copies`: the count when the caller compares the images themselves (None: those at distance 0)."""
     thr = near_copy_threshold(ref_nn, percentile)
     g, r = gen_nn.double(), ref_nn.double()
     return {
         "threshold": thr,
         "near_copy_share": float((g <= thr).double().mean()) if len(g) else float("nan"),
         "near_copies": int((g <= thr).sum()),
-        "exact_copies": int((g == 0).sum()),
+        "exact_copies": int((g == 0).sum()) if exact_copies is None else exact_copies,
         "gen_nn_median": float(g.median()) if len(g) else float("nan"),
         "gen_nn_mean": float(g.mean()) if len(g) else float("nan"),
         "real_nn_median": float(r.median()),

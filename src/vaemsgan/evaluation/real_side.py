@@ -30,8 +30,8 @@ from vaemsgan.metrics.feature_metrics import DC_K, PR_K, feature_metrics
 Log = Callable[[str], None]
 
 
-def _quiet(msg: str) -> None:
-    pass
+def quiet(msg: str) -> None:
+    """A log that says nothing."""
 
 
 def matched_subset(s: ImageSet, counts: list[int], seed: int = 0) -> torch.Tensor:
@@ -62,7 +62,7 @@ class RealSide:
     ) -> None:
         self.train, self.test = train, test
         self.cache_dir, self.cache = cache_dir, cache
-        self.log = log or _quiet
+        self.log = log or quiet
         self.hits: list[str] = []
         self._memo: dict[str, Any] = {}
         self._digests: dict[str, str] = {}
