@@ -490,6 +490,22 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
         size_lines(reported, table["trained"]["6"], runs6)
     )
     assert pool_size(6, runs6, ["trouser", "bag"], 1000.0)["target_met"] is False
+    # Checkpoints deleted (to save disk, or lost with a machine) after the evaluation: the run's evaluation on
+    # disk is pooled as it is under the same settings; under others there is nothing to evaluate, said clearly.
+    import shutil
+
+    last = [*args, "--seeds", "2", "--gain-ratios", "0.5,1", "--gain-temperatures", "0.5,1",
+            "--gain-interpolation", "0.25,0.75", "--gain-weak-classes", "yes"]  # fmt: skip
+    pooled = json.loads((out / "gain.json").read_text())["sizes"]
+    shutil.rmtree(out / "n6" / "runs" / "scarce" / "train")
+    capsys.readouterr()
+    assert main(last) == 0
+    err = capsys.readouterr().err
+    assert "scarce: no checkpoint left, its evaluation on disk (gain.json) is pooled" in err
+    assert "train scarce" not in err and "evaluate scarce" not in err
+    assert json.loads((out / "gain.json").read_text())["sizes"] == pooled
+    assert main([*last[:-2], "--gain-weak-classes", "no"]) == 2
+    assert "no such checkpoint file or run folder" in capsys.readouterr().err
 
 
 def test_curves_plot_accepts_an_fid_interval_above_its_estimate(tmp_path: Path) -> None:

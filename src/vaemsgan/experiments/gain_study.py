@@ -207,6 +207,15 @@ def eval_key(opts: ReproduceOptions, checkpoint_sha: str) -> dict[str, Any]:
 _NOT_FIT_SETTINGS = ("eval_seeds", "temperatures", "interpolation", "weak_classes", "recon_per_class")
 
 
+def _same_but_checkpoint(key: Any, want: dict[str, Any]) -> bool:
+    """Whether an evaluation key holds the settings of `want` (an eval_key), whatever its checkpoint."""
+    if not isinstance(key, dict) or not key.get("checkpoint_sha256"):
+        return False
+    return {k: v for k, v in key.items() if k != "checkpoint_sha256"} == {
+        k: v for k, v in want.items() if k != "checkpoint_sha256"
+    }
+
+
 def fits_key(key: dict[str, Any]) -> dict[str, Any]:
     """The part of an evaluation key (eval_key) that every journalled classifier result depends on."""
     out = {k: v for k, v in key.items() if k not in _NOT_FIT_SETTINGS}
@@ -237,13 +246,22 @@ def evaluate_gain_run(
     """The gain study, the judge's view of the pools and the reconstruction quality of one trained run;
     read from OUT/.../<result_name>.json when it holds the same settings and checkpoint."""
     from vaemsgan.checkpoint import resolve_checkpoint
+    from vaemsgan.errors import CheckpointError
     from vaemsgan.inference import load_model
     from vaemsgan.utils.io import file_sha256
 
-    ckpt = resolve_checkpoint(plan.folder / "train", prefer_best=True)
-    key = eval_key(opts, file_sha256(ckpt))
     path = plan.folder / f"{result_name(opts)}.json"
     prev = _read_json(path)
+    try:
+        ckpt = resolve_checkpoint(plan.folder / "train", prefer_best=True)
+    except CheckpointError:
+        # Checkpoints deleted to save disk (or lost with a machine) after the run was evaluated: its training
+        # marker matched (train_curve_run), so its evaluation under the same settings still stands.
+        if prev is None or opts.force or not _same_but_checkpoint(prev.get("eval_key"), eval_key(opts, "")):
+            raise
+        log(f"{plan.name}: no checkpoint left, its evaluation on disk ({path.name}) is pooled")
+        return prev
+    key = eval_key(opts, file_sha256(ckpt))
     if prev is not None and prev.get("eval_key") == key and not opts.force:
         log(f"{plan.name}: evaluated earlier, kept")
         return prev
