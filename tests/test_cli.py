@@ -147,8 +147,8 @@ def test_presets_command_lists_and_prints_yaml(capsys) -> None:
 
 def test_config_file_round_trip(cli_run, tmp_path) -> None:
     """A run's config.yaml trains an identical config; flags override it."""
-    from vaemsgan.cli.commands import resolve_train_config
     from vaemsgan.cli.main import build_parser
+    from vaemsgan.cli.train_cmd import resolve_train_config
 
     _, run = cli_run
     args = build_parser().parse_args(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vaemsgan.cli.commands import resolve_train_config
 from vaemsgan.cli.main import build_parser
+from vaemsgan.cli.train_cmd import resolve_train_config
 from vaemsgan.config import Config, apply_overrides, validate
 from vaemsgan.errors import ConfigError
 from vaemsgan.models import build_networks

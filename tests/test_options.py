@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaemsgan.cli import commands
+from vaemsgan.cli import commands, train_cmd
 from vaemsgan.cli.main import build_parser, main
 from vaemsgan.cli.options import MAX_SEED, ClassList, Num, NumList, numeric_actions
 from vaemsgan.config import Config, apply_overrides
@@ -121,7 +121,7 @@ def test_every_numeric_option_of_every_command_is_range_checked() -> None:
 def test_config_mapped_options_agree_with_the_config_ranges() -> None:
     """A value train's option accepts is accepted by the config key it sets, at both ends of the range."""
     train = {a.dest: a for cmd, a in CHECKED if cmd == "train"}
-    for flag, (key, _) in commands.TRAIN_FLAGS.items():
+    for flag, (key, _) in train_cmd.TRAIN_FLAGS.items():
         a = train.get(flag)
         if a is None or not isinstance(a.type, Num):
             continue

@@ -253,3 +253,16 @@ def interpolation_range(text: str) -> tuple[float, ...]:
     if mix is None:
         raise argparse.ArgumentTypeError("must be LO,HI (e.g. 0.25,0.75) or none, got ''")
     return mix
+
+
+# Option types and helpers more than one command shares.
+RESOLUTIONS = (16, 32, 64, 128, 256)
+SEED = Num(int, 0, MAX_SEED)
+GEN_PER_CLASS = Num(int, 1, MAX_GENERATED_PER_CLASS)
+
+
+def device_of(name: str) -> Any:
+    """The torch.device an option names (`auto`, `cpu`, `cuda`, `cuda:N`), checked."""
+    from vaemsgan.inference import resolve_device
+
+    return resolve_device(name)
