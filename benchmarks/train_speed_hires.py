@@ -6,7 +6,9 @@ Each configuration runs in its own process, one thread: a few warm-up steps, the
 of `steps` generator steps; images per CPU-second = steps * batch * n_critic / process CPU time (the clock of
 `--clock cpu` budgets); a repeat is 16 steps, a multiple of every R1 interval (4, 16). Reported: the median over repeats, the ratio to the `before` row of the same size
 (the speed-up), the step's FLOPs and its share of this machine's one-thread FP32 matmul peak.
-Usage: python benchmarks/train_speed_hires.py [--quick]
+A second table puts the paper's full network (`paper` preset, as shipped) beside `scarce` as shipped at 64 px:
+what a CPU-minute buys in steps of each (`--presets` runs that table alone).
+Usage: python benchmarks/train_speed_hires.py [--quick] [--presets]
 """
 
 from __future__ import annotations
@@ -45,9 +47,8 @@ def run(p: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     peak = efficiency.mm_peak(repeats=3)
-    tr = train_speed.make_trainer(
-        p["preset"], p["res"], 1, p["batch"], {**VARIANTS[p["variant"]], **p.get("overrides", {})}
-    )
+    variant = VARIANTS.get(p["variant"], {})  # "shipped": the preset as it is
+    tr = train_speed.make_trainer(p["preset"], p["res"], 1, p["batch"], {**variant, **p.get("overrides", {})})
     step = lambda: train_speed.train_step(tr)  # noqa: E731
     for _ in range(2):
         step()
@@ -81,8 +82,33 @@ COLS = ["preset", "variant", "size", "batch", "cpu_s_per_step", "images_per_cpu_
         "ratio_to_peak", "peak_rss_mb"]  # fmt: skip
 
 
-def main(quick: bool = False) -> dict[str, Any]:
+def preset_rows(quick: bool) -> list[dict[str, Any]]:
+    """The paper's network and `scarce` as shipped at 64 px; steps per CPU-minute beside each."""
+    rows = []
+    for preset in ("paper", "scarce"):
+        steps, repeats = (1, 2) if quick else ((4, 3) if preset == "paper" else (16, 3))
+        p = {"preset": preset, "variant": "shipped", "res": 64, "batch": 32, "threads": 1}
+        row = C.run_child(SCRIPT, {**p, "steps": steps, "repeats": repeats})
+        if row.get("cpu_s_per_step"):
+            row["steps_per_cpu_min"] = round(60 / row["cpu_s_per_step"], 1)
+        rows.append(row)
+    if rows[0].get("cpu_s_per_step") and rows[1].get("cpu_s_per_step"):
+        rows[0]["cost_vs_scarce"] = round(rows[0]["cpu_s_per_step"] / rows[1]["cpu_s_per_step"], 1)
+    print("\nThe paper's network against scarce at 64 px (as shipped, batch 32, one thread, median)")
+    print(C.table(rows, ["preset", "size", "cpu_s_per_step", "steps_per_cpu_min", "images_per_cpu_s",
+                         "cost_vs_scarce", "step_gflop", "ratio_to_peak"]))  # fmt: skip
+    return rows
+
+
+def main(quick: bool = False, presets_only: bool = False) -> dict[str, Any]:
     machine = C.machine()
+    if presets_only:
+        return {
+            "benchmark": "train_speed_hires",
+            "machine": machine,
+            "rows": [],
+            "presets": preset_rows(quick),
+        }
     rows = []
     sizes = [64] if quick else [64, 128]
     for res in sizes:
@@ -99,9 +125,10 @@ def main(quick: bool = False) -> dict[str, Any]:
             rows.append(row)
     print("\nTraining speed at high resolution (scarce, batch 32, one thread, images per CPU-second, median)")
     print(C.table(rows, COLS))
-    return {"benchmark": "train_speed_hires", "machine": machine, "rows": rows}
+    return {"benchmark": "train_speed_hires", "machine": machine, "rows": rows, "presets": preset_rows(quick)}
 
 
 if __name__ == "__main__":
     if not C.child_main(run):
-        print(C.write_result("train_speed_hires", main(quick="--quick" in sys.argv)))
+        name = "train_speed_hires-presets" if "--presets" in sys.argv else "train_speed_hires"
+        print(C.write_result(name, main(quick="--quick" in sys.argv, presets_only="--presets" in sys.argv)))
