@@ -490,6 +490,14 @@ def test_gain_quick_end_to_end_and_resume(tmp_path: Path, capsys: pytest.Capture
         size_lines(reported, table["trained"]["6"], runs6)
     )
     assert pool_size(6, runs6, ["trouser", "bag"], 1000.0)["target_met"] is False
+    # The report names the GAN seeds it pooled, not the --seeds asked (a call limited by --runs pools fewer).
+    from vaemsgan.experiments.gain_report import write_gain
+
+    one = pool_size(6, runs6[:1], ["trouser", "bag"], None)
+    meta = {"command_options": {"seeds": 2}, "result_name": "one", "budget_minutes": 1}
+    write_gain([one], {6: table["trained"]["6"][:1]}, {6: runs6[:1]}, tmp_path / "one", meta, "t")
+    assert ", 1 GAN seed(s);" in (tmp_path / "one" / "one.md").read_text()
+    assert ", 2 GAN seed(s);" in (out / "gain.md").read_text()
     # Checkpoints deleted (to save disk, or lost with a machine) after the evaluation: the run's evaluation on
     # disk is pooled as it is under the same settings; under others there is nothing to evaluate, said clearly.
     import shutil

@@ -272,12 +272,14 @@ def write_gain(
     """OUT/<name>.md, .json, .png (name: `result_name`, 'gain' with the default classifier settings)."""
     o = meta.get("command_options", {})
     name = str(meta.get("result_name", "gain"))
+    # the GAN seeds pooled, not the --seeds asked: a call limited by --runs pools fewer
+    gan_seeds = sorted({s["gan_seeds"] for s in summaries}) or [o.get("seeds")]
     lines = [
         f"# {title}",
         "",
         f"Real data: {o.get('data')} at {o.get('resolution')} px, a seeded subset (seed 0) of N images per "
         f"class, the whole test split; GAN: `scarce` preset, {meta.get('budget_minutes'):g} CPU-minutes per "
-        f"run, {o.get('seeds')} GAN seed(s); classifiers: {o.get('classifier_steps')} steps, "
+        f"run, {'/'.join(str(g) for g in gan_seeds)} GAN seed(s); classifiers: {o.get('classifier_steps')} steps, "
         f"augmentation of the baseline and every synthetic arm: {o.get('gain_policy', 'classical')}, "
         f"{o.get('eval_seeds')} seed(s), ratios {', '.join(f'{r:g}x' for r in o.get('gain_ratios', []))}, "
         f"variation temperatures {', '.join(f'{t:g}' for t in o.get('gain_temperatures', []))}"
