@@ -297,10 +297,13 @@ def mean_pairwise_distance(feats: torch.Tensor, max_n: int = 500, seed: int = 0)
     return float(torch.pdist(x).mean())  # pdist works on differences: identical rows give exactly 0
 
 
-def leave_one_out_nn(images: torch.Tensor, *, contrast: bool = True) -> torch.Tensor:
+def leave_one_out_nn(
+    images: torch.Tensor, *, contrast: bool = True, rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """The pixel distance of each image to its nearest *other* image of the set: contrast-normalised (module
-    docstring), or with `contrast=False` the RMS grey-level difference (0-255)."""
-    x = pixel_rows(images, contrast).double()
+    docstring), or with `contrast=False` the RMS grey-level difference (0-255). `rows`: `pixel_rows(images,
+    contrast)` when the caller has them."""
+    x = (pixel_rows(images, contrast) if rows is None else rows).double()
     out = torch.empty(len(x), dtype=torch.float64)
     sq = (x * x).sum(1)
     for s in range(0, len(x), 512):

@@ -151,7 +151,7 @@ class Monitor:
         ref = torch.randperm(len(images), generator=g)[:NN_REFERENCE].sort().values
         self.nn_ref = images[ref]
         self.nn_rows = pixel_rows(self.nn_ref, contrast=True)  # standardised once, searched at every check
-        self.threshold = near_copy_threshold(leave_one_out_nn(self.nn_ref, contrast=True))
+        self.threshold = near_copy_threshold(leave_one_out_nn(self.nn_ref, contrast=True, rows=self.nn_rows))
         self.extractor: Extractor = domain_extractor(
             images, labels, self.class_names, monitor_classifier(self.cfg), seed=seed
         )
