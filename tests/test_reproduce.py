@@ -196,6 +196,30 @@ def test_trainer_deadline_stops_at_a_step_boundary(tiny_config, tiny_images, tmp
     assert Trainer(tiny_config(), tiny_images, tmp_path / "r2", progress=False).train(2).step == 2
 
 
+def test_budget_progress_bar_counts_steps_without_a_made_up_total(
+    tiny_config, tiny_images, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A run under a time budget with no step cap (reproduce's runs) must not show a step total of 10**9
+    and its ETA of years: the bar counts steps and says how much of the budget is left."""
+    from vaemsgan.config import UNCAPPED_STEPS
+    from vaemsgan.training.trainer import Trainer
+
+    cfg = tiny_config()
+    cfg.train.log_every = 1
+    ticks = iter(range(0, 10**6, 30))  # 30 clock-seconds a call
+    trainer = Trainer(cfg, tiny_images, tmp_path / "run", progress=True, log=lambda m: None)
+    trainer.train(UNCAPPED_STEPS, deadline=240, clock=lambda: float(next(ticks)))
+    err = capsys.readouterr().err
+    assert "time budget ends" in err and "budget_left=" in err
+    assert str(UNCAPPED_STEPS) not in err and "%|" not in err  # no step total, so no percentage
+    left = [float(x.split("min")[0]) for x in err.split("budget_left=")[1:]]
+    assert left[-1] < left[0] <= 4.0  # it counts down from the 4-minute budget
+
+    # A real step cap keeps its total (and its ETA) under a budget.
+    Trainer(cfg, tiny_images, tmp_path / "r2", progress=True).train(3, deadline=10**6, clock=lambda: 0.0)
+    assert "3/3" in capsys.readouterr().err
+
+
 def test_train_cli_budget_minutes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     base = [
         "train",

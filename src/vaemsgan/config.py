@@ -168,6 +168,10 @@ class LossConfig:
     )
 
 
+# A step count that never binds: the runs of `reproduce` set it so that their time budget ends them.
+UNCAPPED_STEPS = 10**9
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = _opt(64, lo=2, hi=65536)

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from vaemsgan.config import UNCAPPED_STEPS
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import OutputExistsError
 from vaemsgan.experiments.context import _read_json, judge_config, judge_key
@@ -85,7 +86,7 @@ def _train_curve_run(plan: Any, ctx: Any, opts: Any, marks: list[float]) -> dict
     cfg = plan.cfg
     cfg.train.snapshot_minutes = list(marks)
     if opts.quick:  # the smoke test's 3-step cap would end the run before its (tiny) marks
-        cfg.train.steps = 10**9
+        cfg.train.steps = UNCAPPED_STEPS
     want = learning_config(cfg.to_dict())
     marker = _read_json(plan.folder / "TRAINED.json")
     if (

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from vaemsgan.config import Config
+from vaemsgan.config import UNCAPPED_STEPS, Config
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import ConfigError, OutputExistsError
 from vaemsgan.evaluation import core
@@ -96,7 +96,7 @@ def plan_runs(exp: ExperimentSpec, out: Path, opts: ReproduceOptions) -> list[Ru
                 continue
             cfg = spec.config({**base, "train.seed": seed})
             # The budget ends the run; a step count only when it is asked for.
-            cfg.train.steps = opts.steps if opts.steps is not None else 10**9
+            cfg.train.steps = opts.steps if opts.steps is not None else UNCAPPED_STEPS
             plans.append(RunPlan(spec, seed, cfg, out / "runs" / name))
     return plans
 

@@ -38,7 +38,7 @@ from vaemsgan.checkpoint import (
     save_state,
     snapshot_path,
 )
-from vaemsgan.config import Config
+from vaemsgan.config import UNCAPPED_STEPS, Config
 from vaemsgan.data import ImageSet
 from vaemsgan.errors import CheckpointError, VaemsganError
 from vaemsgan.models import Networks, build_networks, reparameterize
@@ -395,13 +395,15 @@ class Trainer:
         count, t_log = 0, time.perf_counter()
         self._snapshot(self.state_dict())
         old_handlers = self._install_signal_handlers()
+        # With a time budget and no step cap, a step total and its ETA would be made up: the bar counts steps,
+        # says when the budget ends and, at each log line, how much of it is left.
+        bar_total = None if deadline is not None and total >= UNCAPPED_STEPS else total
         bar = progress_bar(
-            total=total,
+            total=bar_total,
             initial=self.state.step,
             disable=not self.progress or not self.is_main,
             unit="step",
             dynamic_ncols=True,
-            # With a time budget the step total is only a cap, so its ETA would mislead: say when it ends.
             desc="train"
             if deadline is None or not self.progress
             else f"train (time budget ends {time.strftime('%H:%M:%S', time.localtime(time.time() + deadline - clock()))})",
@@ -426,7 +428,7 @@ class Trainer:
                 if not self._step_skipped:
                     self.state.bad_steps = 0
                 elif self._after_bad_step():  # rolled back: the step counter went back too
-                    bar.reset(total)
+                    bar.reset(bar_total)
                     bar.update(self.state.step)
                     sums, count, t_log = {}, 0, time.perf_counter()
                     continue
@@ -449,9 +451,12 @@ class Trainer:
                     if self.ada is not None:
                         record["ada_p"] = self.ada.p
                     self._log_record(record)
-                    bar.set_postfix(
-                        {k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "images_per_s") if k in record}
-                    )
+                    postfix = {
+                        k: f"{record[k]:.3g}" for k in ("d_loss", "g_loss", "images_per_s") if k in record
+                    }
+                    if deadline is not None:
+                        postfix["budget_left"] = f"{max(deadline - clock(), 0.0) / 60:.1f}min"
+                    bar.set_postfix(postfix)
                     sums, count, t_log = {}, 0, time.perf_counter()
                 if step % t.sample_every == 0 or step == total:
                     self.save_samples()
@@ -467,7 +472,7 @@ class Trainer:
                 ):
                     check = self.run_monitor()
                     if self._after_collapse_check(check.collapse):
-                        bar.reset(total)
+                        bar.reset(bar_total)
                         bar.update(self.state.step)
                         sums, count, t_log = {}, 0, time.perf_counter()
             if self._stop_requested:
