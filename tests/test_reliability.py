@@ -43,7 +43,8 @@ from vaemsgan.config import SECTIONS, Config, parse_yaml
 from vaemsgan.errors import CheckpointError, ConfigError, OutputExistsError, VaemsganError
 from vaemsgan.generation import sampler
 from vaemsgan.generation.sampler import generate_folder, load_model
-from vaemsgan.training.trainer import NonFiniteLossError, Trainer
+from vaemsgan.training.recovery import NonFiniteLossError
+from vaemsgan.training.trainer import Trainer
 from vaemsgan.utils import io as io_mod
 from vaemsgan.utils.io import atomic_write, safe_name, safe_names, trim_jsonl
 

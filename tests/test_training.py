@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vaemsgan.checkpoint import list_checkpoints, load_checkpoint
-from vaemsgan.training.trainer import NonFiniteLossError, Trainer
+from vaemsgan.training.recovery import NonFiniteLossError
+from vaemsgan.training.trainer import Trainer
 from vaemsgan.utils.images import to_float
 
 

@@ -20,7 +20,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,33 +28,24 @@ import torch
 from torch import nn
 
 from vaemsgan.checkpoint import (
-    checkpoint_dir,
-    discard_checkpoints_after,
-    load_checkpoint,
-    load_latest_valid,
-    non_finite_tensors,
     save_best,
-    save_checkpoint,
     save_state,
     snapshot_path,
 )
 from vaemsgan.config import UNCAPPED_STEPS, Config
 from vaemsgan.data import ImageSet
-from vaemsgan.errors import CheckpointError, VaemsganError
+from vaemsgan.errors import VaemsganError
 from vaemsgan.models import Networks, build_networks, reparameterize
 from vaemsgan.models.layers import inference_batch, prior_batches, recalibrate_batchnorm
 from vaemsgan.training import distributed as ddp
 from vaemsgan.training.augment import AdaptiveAugment, diff_augment
+from vaemsgan.training.checkpointing import CheckpointMixin, TrainState
 from vaemsgan.training.ema import EMA
 from vaemsgan.training.loss import TrainingLoss, VaeGanLoss
+from vaemsgan.training.recovery import RecoveryMixin
 from vaemsgan.utils.images import make_grid, to_float, to_uint8
-from vaemsgan.utils.io import atomic_write_text, save_png, trim_jsonl
+from vaemsgan.utils.io import atomic_write_text, save_png
 from vaemsgan.utils.progress import progress_bar
-
-
-class NonFiniteLossError(VaemsganError):
-    """Training diverged (NaN/Inf) and could not recover."""
-
 
 # (latents [N, latent_dim], labels [N] or None) -> uint8 images [N, C, H, W] on the CPU, from the sampling
 # (EMA) generator as the sample grid draws them.
@@ -80,17 +71,6 @@ class TrainingMonitor(Protocol):
         """The trainer rolled back to best.pt after a collapse."""
 
 
-def _cpu_copy(obj: Any) -> Any:
-    """Deep copy of a nested state with every tensor copied to the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return copy.deepcopy(obj)
-
-
 def set_threads(threads: int) -> None:
     """Intra-op threads = physical cores unless set: hyper-threads only add contention in conv kernels."""
     if threads <= 0:
@@ -98,20 +78,7 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-@dataclass
-class TrainState:
-    step: int = 0  # generator steps done
-    batches_drawn: int = 0  # real batches consumed: fixes the data position for an exact resume
-    bad_steps: int = 0  # consecutive steps with a skipped (non-finite) update
-    rollbacks: int = 0  # rollbacks to the last good state after divergence
-    cpu_seconds: float = 0.0  # process CPU time spent in training steps, across resumes (the CPU clock)
-    collapse_rollbacks: int = 0  # rollbacks to best.pt after the monitor saw a collapse
-    collapse_landed: int = -1  # step the last collapse rollback landed on (best.pt's step); -1: none yet
-    collapse_kept: int = -1  # best.pt step a repeated rollback to was declined (said once); -1: none
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-class Trainer:
+class Trainer(RecoveryMixin, CheckpointMixin):
     def __init__(
         self,
         cfg: Config,
@@ -317,59 +284,6 @@ class Trainer:
                 ddp.all_reduce_buffers(m)
         return out
 
-    def _finite(self, losses: list[torch.Tensor], *opts: torch.optim.Optimizer | None) -> bool:
-        """NaN/Inf guard with one host sync: are the losses and every gradient of `opts` finite?
-
-        If not, the caller skips the update (weights and optimiser state stay as they were) and the
-        training step counts as bad; `_after_bad_step` decides between going on, rollback and stopping.
-        """
-        vals = [v.detach().float().reshape(()) for v in losses]
-        grads = [p.grad for o in opts if o is not None for g in o.param_groups for p in g["params"]]
-        grads = [g for g in grads if g is not None]
-        if grads:
-            # Max-abs per tensor: propagates NaN/Inf, and unlike a 2-norm cannot overflow on finite values.
-            vals.extend(torch._foreach_norm(grads, float("inf")))
-        if bool(torch.isfinite(torch.stack([v.float() for v in vals])).all()):
-            return True
-        self._step_skipped = True
-        return False
-
-    def _after_bad_step(self) -> bool:
-        """Count a step whose update was skipped; True when it led to a rollback."""
-        self.state.bad_steps += 1
-        self.log(
-            f"warning: NaN/Inf loss or gradient at step {self.state.step}; update skipped "
-            f"({self.state.bad_steps} in a row, rollback after {self.cfg.train.nan_patience})"
-        )
-        if self.state.bad_steps < self.cfg.train.nan_patience:
-            return False
-        self._recover(f"{self.state.bad_steps} consecutive steps with NaN/Inf losses or gradients")
-        return True
-
-    def _recover(self, reason: str) -> None:
-        """Roll back to the last good state with halved learning rates, or stop with a diagnosis."""
-        t = self.cfg.train
-        good, failed_at = self._good_state, self.state.step
-        if good is None or self.state.rollbacks >= t.nan_rollbacks:
-            why = (
-                "the weights were not finite to begin with"
-                if good is None
-                else f"still after {self.state.rollbacks} rollback(s) with halved learning rates"
-            )
-            raise NonFiniteLossError(
-                f"training diverged at step {failed_at}: {reason}; {why}. Lower the learning rates "
-                "(--lr-g/--lr-d/--lr-e), raise the gradient penalty (--gp-weight) or check the data; "
-                "no NaN checkpoint was written, the checkpoints on disk are from before the divergence"
-            )
-        rollbacks = self.state.rollbacks + 1
-        # A deep copy: optimizers alias loaded tensors, and the snapshot must stay as it was.
-        factor = self._roll_back_to(copy.deepcopy(good), "nan_rollbacks", rollbacks)
-        self.state.rollbacks, self.state.bad_steps = rollbacks, 0
-        self.log(
-            f"warning: {reason} at step {failed_at}: rolled back to step {self.state.step} with the "
-            f"learning rates x{factor:g} (rollback {rollbacks} of at most {t.nan_rollbacks})"
-        )
-
     # ------------------------------------------------------------------ loop
     def train(
         self,
@@ -571,96 +485,6 @@ class Trainer:
         self._log_record(check.record)
         return check
 
-    def _after_collapse_check(self, reason: str | None) -> bool:
-        """Act on the monitor's collapse verdict (train.collapse_action); True when it rolled back.
-
-        `rollback` rolls back to best.pt (at most train.nan_rollbacks times, then it stops), but not twice to
-        the same state: when best.pt is still the state the last collapse rollback landed on and the run,
-        trained on from there, collapsed again, another rollback would only repeat that (a rollback to the
-        first minutes' noise, again and again, throws the run away). Then training goes on without a rollback
-        (said once; best.pt keeps the best state, and a new best.pt can be rolled back to again)."""
-        t = self.cfg.train
-        if reason is None or t.collapse_action == "warn" or self.world > 1:
-            if reason is not None:
-                self.log(f"warning: {reason}; best.pt keeps the best state")
-            return False
-        best = self.run_dir / "best.pt"
-        if (
-            t.collapse_action == "stop"
-            or self.state.collapse_rollbacks >= t.nan_rollbacks
-            or not best.is_file()
-        ):
-            self._stop_requested = True
-            kept = (
-                "best.pt (used by generate and evaluate) keeps the best state"
-                if best.is_file()
-                else "there is no best.pt to roll back to (generate and evaluate take the newest checkpoint)"
-            )
-            self.log(
-                f"stopping at step {self.state.step}: {reason}. {kept}; to go on, resume with lower learning "
-                "rates or --set loss.r1_gamma=1"
-            )
-            return False
-        target = load_checkpoint(best)
-        if self._declines_repeated_rollback(int(target["step"]), reason):
-            return False
-        failed_at, kept = self.state.step, self.state.collapse_kept
-        rollbacks = self.state.collapse_rollbacks + 1
-        factor = self._roll_back_to(target, "collapse_rollbacks", rollbacks)
-        # The rollback loaded best.pt's own counters (saved before this rollback): set them anew.
-        self.state.collapse_rollbacks, self.state.collapse_kept = rollbacks, kept
-        self.state.collapse_landed = self.state.step
-        if self.monitor is not None:
-            self.monitor.rolled_back()  # judge the continued run afresh
-        self.log(
-            f"warning: step {failed_at}: {reason}. Rolled back to best.pt (step {self.state.step}) with the "
-            f"learning rates x{factor:g} (collapse rollback {rollbacks} of at most {t.nan_rollbacks})"
-        )
-        self.save()  # a resume continues the rolled-back run (its rates, its rollback counters)
-        return True
-
-    def _declines_repeated_rollback(self, best_step: int, reason: str) -> bool:
-        """True (and said once per best.pt) when a rollback to best.pt at `best_step` would land where the last
-        collapse rollback landed, and the run trained on from there and collapsed again."""
-        if best_step != self.state.collapse_landed or self.state.step <= best_step:
-            return False
-        if self.state.collapse_kept != best_step:
-            self.state.collapse_kept = best_step
-            self.log(
-                f"warning: step {self.state.step}: {reason}, again after the rollback to best.pt (step "
-                f"{best_step}): rolling back there once more would not recover, so training goes on without a "
-                f"rollback; best.pt keeps the best state (step {best_step}, used by generate and evaluate); if "
-                "the samples stay bad, train anew with lower train.lr_g / lr_d or --set loss.r1_gamma=1"
-            )
-        return True
-
-    def _roll_back_to(self, state: dict[str, Any], counter: str, rollbacks: int) -> float:
-        """Continue from `state` (a NaN rollback's last good state, a collapse rollback's best.pt): the CPU
-        time already spent stays spent, the checkpoints past it go, and the learning rates are x0.5 per
-        rollback made since `state` was saved (its `counter`), so a second rollback to the same state quarters
-        them instead of replaying the first retry (same state, same seed). Returns that factor."""
-        spent = self.state.cpu_seconds
-        self.load_state_dict(state, trim_log=False)
-        self.state.cpu_seconds = spent
-        factor = 0.5 ** (rollbacks - int(state.get(counter, 0)))
-        self._scale_learning_rates(factor)
-        self._discard_abandoned()
-        return factor
-
-    def _scale_learning_rates(self, factor: float) -> None:
-        """Multiply every optimizer's rate by `factor`: the rollbacks' halving and the step schedule. The rates
-        live in the optimizers' state (and checkpoints), so the factors compose, and a rollback to before a
-        milestone passes that milestone again."""
-        for o in self._optimizers().values():
-            for g in o.param_groups:
-                g["lr"] *= factor
-
-    def _discard_abandoned(self) -> None:
-        """After a rollback: checkpoints past the restored step belong to the abandoned trajectory; without
-        this a resume would take the highest step, i.e. the diverged or collapsed state."""
-        if self.is_main:
-            discard_checkpoints_after(self.run_dir, self.state.step)
-
     def sampling_generator(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.nets.generator
 
@@ -713,109 +537,3 @@ class Trainer:
         save_png(path, grid)
         save_png(self.run_dir / "samples.png", grid)
         return path
-
-    def state_dict(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        if self.world > 1:  # every rank's noise stream, so a distributed resume continues exactly
-            here = {"torch": torch.get_rng_state()}
-            if self.device.type == "cuda":
-                here["cuda"] = torch.cuda.get_rng_state(self.device)
-            rng["ranks"] = ddp.gather_objects(here)
-        return {
-            "config": self.cfg.to_dict(),
-            "class_names": list(self.data.class_names),
-            "data_channels": self.cfg.data.channels,
-            "step": self.state.step,
-            "batches_drawn": self.state.batches_drawn,
-            "models": {k: m.state_dict() for k, m in self.nets.modules().items()},
-            "ema": self.ema.model.state_dict() if self.ema is not None else None,
-            "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
-            "ada": self.ada.state_dict() if self.ada is not None else None,
-            "rng": rng,
-            "nan_rollbacks": self.state.rollbacks,
-            "train_cpu_seconds": self.state.cpu_seconds,
-            "collapse_rollbacks": self.state.collapse_rollbacks,
-            "collapse_landed": self.state.collapse_landed,
-            "collapse_kept": self.state.collapse_kept,
-        }
-
-    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = {"generator": self.opt_g, "critic": self.opt_d}
-        if self.opt_e is not None:
-            opts["encoder"] = self.opt_e
-        return opts
-
-    def save(self) -> Path:
-        """Checkpoint the current state; NaN/Inf weights are never written (rollback or stop instead)."""
-        state = self.state_dict()
-        bad = non_finite_tensors({"models": state["models"], "ema": state["ema"]})
-        if bad:
-            self._recover(f"NaN/Inf in the weights ({bad[0]})")
-            state = self.state_dict()
-        path = checkpoint_dir(self.run_dir) / f"step-{self.state.step:07d}.pt"  # what rank 0 writes
-        if self.is_main:
-            path = save_checkpoint(self.run_dir, state, self.state.step, self.cfg.train.keep)
-        ddp.barrier()  # no rank runs ahead (or resumes) before the checkpoint is on disk
-        self._snapshot(state)
-        return path
-
-    def _snapshot(self, state: dict[str, Any]) -> None:
-        """Keep a CPU copy of a finite state as the rollback target (a non-finite one is never kept)."""
-        if non_finite_tensors({"models": state["models"], "ema": state["ema"]}):
-            return
-        self._good_state = _cpu_copy(state)
-
-    def load_state_dict(self, state: dict[str, Any], *, trim_log: bool = True) -> None:
-        if state["class_names"] != list(self.data.class_names):
-            raise CheckpointError(
-                f"checkpoint classes {state['class_names']} differ from the data's {self.data.class_names}"
-            )
-        try:
-            for k, m in self.nets.modules().items():
-                m.load_state_dict(state["models"][k])
-            if self.ema is not None and state.get("ema") is not None:
-                self.ema.model.load_state_dict(state["ema"])
-            for k, o in self._optimizers().items():
-                o.load_state_dict(state["optimizers"][k])
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"checkpoint does not fit this model config: {str(exc).splitlines()[0]}"
-            ) from exc
-        if self.ada is not None and state.get("ada") is not None:
-            self.ada.load_state_dict(state["ada"])
-        self.state.step = int(state["step"])
-        self.state.batches_drawn = int(state["batches_drawn"])
-        self.state.rollbacks = int(state.get("nan_rollbacks", 0))
-        self.state.cpu_seconds = float(state.get("train_cpu_seconds", 0.0))
-        self.state.collapse_rollbacks = int(state.get("collapse_rollbacks", 0))
-        self.state.collapse_landed = int(state.get("collapse_landed", -1))
-        self.state.collapse_kept = int(state.get("collapse_kept", -1))
-        # A resumed run rewrites the records after its checkpoint: drop the old ones (rank 0 owns the log).
-        if trim_log and self.is_main:
-            trim_jsonl(self.run_dir / "metrics.jsonl", self.state.step)
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        if self.world > 1:
-            ranks = state["rng"].get("ranks")
-            if ranks is not None and len(ranks) == self.world:
-                torch.set_rng_state(ranks[self.rank]["torch"])
-                if "cuda" in ranks[self.rank] and self.device.type == "cuda":
-                    torch.cuda.set_rng_state(ranks[self.rank]["cuda"], self.device)
-            else:  # saved by another number of processes: new noise streams, seeded by (seed, step, rank)
-                torch.manual_seed(self.cfg.train.seed + 1_000_003 * (self.rank + 1) + self.state.step)
-                self.log(
-                    f"note: checkpoint from {len(ranks) if ranks else 1} process(es), resuming on {self.world}: "
-                    "the data order continues exactly, the noise streams are re-seeded"
-                )
-
-    def resume(self) -> bool:
-        """Continue from the newest valid checkpoint of the run folder. False when there is none."""
-        state = load_latest_valid(self.run_dir, warn=self.log)
-        if state is None:
-            return False
-        self.load_state_dict(state)
-        self.log(f"resumed from {state['_path']} (step {self.state.step})")
-        return True
