@@ -22,8 +22,8 @@ import torch
 from vaemsgan.data import load_images
 from vaemsgan.evaluation.classifier import ClassifierConfig, predict, train_classifier
 from vaemsgan.evaluation.crossval import _ci, _per_class_acc
-from vaemsgan.evaluation.evaluate import _rename_to_real, load_generated_dir
 from vaemsgan.evaluation.gain import augmentation_gain
+from vaemsgan.evaluation.inputs import load_generated_dir, rename_to_real
 
 SEEDS, PER_CLASS, CLF = 3, 100, ClassifierConfig()
 
@@ -49,7 +49,7 @@ def main(out: str, sets: list[str], clf: ClassifierConfig = CLF) -> None:
     for spec in sets:
         name, folder = spec.split("=", 1)
         gen = load_generated_dir(folder, 32, 1)
-        _rename_to_real(gen, names)
+        rename_to_real(gen, names)
         gen = gen.select_classes(names)
         t0 = time.perf_counter()
         runs = []

@@ -86,7 +86,8 @@ def test_crop_lives_in_the_config_and_checkpoint_and_evaluate_uses_it(chips, tmp
     import json
 
     assert json.loads((gen / "manifest.json").read_text())["crop"] == 16
-    from vaemsgan.evaluation.evaluate import EvalOptions, load_real
+    from vaemsgan.evaluation.evaluate import EvalOptions
+    from vaemsgan.evaluation.inputs import load_real
 
     train, test, _ = load_real(str(chips), 16, 1, EvalOptions(), crop=model.crop)
     assert train.images.min() >= 150 and test.images.min() >= 150  # the same crop as training

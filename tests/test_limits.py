@@ -162,14 +162,14 @@ def test_train_and_check_data_skip_them(
 
 def test_evaluate_reads_no_odd_file(short_dir: Path, make_imagefolder) -> None:
     """The generated folder's manifest and the first image (format sniffing) may be FIFOs too."""
-    from vaemsgan.evaluation.evaluate import _peek_format, load_generated_dir
+    from vaemsgan.evaluation.inputs import load_generated_dir, peek_format
 
     gen = short_dir / "gen"
     (gen / "a").mkdir(parents=True)
-    os.mkfifo(gen / "a" / "000.png")  # sorted first: what _peek_format would open
+    os.mkfifo(gen / "a" / "000.png")  # sorted first: what peek_format would open
     make_imagefolder(gen, classes=("a", "b"), per_class=2, size=(16, 16), mode="L")
     os.mkfifo(gen / "manifest.json")
-    assert within(10, lambda: _peek_format(gen)) == (16, 1)
+    assert within(10, lambda: peek_format(gen)) == (16, 1)
     s = within(10, lambda: load_generated_dir(gen, 16, 1))
     assert s.counts() == [2, 2] and "FIFO" in dict(s.skipped)[str(gen / "a" / "000.png")]
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from vaemsgan.cli.main import main
-from vaemsgan.evaluation.evaluate import load_generated_dir, note_skipped
+from vaemsgan.evaluation.inputs import load_generated_dir, note_skipped
 from vaemsgan.evaluation.report_verdict import judge_failed, verdict
 
 
