@@ -627,3 +627,35 @@ def test_subset_runs_record_the_subset_seed_they_trained_on(tmp_path: Path) -> N
     assert train_key(seed1, opts) == train_key(
         type(seed1)(seed1.spec, seed1.seed, Config.from_dict(old), seed1.folder), opts
     )
+
+
+def test_grids_image_keeps_colour_and_labels_each_grid(tmp_path: Path) -> None:
+    """curves-grids.png of colour runs is in colour (it was once flattened to grey), grey runs stay grey, and
+    each block carries its run's name and each grid its mark."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from vaemsgan.checkpoint import snapshot_path
+    from vaemsgan.experiments.curve_report import grids_image
+
+    def plan(name: str, colour: tuple[int, int, int] | int, mode: str) -> SimpleNamespace:
+        folder = tmp_path / name
+        for m in (5, 15):
+            p = snapshot_path(folder / "train", m).with_suffix(".png")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.new(mode, (40, 30), colour).save(p)
+        return SimpleNamespace(name=name, folder=folder)
+
+    red = plan("red", (200, 20, 20), "RGB")
+    grids_image([red, plan("grey", 90, "L")], [5.0, 15.0, 30.0], tmp_path / "rgb.png")
+    with Image.open(tmp_path / "rgb.png") as im:
+        assert im.mode == "RGB"
+        px = np.asarray(im)
+    assert ((px == (200, 20, 20)).all(axis=-1)).sum() >= 2 * 40 * 30 * 0.9  # both red grids, in colour
+    assert ((px == (90, 90, 90)).all(axis=-1)).sum() >= 2 * 40 * 30 * 0.9  # the grey run beside them
+    assert (px.max(axis=-1) < 60).any()  # text: the labels are drawn in black on the white margins
+    grids_image([plan("grey2", 90, "L")], [5.0, 15.0], tmp_path / "grey.png")
+    with Image.open(tmp_path / "grey.png") as im:
+        assert im.mode == "L" and im.height > 30 + 12  # a label band above the grids

@@ -256,9 +256,8 @@ def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
                     [max(0.0, v["high"] - y) for y, v in zip(ys, vals)],
                 ]
             ax.errorbar(xs, ys, yerr=err, marker="o", ms=4, capsize=2, label=m)
-        if title.startswith("TSTR"):
-            for target in (0.8, 0.95):
-                ax.axhline(target, color="grey", lw=0.7, ls="--")
+        if title.startswith("TSTR"):  # 1 = as good as the same number of real images, on any data
+            ax.axhline(1.0, color="grey", lw=0.7, ls="--")
         ax.set_xscale("log")
         marks = sorted({r["minutes"] for r in rows})
         ax.set_xticks(marks, [f"{m:g}" for m in marks])
@@ -272,25 +271,38 @@ def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
 
 
 def grids_image(plans: list[Any], marks: list[float], path: Path) -> None:
-    """OUT/curves-grids.png: for each run (row block), its snapshot grids left to right."""
-    from PIL import Image
+    """OUT/curves-grids.png: for each run a row block of its snapshot grids left to right, each grid under its
+    mark ("5 min") and the block under the run's name; in colour when any grid is (grey runs stay grey)."""
+    from PIL import Image, ImageDraw
 
     from vaemsgan.checkpoint import snapshot_path
     from vaemsgan.utils.io import atomic_write
 
-    rows = []
+    blocks: list[tuple[str, list[tuple[str, Image.Image]]]] = []
     for plan in plans:
         tiles = []
         for m in marks:
             p = snapshot_path(plan.folder / "train", m).with_suffix(".png")
             if p.is_file():
-                tiles.append(np.asarray(Image.open(p).convert("L")))
+                with Image.open(p) as im:
+                    tiles.append((f"{m:g} CPU-min", im.copy()))
         if tiles:
-            h = max(t.shape[0] for t in tiles)
-            pad = [np.pad(t, ((0, h - t.shape[0]), (0, 4)), constant_values=255) for t in tiles]
-            rows.append(np.concatenate(pad, axis=1))
-    if not rows:
+            blocks.append((plan.name, tiles))
+    if not blocks:
         return
-    w = max(r.shape[1] for r in rows)
-    img = np.concatenate([np.pad(r, ((0, 6), (0, w - r.shape[1])), constant_values=255) for r in rows])
-    atomic_write(path, lambda f: Image.fromarray(img).save(f, format="PNG"))
+    mode = "L" if all(t.mode in ("L", "LA", "1") for _, ts in blocks for _, t in ts) else "RGB"
+    label_h, gap = 12, 4  # a line of PIL's built-in bitmap font; white space between grids and blocks
+    width = max(sum(t.width + gap for _, t in ts) for _, ts in blocks)
+    height = sum(2 * label_h + max(t.height for _, t in ts) + gap for _, ts in blocks)
+    canvas = Image.new(mode, (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for name, tiles in blocks:
+        draw.text((2, y), name, fill="black")
+        x, y = 0, y + label_h
+        for label, tile in tiles:
+            draw.text((x + 2, y), label, fill="black")
+            canvas.paste(tile.convert(mode), (x, y + label_h))
+            x += tile.width + gap
+        y += label_h + max(t.height for _, t in tiles) + gap
+    atomic_write(path, lambda f: canvas.save(f, format="PNG"))
