@@ -659,3 +659,24 @@ def test_grids_image_keeps_colour_and_labels_each_grid(tmp_path: Path) -> None:
     grids_image([plan("grey2", 90, "L")], [5.0, 15.0], tmp_path / "grey.png")
     with Image.open(tmp_path / "grey.png") as im:
         assert im.mode == "L" and im.height > 30 + 12  # a label band above the grids
+
+
+def test_grids_figure_shows_colour_grids_in_colour(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from vaemsgan.experiments.tables import grids_figure
+
+    Image.new("RGB", (64, 64), (210, 30, 30)).save(tmp_path / "red.png")
+    Image.new("L", (64, 64), 120).save(tmp_path / "grey.png")
+    results = [
+        {"run": "red", "grid": str(tmp_path / "red.png")},
+        {"run": "grey", "grid": str(tmp_path / "grey.png")},
+    ]
+    out = grids_figure(results, tmp_path / "grids.png", "t")
+    assert out is not None
+    with Image.open(out) as im:
+        px = np.asarray(im.convert("RGB")).astype(int)
+    red = (px[..., 0] > 180) & (px[..., 1] < 60) & (px[..., 2] < 60)
+    grey = (abs(px[..., 0] - 120) < 3) & (px[..., 0] == px[..., 1]) & (px[..., 1] == px[..., 2])
+    assert red.sum() > 1000 and grey.sum() > 1000  # the colour panel in colour, the grey one grey

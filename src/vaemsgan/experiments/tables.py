@@ -196,7 +196,10 @@ def grids_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> P
         ax.axis("off")
     for ax, (name, p) in zip(axes.flat, panels):
         with Image.open(p) as im:
-            ax.imshow(im.convert("L"), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            if im.mode in ("L", "LA", "1"):
+                ax.imshow(im.convert("L"), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:  # colour runs in colour
+                ax.imshow(im.convert("RGB"), interpolation="nearest")
         ax.set_title(name, fontsize=9)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
