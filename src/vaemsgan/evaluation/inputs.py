@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from vaemsgan.data import BUILTIN_SOURCES, ImageSet, load_images
+from vaemsgan.data.check import GREY_MODES
 from vaemsgan.data.imagefolder import split_layout
 from vaemsgan.errors import ConfigError, DataError
 from vaemsgan.generation.sampler import MANIFEST
@@ -109,7 +110,7 @@ def peek_format(folder: Path) -> tuple[int, int] | None:
     for p in sorted(folder.glob("*/*")):
         try:
             with open_regular(p) as fp, Image.open(fp) as im:  # a FIFO or device here is passed over
-                return im.width, 1 if im.mode in ("L", "LA", "1", "I;16", "I", "F") else 3
+                return im.width, 1 if im.mode in GREY_MODES else 3
         except (OSError, ValueError, SyntaxError, EOFError):
             continue
     return None

@@ -276,6 +276,7 @@ def grids_image(plans: list[Any], marks: list[float], path: Path) -> None:
     from PIL import Image, ImageDraw
 
     from vaemsgan.checkpoint import snapshot_path
+    from vaemsgan.data.check import GREY_MODES
     from vaemsgan.utils.io import atomic_write
 
     blocks: list[tuple[str, list[tuple[str, Image.Image]]]] = []
@@ -290,7 +291,7 @@ def grids_image(plans: list[Any], marks: list[float], path: Path) -> None:
             blocks.append((plan.name, tiles))
     if not blocks:
         return
-    mode = "L" if all(t.mode in ("L", "LA", "1") for _, ts in blocks for _, t in ts) else "RGB"
+    mode = "L" if all(t.mode in GREY_MODES for _, ts in blocks for _, t in ts) else "RGB"
     label_h, gap = 12, 4  # a line of PIL's built-in bitmap font; white space between grids and blocks
     width = max(sum(t.width + gap for _, t in ts) for _, ts in blocks)
     height = sum(2 * label_h + max(t.height for _, t in ts) + gap for _, ts in blocks)

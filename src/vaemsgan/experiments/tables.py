@@ -185,6 +185,8 @@ def grids_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> P
     import matplotlib.pyplot as plt
     from PIL import Image
 
+    from vaemsgan.data.check import GREY_MODES
+
     panels = [(r["run"], Path(r["grid"])) for r in results if Path(r["grid"]).is_file()]
     if not panels:
         return None
@@ -196,7 +198,7 @@ def grids_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> P
         ax.axis("off")
     for ax, (name, p) in zip(axes.flat, panels):
         with Image.open(p) as im:
-            if im.mode in ("L", "LA", "1"):
+            if im.mode in GREY_MODES:
                 ax.imshow(im.convert("L"), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             else:  # colour runs in colour
                 ax.imshow(im.convert("RGB"), interpolation="nearest")
