@@ -245,20 +245,21 @@ def test_snapshots_at_cpu_minute_marks_and_cpu_clock_survives_resume(
 
 
 def _scripted_monitor(tr: Trainer, kids: list[float]):
-    """The real Monitor's bookkeeping (best.pt, history, collapse verdict) with scripted KID values."""
+    """The real Monitor's bookkeeping (best.pt, history, collapse verdict) with scripted KID values; as in a
+    collapse, the coverage falls where the KID rises (0.5 up to a KID of 2, 0.2 above)."""
     from vaemsgan.evaluation.monitor import Monitor
 
     mon = Monitor(tr.cfg, tr.data, tr.run_dir)
     mon.ready = True  # no domain classifier: the values are scripted
     mon.warmup_checks = 1  # the rollback mechanics, not the warm-up (tests/test_monitor_alarm.py)
     values = iter(kids)
-    mon.measure = lambda sample: {  # type: ignore[method-assign]
-        "kid": next(values),
-        "coverage": 0.5,
-        "diversity": 1.0,
-        "diversity_min": 1.0,
-        "near_copy": 0.0,
-    }
+
+    def measure(sample: object) -> dict[str, float]:
+        kid = next(values)
+        coverage = 0.5 if kid <= 2.0 else 0.2
+        return {"kid": kid, "coverage": coverage, "diversity": 1.0, "diversity_min": 1.0, "near_copy": 0.0}
+
+    mon.measure = measure  # type: ignore[method-assign]
     mon.plot = lambda path: None  # type: ignore[method-assign]
     return mon
 
@@ -271,9 +272,11 @@ def test_collapse_verdict_needs_two_checks_far_above_the_best() -> None:
     mon.warmup_checks = 1  # the 3x / two-checks rule alone (the warm-up: tests/test_monitor_alarm.py)
     mon.history = [{"step": 100 * i, "kid": k, "coverage": 0.5} for i, k in enumerate([5.0, 1.0, 2.5, 2.9])]
     assert mon.collapsed() is None  # noise below 3x the best
-    mon.history += [{"step": 500, "kid": 3.5, "coverage": 0.5}]
+    mon.history += [{"step": 500, "kid": 3.5, "coverage": 0.3}]
     assert mon.collapsed() is None  # one check above 3x is not yet a collapse
     mon.history += [{"step": 600, "kid": 9.0, "coverage": 0.5}]
+    assert mon.collapsed() is None  # 9x with the coverage of the best check: a drift, not a collapse
+    mon.history[-1]["coverage"] = 0.3
     assert "best 1 (step 100)" in mon.collapsed()
     mon.judge_from = 4  # after a rollback only the checks since then count
     assert mon.collapsed() is None
@@ -319,7 +322,7 @@ def test_resumed_monitor_continues_the_logged_history(tmp_path, tiny_config, tin
     kids = iter([10.0, 10.0])
     mon.measure = lambda sample: {  # type: ignore[method-assign]
         "kid": next(kids),
-        "coverage": 0.5,
+        "coverage": 0.3,  # fallen from the logged best's 0.5: a collapse, not a drift
         "diversity": 1.0,
         "diversity_min": 1.0,
         "near_copy": 0.0,
