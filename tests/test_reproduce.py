@@ -680,3 +680,50 @@ def test_grids_figure_shows_colour_grids_in_colour(tmp_path: Path) -> None:
     red = (px[..., 0] > 180) & (px[..., 1] < 60) & (px[..., 2] < 60)
     grey = (abs(px[..., 0] - 120) < 3) & (px[..., 0] == px[..., 1]) & (px[..., 1] == px[..., 2])
     assert red.sum() > 1000 and grey.sum() > 1000  # the colour panel in colour, the grey one grey
+
+
+def test_a_snapshot_another_worker_evaluates_is_skipped_not_evaluated_twice(tmp_path) -> None:
+    """Parallel `reproduce --no-train` workers share a run's snapshots out: while one process holds a snapshot's
+    evaluation, another skips it (None, said in the log) instead of repeating ~11 minutes of work; once the holder
+    is gone the snapshot is free again, and a result it wrote is read back without evaluating."""
+    import json
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from vaemsgan.experiments.curves import evaluate_snapshot, snapshot_eval_key
+    from vaemsgan.utils.lock import file_lock_if_free
+
+    folder = tmp_path / "runs" / "default"
+    (folder / "train" / "snapshots").mkdir(parents=True)
+    (folder / "train" / "snapshots" / "cpu-5min.pt").write_bytes(b"not read while the evaluation is held")
+    lock = folder / "curve" / "cpu-5min.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vaemsgan.utils.lock import file_lock_if_free\n"
+         "with file_lock_if_free(sys.argv[1]) as h:\n    print('held' if h is None else 'busy', flush=True); "
+         "time.sleep(60)", str(lock)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    opts = SimpleNamespace(
+        per_class_generated=10, classifier_steps=5, eval_seeds=1, domain_steps=5, n_boot=10, per_class=None,
+        classifier="small", force=False,
+    )  # fmt: skip
+    plan = SimpleNamespace(folder=folder, name="default")
+    ctx = SimpleNamespace(log=lines.append)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert evaluate_snapshot(plan, 5.0, ctx, opts, {}) is None
+        assert lines == [f"default at 5 CPU-minutes: being evaluated by PID {holder.pid}; skipped here"]
+        with file_lock_if_free(lock) as other:
+            assert other == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder finished it: its result is read back (the snapshot file itself is never opened).
+    done = {"eval_key": snapshot_eval_key(opts), "fid": 1.5}
+    (folder / "curve" / "cpu-5min.json").write_text(json.dumps(done))
+    assert evaluate_snapshot(plan, 5.0, ctx, opts, {}) == done
+    with file_lock_if_free(lock) as other:
+        assert other is None  # free again once its holder died

@@ -218,11 +218,11 @@ def snapshot_eval_key(opts: Any) -> dict[str, Any]:
 def evaluate_snapshot(
     plan: Any, minutes: float, ctx: Any, opts: Any, ref: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet."""
-    from vaemsgan.checkpoint import load_checkpoint, snapshot_path
-    from vaemsgan.evaluation.classifier import accuracy, train_classifier
-    from vaemsgan.evaluation.core import feature_metrics
-    from vaemsgan.metrics import image_statistics
+    """Every curve measure of one snapshot (see the module docstring); None when it does not exist yet, or while
+    another worker (a parallel `reproduce --no-train`) evaluates it: this one goes on to the next snapshot, and
+    the table of the last worker to finish (or a final call) has it."""
+    from vaemsgan.checkpoint import snapshot_path
+    from vaemsgan.utils.lock import file_lock_if_free
 
     path = snapshot_path(plan.folder / "train", minutes)
     out_path = plan.folder / "curve" / f"cpu-{minutes:g}min.json"
@@ -232,6 +232,33 @@ def evaluate_snapshot(
         return prev
     if not path.is_file():
         return None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock_if_free(out_path.with_suffix(".lock")) as holder:
+        if holder is not None:
+            by = f"PID {holder}" if holder else "another process"
+            ctx.log(f"{plan.name} at {minutes:g} CPU-minutes: being evaluated by {by}; skipped here")
+            return None
+        prev = _read_json(out_path)  # finished by another worker since the first look
+        if prev is not None and prev.get("eval_key") == key and not opts.force:
+            return prev
+        return _evaluate_snapshot(plan, minutes, path, out_path, key, ctx, opts, ref)
+
+
+def _evaluate_snapshot(
+    plan: Any,
+    minutes: float,
+    path: Path,
+    out_path: Path,
+    key: dict[str, Any],
+    ctx: Any,
+    opts: Any,
+    ref: dict[str, Any],
+) -> dict[str, Any]:
+    from vaemsgan.checkpoint import load_checkpoint
+    from vaemsgan.evaluation.classifier import accuracy, train_classifier
+    from vaemsgan.evaluation.core import feature_metrics
+    from vaemsgan.metrics import image_statistics
+
     t0 = time.perf_counter()
     snap = load_checkpoint(path).get("snapshot", {})
     real = ctx.real(None)

@@ -100,3 +100,26 @@ def exclusive_file_lock(path: str | os.PathLike) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextmanager
+def file_lock_if_free(path: str | os.PathLike) -> Iterator[int | None]:
+    """Hold an exclusive lock on the file `path` (created if missing) while the block runs if no other process
+    holds it: yields None when taken, else the holder's PID (0 when unknown), and then holds nothing. For work
+    that parallel workers share out among themselves (one evaluates a snapshot, the others go on to the next)."""
+    if fcntl is None:
+        yield None
+        return
+    fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield holder_pid(path) or 0
+            return
+        try:
+            yield None
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
