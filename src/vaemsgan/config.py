@@ -10,14 +10,13 @@ CLI after its last option, so the order of overrides never matters.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from vaemsgan.config_values import check_value
 from vaemsgan.errors import ConfigError
 
 
@@ -355,141 +354,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
         for name, v in value.items():
             if name not in fields:
                 raise ConfigError(f"unknown config key '{key}.{name}' (allowed: {', '.join(fields)})")
-            setattr(section, name, _check(f"{key}.{name}", fields[name], v))
+            setattr(section, name, check_value(f"{key}.{name}", type(section), fields[name], v))
     return cfg
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hint(section_type: type, name: str) -> Any:
-    if section_type not in _HINTS:
-        _HINTS[section_type] = typing.get_type_hints(section_type)
-    return _HINTS[section_type][name]
-
-
-def _check(key: str, f: dataclasses.Field, v: Any) -> Any:
-    section_name = key.split(".")[0]
-    section_type = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}[
-        section_name
-    ]
-    v = _coerce(key, _hint(section_type, f.name), v)
-    meta = f.metadata
-    if v is None:
-        return v
-    if meta.get("choices") and v not in meta["choices"]:
-        raise ConfigError(
-            f"config key '{key}' = {v!r}: allowed values are {', '.join(map(str, meta['choices']))}"
-        )
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if (
-        isinstance(v, (int, float))
-        and not isinstance(v, bool)
-        and ((lo is not None and v < lo) or (hi is not None and v > hi))
-    ):
-        rng = f"{lo if lo is not None else '-inf'} to {hi if hi is not None else 'inf'}"
-        raise ConfigError(f"config key '{key}' = {v!r} is out of range ({rng})")
-    rule = _KEY_RULES.get(key)
-    if rule is not None:
-        rule(v)
-    return v
-
-
-def _check_resolution(res: int) -> None:
-    if res & (res - 1):
-        raise ConfigError(f"config key 'data.resolution' = {res}: must be a power of two from 16 to 256")
-
-
-def _check_d_kernels(kernels: list[int]) -> None:
-    if not kernels:
-        raise ConfigError("config key 'model.d_kernels' must name at least one kernel size")
-    for k in kernels:
-        if k not in (1, 3, 5, 7, 9):
-            raise ConfigError(f"config key 'model.d_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9")
-
-
-def _check_d_hires_kernels(kernels: list[int]) -> None:
-    for k in kernels:
-        if k not in (1, 3, 5, 7, 9):
-            raise ConfigError(
-                f"config key 'model.d_hires_kernels' has {k}: allowed kernel sizes are 1, 3, 5, 7, 9"
-            )
-
-
-def _check_snapshot_minutes(marks: list[float]) -> None:
-    for m in marks:
-        if not 0 < m <= 1e6:
-            raise ConfigError(
-                f"config key 'train.snapshot_minutes' has {m}: each mark must be in (0, 1e6] minutes"
-            )
-
-
-def _check_lr_milestones(steps: list[int]) -> None:
-    for m in steps:
-        if not 1 <= m <= 10**9:
-            raise ConfigError(
-                f"config key 'train.lr_milestones' has {m}: each milestone is a generator step from 1 to 1e9"
-            )
-
-
-# Checks of one key that its metadata (choices, lo, hi) cannot express.
-_KEY_RULES: dict[str, Any] = {
-    "data.resolution": _check_resolution,
-    "model.d_kernels": _check_d_kernels,
-    "model.d_hires_kernels": _check_d_hires_kernels,
-    "train.snapshot_minutes": _check_snapshot_minutes,
-    "train.lr_milestones": _check_lr_milestones,
-}
-
-
-def _coerce(key: str, hint: Any, v: Any) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if v is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(key, inner[0], v)
-    if origin is list:
-        if isinstance(v, str):
-            v = [s.strip() for s in v.split(",") if s.strip()]
-        if not isinstance(v, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {v!r}")
-        return [_coerce(key, args[0], x) for x in v]
-    if hint is bool:
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, str) and v.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return v.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"config key '{key}' must be true or false, got {v!r}")
-    if hint is int:
-        if isinstance(v, bool):
-            raise ConfigError(f"config key '{key}' must be an integer, got {v!r}")
-        if isinstance(v, int):
-            return v
-        if isinstance(v, float) and v.is_integer():
-            return int(v)
-        if isinstance(v, str):
-            try:
-                return int(v)
-            except ValueError:
-                pass
-        raise ConfigError(f"config key '{key}' must be an integer, got {v!r}")
-    if hint is float:
-        if isinstance(v, bool):
-            raise ConfigError(f"config key '{key}' must be a number, got {v!r}")
-        try:
-            out = float(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key '{key}' must be a number, got {v!r}") from None
-        if out != out or out in (float("inf"), float("-inf")):
-            raise ConfigError(f"config key '{key}' must be a finite number, got {v!r}")
-        return out
-    if hint is str:
-        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-            raise ConfigError(f"config key '{key}' must be a string, got {v!r}")
-        return str(v)
-    return v
 
 
 def validate(cfg: Config) -> Config:
@@ -498,7 +364,11 @@ def validate(cfg: Config) -> Config:
     for section_name in SECTIONS:
         section = getattr(cfg, section_name)
         for f in dataclasses.fields(section):
-            setattr(section, f.name, _check(f"{section_name}.{f.name}", f, getattr(section, f.name)))
+            setattr(
+                section,
+                f.name,
+                check_value(f"{section_name}.{f.name}", type(section), f, getattr(section, f.name)),
+            )
     res = cfg.data.resolution
     if cfg.loss.adversarial == "none" and cfg.loss.feature_recon_weight > 0:
         raise ConfigError(
