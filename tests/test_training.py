@@ -405,7 +405,8 @@ def test_collapse_action_stop_and_warn(tmp_path, tiny_config, tiny_images) -> No
 def test_monitor_plot_splits_off_the_rolled_back_checks(tmp_path, tiny_config, tiny_images) -> None:
     """Two rollbacks (checks at steps 15 and 20, then again 15): monitor.png draws the kept trajectory as
     one line and each abandoned stretch apart, instead of joining them."""
-    from vaemsgan.evaluation.monitor import Monitor, split_rolled_back
+    from vaemsgan.evaluation.monitor import Monitor
+    from vaemsgan.evaluation.monitor_plot import split_rolled_back
 
     def rec(step: int, kid: float) -> dict[str, float]:
         return {

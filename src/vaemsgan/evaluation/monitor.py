@@ -56,6 +56,7 @@ from vaemsgan.evaluation.memorisation import (
     twin_shares,
     twin_thresholds,
 )
+from vaemsgan.evaluation.monitor_plot import plot_monitor
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.models import is_conditional
 from vaemsgan.training.steplog import monitor_records
@@ -442,40 +443,8 @@ class Monitor:
         return out
 
     def plot(self, path: Path) -> None:
-        """RUN/monitor.png: the values against the step (the twin share beside the near-copy share)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from vaemsgan.utils.io import atomic_write
-
-        kept, abandoned = split_rolled_back(self.history)
-        fig, axes = plt.subplots(1, 4, figsize=(14, 3), constrained_layout=True)
-        for ax, key, title in zip(
-            axes,
-            ("kid", "coverage", "diversity", "near_copy"),
-            ("KID (domain features) - lower is better", "coverage", "diversity / data's", "near-copy share"),
-        ):
-            if key == "near_copy" and any(not math.isnan(r.get("repeats", math.nan)) for r in kept):
-                steps = [r["step"] for r in kept]
-                ax.plot(steps, [r.get("repeats", math.nan) for r in kept], marker="s", ms=3, color="C3")
-                title = "near-copy (blue) and twin (red) share"
-            for i, part in enumerate(abandoned):
-                label = "rolled back (abandoned)" if i == 0 and key == "kid" else None
-                ax.plot(
-                    [r["step"] for r in part], [r[key] for r in part], "x--", color="0.6", ms=3, label=label
-                )
-            ax.plot([r["step"] for r in kept], [r[key] for r in kept], marker="o", ms=3, color="C0")
-            if abandoned and key == "kid":
-                ax.legend(fontsize=7)
-            if key == "kid":  # from hundreds at the start to ~0 (and noise below it) later: both readable
-                ax.set_yscale("symlog", linthresh=1.0)
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
-        plt.close(fig)
+        """RUN/monitor.png (monitor_plot.py)."""
+        plot_monitor(self.history, path)
 
 
 def fell_from(check: dict[str, float], ref: dict[str, float], factor: float = 3.0) -> bool:
@@ -490,20 +459,3 @@ def fell_from(check: dict[str, float], ref: dict[str, float], factor: float = 3.
     cov, ref_cov = check.get("coverage", math.nan), ref.get("coverage", math.nan)
     div, ref_div = check.get("diversity", math.nan), ref.get("diversity", math.nan)
     return cov <= COLLAPSE_FALL * ref_cov or div <= COLLAPSE_FALL * min(ref_div, 1.0)
-
-
-def split_rolled_back(
-    history: list[dict[str, float]],
-) -> tuple[list[dict[str, float]], list[list[dict[str, float]]]]:
-    """The checks of the trajectory the run kept, and each stretch a collapse rollback abandoned. A rollback
-    shows in the history as a step at or below an earlier one: the checks from there on replace the earlier
-    ones at the same or later steps."""
-    kept: list[dict[str, float]] = []
-    abandoned: list[list[dict[str, float]]] = []
-    for rec in history:
-        if kept and rec["step"] <= kept[-1]["step"]:
-            cut = next(i for i, r in enumerate(kept) if r["step"] >= rec["step"])
-            abandoned.append(kept[cut:])
-            kept = kept[:cut]
-        kept.append(rec)
-    return kept, abandoned
