@@ -20,8 +20,9 @@ words.
 A collapse verdict (on which the trainer rolls back, stops or warns: `train.collapse_action`) is a fall from a
 good state: KID above 3x its best so far (a warm-up check is never the best) at two checks in a row, with the
 coverage or the diversity fallen to `COLLAPSE_FALL` (0.8) of the best check's beside it or the KID above
-`COLLAPSE_KID_JUMP` (10) x its best, once the run has reached quality, i.e. some earlier check from the `QUALITY_WARMUP_CHECKS`-th (3rd) on had a KID at
-most `QUALITY_KID_FRACTION` (1/4) of the run's first check's with a coverage of at least
+`COLLAPSE_KID_JUMP` (10) x its best, once the run has reached quality, i.e. some earlier check from the
+`QUALITY_WARMUP_CHECKS`-th (3rd) on had a KID at most `QUALITY_KID_FRACTION` (1/4) of the run's first check's
+with a coverage of at least
 `QUALITY_KID_COVERAGE` (0.25), or a coverage of at least `QUALITY_COVERAGE` (0.5). Before that the generator is
 still noise or blobs, whose KID swings by 10x and more from check to check (4.7e3, 4.0e4, 7.7e4 on 64 px SAR
 chips): no verdict, nothing to roll back to, and no best.pt (until a run reaches quality, generate and evaluate
