@@ -22,11 +22,10 @@ good state: KID above 3x its best so far (a warm-up check is never the best) at 
 coverage or the diversity fallen to `COLLAPSE_FALL` (0.8) of the best check's beside it or the KID above
 `COLLAPSE_KID_JUMP` (10) x its best, once the run has reached quality, i.e. some earlier check from the
 `QUALITY_WARMUP_CHECKS`-th (3rd) on had a KID at most `QUALITY_KID_FRACTION` (1/4) of the run's first check's
-with a coverage of at least
-`QUALITY_KID_COVERAGE` (0.25), or a coverage of at least `QUALITY_COVERAGE` (0.5). Before that the generator is
-still noise or blobs, whose KID swings by 10x and more from check to check (4.7e3, 4.0e4, 7.7e4 on 64 px SAR
-chips): no verdict, nothing to roll back to, and no best.pt (until a run reaches quality, generate and evaluate
-take its newest checkpoint).
+with a coverage of at least `QUALITY_KID_COVERAGE` (0.25), or a coverage of at least `QUALITY_COVERAGE` (0.5).
+Before that the generator is still noise or blobs, whose KID swings by 10x and more from check to check (4.7e3,
+4.0e4, 7.7e4 on 64 px SAR chips): no verdict, nothing to roll back to, and no best.pt (until a run reaches
+quality, generate and evaluate take its newest checkpoint).
 
 The Trainer does not import this module: a higher layer (the CLI, the experiments) builds a `Monitor` and
 hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
