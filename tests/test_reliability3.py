@@ -250,7 +250,7 @@ def test_no_grad_generator_calls_shrink_with_the_resolution() -> None:
     assert [inference_batch(r) for r in (16, 32, 64, 128, 256)] == [256, 256, 64, 16, 8]
 
 
-def test_training_at_256px_stays_near_its_data_size() -> None:
+def test_training_at_256px_stays_near_its_data_size(tmp_path) -> None:
     """One step at 256 px RGB, batch 2, with its sample grid and checkpoint: the BatchNorm recalibration once
     pushed 256 latents at a time through the generator (3 GB; 4.9x the data set)."""
     import json
@@ -258,7 +258,7 @@ def test_training_at_256px_stays_near_its_data_size() -> None:
     import sys
 
     code = (
-        "import json, resource, tempfile, torch\n"
+        "import json, resource, sys, torch\n"
         "torch.set_num_threads(1)\n"
         "from vaemsgan.data import load_images\n"
         "from vaemsgan.presets import build_config\n"
@@ -268,12 +268,16 @@ def test_training_at_256px_stays_near_its_data_size() -> None:
         "s = load_images('fashion-mnist-mini', resolution=256, channels=3)\n"
         "cfg = build_config('default', {'data.resolution': 256, 'data.channels': 3, 'train.batch_size': 2,"
         " 'train.steps': 1})\n"
-        "Trainer(cfg, s, tempfile.mkdtemp(), progress=False, log=lambda m: None).train(1)\n"
+        "Trainer(cfg, s, sys.argv[1], progress=False, log=lambda m: None).train(1)\n"
         "print(json.dumps({'over': peak() - base, 'data': s.images.numel()}))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
-    )
+        [sys.executable, "-c", code, str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )  # the run (its 74 MB of checkpoints) goes to pytest's tmp_path, not to a /tmp folder left behind
     m = json.loads(done.stdout.strip().splitlines()[-1])
     assert m["over"] <= 3 * m["data"], m
 
