@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "vaemsgan"
 LAYERS: list[set[str]] = [
     {"errors", "version"},
     {"limits", "utils"},
+    {"config_values"},  # one value against its field: what config.py checks every key with
     {"config"},
     {"presets", "data", "models", "losses", "metrics", "checkpoint"},
     {"inference"},

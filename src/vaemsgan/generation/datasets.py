@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,12 +19,15 @@ from vaemsgan.errors import ConfigError, DataError
 from vaemsgan.generation.sampler import MANIFEST
 from vaemsgan.inference import LoadedModel, decode, latents
 
-if TYPE_CHECKING:  # the API wraps a LoadedModel; only its type is named here
-    from vaemsgan.api import Model
-
 __all__ = ["GeneratedImageFolder", "SyntheticDataset", "Transform"]
 
 Transform = Callable[[torch.Tensor], Any]
+
+
+class WrapsLoadedModel(Protocol):
+    """What a Dataset needs of the API's `Model` (a higher layer, not imported here): the networks it wraps."""
+
+    loaded: LoadedModel
 
 
 class SyntheticDataset(Dataset):
@@ -45,7 +48,7 @@ class SyntheticDataset(Dataset):
 
     def __init__(
         self,
-        model: Model | LoadedModel,
+        model: WrapsLoadedModel | LoadedModel,
         per_class: int,
         *,
         seed: int = 0,
@@ -54,7 +57,7 @@ class SyntheticDataset(Dataset):
         transform: Transform | None = None,
         target_map: Mapping[str, int] | None = None,
     ) -> None:
-        self.model: LoadedModel = getattr(model, "loaded", model)  # a Model or a LoadedModel
+        self.model: LoadedModel = model if isinstance(model, LoadedModel) else model.loaded
         if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
             raise ConfigError(f"per_class must be an integer of at least 1, got {per_class!r}")
         names = self.model.class_names
