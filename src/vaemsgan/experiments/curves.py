@@ -227,8 +227,12 @@ def evaluate_snapshot(
     path = snapshot_path(plan.folder / "train", minutes)
     out_path = plan.folder / "curve" / f"cpu-{minutes:g}min.json"
     key = snapshot_eval_key(opts)
-    prev = _read_json(out_path)
-    if prev is not None and prev.get("eval_key") == key and not opts.force:
+
+    def stored() -> dict[str, Any] | None:  # this snapshot's result, when measured with these options
+        prev = _read_json(out_path)
+        return prev if prev is not None and prev.get("eval_key") == key and not opts.force else None
+
+    if (prev := stored()) is not None:
         return prev
     if not path.is_file():
         return None
@@ -238,10 +242,8 @@ def evaluate_snapshot(
             by = f"PID {holder}" if holder else "another process"
             ctx.log(f"{plan.name} at {minutes:g} CPU-minutes: being evaluated by {by}; skipped here")
             return None
-        prev = _read_json(out_path)  # finished by another worker since the first look
-        if prev is not None and prev.get("eval_key") == key and not opts.force:
-            return prev
-        return _evaluate_snapshot(plan, minutes, path, out_path, key, ctx, opts, ref)
+        # finished by another worker since the first look?
+        return stored() or _evaluate_snapshot(plan, minutes, path, out_path, key, ctx, opts, ref)
 
 
 def _evaluate_snapshot(

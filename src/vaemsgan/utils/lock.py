@@ -10,6 +10,7 @@ not exist (not POSIX) the lock is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,30 +91,28 @@ def exclusive_file_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if missing) while the block runs, waiting for any
     other holder: for short read-merge-write sections that several processes share (unlike `folder_lock`,
     which refuses a folder another process works in)."""
-    if fcntl is None:
+    with _file_flock(path, wait=True):
         yield
-        return
-    fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
-@contextmanager
-def file_lock_if_free(path: str | os.PathLike) -> Iterator[int | None]:
+def file_lock_if_free(path: str | os.PathLike) -> contextlib.AbstractContextManager[int | None]:
     """Hold an exclusive lock on the file `path` (created if missing) while the block runs if no other process
     holds it: yields None when taken, else the holder's PID (0 when unknown), and then holds nothing. For work
     that parallel workers share out among themselves (one evaluates a snapshot, the others go on to the next)."""
+    return _file_flock(path, wait=False)
+
+
+@contextmanager
+def _file_flock(path: str | os.PathLike, wait: bool) -> Iterator[int | None]:
+    """An exclusive flock on the file `path` (created if missing): None while held; without `wait`, the
+    holder's PID (0 when unknown) instead when another process holds it, and nothing is held."""
     if fcntl is None:
         yield None
         return
     fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield holder_pid(path) or 0
             return
