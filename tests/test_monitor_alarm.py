@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from vaemsgan.checkpoint import list_checkpoints, load_checkpoint
-from vaemsgan.training.trainer import MonitorCheck, Trainer
+from vaemsgan.training.outputs import MonitorCheck
+from vaemsgan.training.trainer import Trainer
 
 
 def _monitor(tmp_path, tiny_config, tiny_images, values: list[tuple[float, ...]]):

@@ -59,8 +59,8 @@ from vaemsgan.evaluation.memorisation import (
 from vaemsgan.evaluation.monitor_plot import plot_monitor
 from vaemsgan.metrics import density_coverage, kid
 from vaemsgan.models import is_conditional
+from vaemsgan.training.outputs import MonitorCheck, SampleFn
 from vaemsgan.training.steplog import monitor_records
-from vaemsgan.training.trainer import MonitorCheck, SampleFn
 
 # `train.monitor_classifier` = "quick": small on purpose, ~10 s of classifier training. Enough where classes
 # differ at a glance (Fashion-MNIST), not on SAR chips: 72% right on MSTAR's val/ (the `sar` judge: 98.7%), and

@@ -1,1 +1,1 @@
-"""Training: the loop (trainer.py), the objective (loss.py), EMA, differentiable augmentation, data parallelism."""
+"""Training: the loop (trainer.py) and what it shows and keeps (outputs.py), the objective (loss.py), EMA, differentiable augmentation, data parallelism."""
