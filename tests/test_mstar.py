@@ -133,6 +133,19 @@ def test_mstar_defaults_apply_where_the_user_gave_none() -> None:
     assert opts("--gain-interpolation", "0.4, 0.6").gain_interpolation == [0.4, 0.6]
     assert o.gain_weak_classes is True and opts("--gain-weak-classes", "no").gain_weak_classes is False
 
+
+def test_cifar_judge_makes_crops_and_flips_the_gain_baseline() -> None:
+    from vaemsgan.cli.main import build_parser
+    from vaemsgan.cli.reproduce_cmd import options_from_args
+
+    def opts(*extra: str):
+        return options_from_args(build_parser().parse_args(["reproduce", "gain", "--out", "o", *extra]))
+
+    assert opts().gain_policy == "classical"
+    assert opts("--classifier", "cifar").gain_policy == "standard"
+    assert opts("--classifier", "cifar", "--gain-policy", "classical").gain_policy == "classical"
+    assert opts("--classifier", "sar").gain_policy == "classical"
+
     # Other experiments keep the general defaults; a named judge brings its own training steps.
     def other(*argv: str):
         return options_from_args(build_parser().parse_args(["reproduce", *argv, "--out", "o"]))

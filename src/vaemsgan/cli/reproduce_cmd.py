@@ -155,7 +155,8 @@ def add_reproduce(sub: Any) -> None:
         "--gain-policy",
         choices=["classical", "standard", "none"],
         default=None,
-        help="gain: augmentation of the baseline and of every synthetic arm (classical; mstar: standard = shifts); another policy or "
+        help="gain: augmentation of the baseline and of every synthetic arm (classical; mstar: standard = shifts; "
+        "--classifier cifar: standard = crops + flips); another policy or "
         "--classifier-steps writes beside the default study, e.g. gain-none.md, gain-none-1500steps.md",
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config key for every run")
@@ -208,6 +209,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
         # A named judge is trained as its preset says (the steps are part of what made it credible).
         steps = CLASSIFIER_PRESETS[args.classifier].steps
         d.update(classifier_steps=steps, domain_steps=steps)
+    if args.classifier == "cifar" and "gain_policy" not in d:
+        # Colour photographs' standard augmentation is crops + horizontal flips (no rotation or scale):
+        # the baseline a CIFAR user compares against.
+        d["gain_policy"] = "standard"
     extra: dict[str, Any] = {}
     if args.gain_ratios:
         extra["gain_ratios"] = [float(r) for r in args.gain_ratios]
