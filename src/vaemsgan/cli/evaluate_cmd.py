@@ -10,17 +10,15 @@ from vaemsgan.cli.options import (
     MAX_GENERATED_PER_CLASS,
     MAX_SEED,
     MAX_STEPS,
+    RATIOS,
     Num,
-    NumList,
     add_crop_option,
-    add_gain_interpolation_option,
-    add_gain_weak_classes_option,
+    add_gain_arm_options,
     add_limit_options,
 )
 
 SEED = Num(int, 0, MAX_SEED)
 STEPS = Num(int, 1, MAX_STEPS)
-RATIOS = NumList(Num(float, 0, 100, lo_open=True))
 
 
 def add_evaluate(sub: Any) -> None:
@@ -55,20 +53,7 @@ def add_evaluate(sub: Any) -> None:
         "need --checkpoint); each arm's accuracy difference to the baseline, paired over --gain-seeds, with "
         "95%% intervals, overall and per class, a plot and a verdict (docs/EVALUATION.md)",
     )
-    p.add_argument(
-        "--gain-ratios",
-        type=RATIOS,
-        metavar="R,..",
-        help="synthetic/real ratios per class for the gain arms (default 0.5,1,2)",
-    )
-    p.add_argument(
-        "--gain-temperatures",
-        type=NumList(Num(float, 0, 100)),
-        metavar="T,..",
-        help="temperatures of the anchored-variations arms (default 0.5,1)",
-    )
-    add_gain_interpolation_option(p, "none")
-    add_gain_weak_classes_option(p, "no")
+    add_gain_arm_options(p, "none", "no")
     p.add_argument(
         "--gain-seeds",
         type=Num(int, 1, 1000),

@@ -214,6 +214,28 @@ def add_crop_option(p: Any, what: str) -> None:
     p.add_argument("--crop", type=Num.key("data.crop"), metavar="N", help=what)
 
 
+RATIOS = NumList(Num(float, 0, 100, lo_open=True))  # synthetic/real ratios: each in (0, 100]
+
+
+def add_gain_arm_options(p: Any, interpolation_default: str, weak_classes_default: str) -> None:
+    """The gain study's synthetic arms, the same in `evaluate --augmentation-gain` and `reproduce gain`:
+    --gain-ratios, --gain-temperatures, --gain-interpolation, --gain-weak-classes."""
+    p.add_argument(
+        "--gain-ratios",
+        type=RATIOS,
+        metavar="R,..",
+        help="gain: synthetic/real ratios per class of the synthetic arms (default 0.5,1,2)",
+    )
+    p.add_argument(
+        "--gain-temperatures",
+        type=NumList(Num(float, 0, 100)),
+        metavar="T,..",
+        help="gain: temperatures of the anchored-variations arms (default 0.5,1)",
+    )
+    add_gain_interpolation_option(p, interpolation_default)
+    add_gain_weak_classes_option(p, weak_classes_default)
+
+
 def add_gain_interpolation_option(p: Any, default: str) -> None:
     """--gain-interpolation LO,HI|none, the gain study's arm of latent interpolations (evaluation/gain_arms.py);
     parsed to (lo, hi), or () for none."""

@@ -14,8 +14,7 @@ from vaemsgan.cli.options import (
     Num,
     NumList,
     add_crop_option,
-    add_gain_interpolation_option,
-    add_gain_weak_classes_option,
+    add_gain_arm_options,
     add_limit_options,
 )
 from vaemsgan.errors import ConfigError
@@ -137,20 +136,7 @@ def add_reproduce(sub: Any) -> None:
         metavar="N,..",
         help="gain: real training images per class, one GAN per size and seed (100,1000)",
     )
-    p.add_argument(
-        "--gain-ratios",
-        type=NumList(Num(float, 0, 100, lo_open=True)),
-        metavar="R,..",
-        help="gain: synthetic/real ratios per class of the synthetic arms (0.5,1,2)",
-    )
-    p.add_argument(
-        "--gain-temperatures",
-        type=NumList(Num(float, 0, 100)),
-        metavar="T,..",
-        help="gain: temperatures of the anchored-variations arms (0.5,1)",
-    )
-    add_gain_interpolation_option(p, "mstar: 0.25,0.75; others: none")
-    add_gain_weak_classes_option(p, "mstar: yes; others: no")
+    add_gain_arm_options(p, "mstar: 0.25,0.75; others: none", "mstar: yes; others: no")
     p.add_argument(
         "--gain-policy",
         choices=["classical", "standard", "none"],
