@@ -727,3 +727,43 @@ def test_a_snapshot_another_worker_evaluates_is_skipped_not_evaluated_twice(tmp_
     assert evaluate_snapshot(plan, 5.0, ctx, opts, {}) == done
     with file_lock_if_free(lock) as other:
         assert other is None  # free again once its holder died
+
+
+def test_reference_classifiers_train_once_where_the_subset_is_the_whole_set(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A 10% study's TRTR subset (500 per class of 500) is its whole training set: the 'all images' classifier is
+    the same seeded network, so it is not trained a second time, and its accuracy is what training it gives."""
+    from types import SimpleNamespace
+
+    import vaemsgan.evaluation.classifier as clf
+    from vaemsgan.data import ImageSet
+    from vaemsgan.experiments.context import judge_config
+    from vaemsgan.experiments.curves import reference_classifiers
+
+    g = torch.Generator().manual_seed(0)
+
+    def image_set(per_class: int) -> ImageSet:
+        images = torch.randint(0, 256, (2 * per_class, 1, 16, 16), dtype=torch.uint8, generator=g)
+        images[per_class:] //= 4  # class b darker: something to learn
+        labels = torch.arange(2).repeat_interleave(per_class)
+        return ImageSet(images=images, labels=labels, class_names=["a", "b"], source="test")
+
+    train, test = image_set(6), image_set(4)
+    calls: list[int] = []
+    train_classifier = clf.train_classifier
+
+    def counting(images, labels, *args, **kwargs):
+        calls.append(len(images))
+        return train_classifier(images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(clf, "train_classifier", counting)
+    opts = ReproduceOptions(data="fashion-mnist-mini", classifier_steps=2, eval_seeds=2, quick=True)
+    ctx = SimpleNamespace(real=lambda _: SimpleNamespace(train=train, test=test), log=lambda msg: None)
+    whole = reference_classifiers(ctx, opts, tmp_path / "whole", per_class=6)
+    assert calls == [12, 12] and whole["trtr_all"] == whole["trtr"]
+    alone = train_classifier(train.images, train.labels, 2, judge_config(opts), seed=1)
+    assert clf.accuracy(alone, test.images, test.labels) == whole["trtr_all"][1]
+    calls.clear()
+    reference_classifiers(ctx, opts, tmp_path / "part", per_class=3)
+    assert calls == [6, 12, 6, 12]
