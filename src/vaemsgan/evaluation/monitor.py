@@ -28,7 +28,7 @@ Before that the generator is still noise or blobs, whose KID swings by 10x and m
 quality, generate and evaluate take its newest checkpoint).
 
 The Trainer does not import this module: a higher layer (the CLI, the experiments) builds a `Monitor` and
-hands it to the Trainer, which calls it as a `training.trainer.TrainingMonitor`.
+hands it to the Trainer, which calls it as a `training.outputs.TrainingMonitor`.
 """
 
 from __future__ import annotations
