@@ -265,7 +265,10 @@ def plot_curves(rows: list[dict[str, Any]], trtr: float, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training CPU-minutes")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
+    if axes[0].lines:
+        axes[0].legend(fontsize=8)
+    else:  # a table written before any snapshot was evaluated
+        axes[0].text(0.5, 0.5, "no snapshot evaluated yet", ha="center", transform=axes[0].transAxes)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
 
