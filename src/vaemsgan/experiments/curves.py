@@ -160,14 +160,14 @@ def reference_classifiers(ctx: Any, opts: Any, out: Path, per_class: int) -> dic
 
     if info is None or info.get("key") != key:
         info = {"key": key, "trtr": [], "trtr_all": [], "per_class_recall": []}
+        # Where `per_class` takes every image of every class (a 10% study's 500 per class), the subset is the
+        # whole set in the same order: the same seeded classifier, not trained twice.
+        whole = per_class >= max(real.train.counts())
         for seed in range(opts.eval_seeds):
             ctx.log(f"reference: real-data classifiers, seed {seed + 1}/{opts.eval_seeds}")
             m = train_trtr(seed)
             info["trtr"].append(accuracy(m, real.test.images, real.test.labels))
             info["per_class_recall"].append(_recall(m, real.test, n_cls))
-            # Where `per_class` takes every image of every class (a 10% study's 500 per class), the subset is
-            # the whole set in the same order: the same seeded classifier, not trained twice.
-            whole = per_class >= max(real.train.counts())
             m_all = (
                 m if whole else train_classifier(real.train.images, real.train.labels, n_cls, ccfg, seed=seed)
             )
