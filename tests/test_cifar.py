@@ -89,11 +89,18 @@ def test_augmentation_gain_and_the_python_api_keep_colour(tmp_path) -> None:
 
     ev = ["evaluate", "--real", str(data), "--checkpoint", str(run), "--out", str(rep), "--augmentation-gain"]
     fast = ["--gain-ratios", "1", "--gain-temperatures", "1", "--gain-seeds", "1", "--classifier-steps", "10"]
-    assert main([*ev, *fast, "--domain-steps", "10", "--threads", "1", "--no-progress"]) == 0
-    gain = json.loads((rep / "metrics.json").read_text())["augmentation_gain"]
+    cifar = ["--classifier", "cifar", "--domain-steps", "10"]  # the CIFAR judge, shortened for the test
+    assert main([*ev, *fast, *cifar, "--threads", "1", "--no-progress"]) == 0
+    m = json.loads((rep / "metrics.json").read_text())
+    gain = m["augmentation_gain"]
     assert {a["arm"] for a in gain["arms"]} == {"prior", "curated", "variations-T1"}
-    assert (
-        gain["n_real_test"] == 18 and gain["policy"]["flip"]
-    )  # photographs: horizontal flips in the baseline
+    assert m["options"]["classifier"]["width"] == 32  # the `cifar` judge's widths, not the small one's
+    # Photographs: the baseline is CIFAR's standard augmentation, crops + horizontal flips, no rotation.
+    assert gain["n_real_test"] == 18
+    assert (gain["policy"]["name"], gain["policy"]["flip"], gain["policy"]["rotate_degrees"]) == (
+        "standard",
+        True,
+        0.0,
+    )
     assert 0.0 <= gain["baseline"]["accuracy"]["mean"] <= 1.0
     assert (rep / "augmentation_gain.png").is_file()

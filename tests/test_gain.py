@@ -166,6 +166,35 @@ def test_arms_without_a_model_or_an_encoder_are_skipped_with_the_reason(tiny_run
     assert pool is not None and len(pool) == 12 and torch.equal(pool.labels, real.labels.repeat_interleave(2))
 
 
+def test_evaluate_takes_a_named_classifier_and_the_gain_policy() -> None:
+    from vaemsgan.cli.evaluate_cmd import options_from_args
+    from vaemsgan.cli.main import build_parser
+    from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
+
+    def opts(*extra: str):
+        argv = ["evaluate", "--real", "r", "--generated", "g", "--out", "o", *extra]
+        return options_from_args(build_parser().parse_args(argv))
+
+    plain = opts()
+    assert plain.classifier == CLASSIFIER_PRESETS["small"] and plain.domain_steps == 600
+    assert plain.gain_policy == "classical" and plain.gain_options().policy == "classical"
+    assert opts("--classifier", "small") == plain
+    cifar = CLASSIFIER_PRESETS["cifar"]
+    o = opts("--classifier", "cifar")
+    # The named judge as its preset trains it, the feature network too; colour photographs' baseline is
+    # crops + flips, and the study's classifiers get both.
+    assert o.classifier == cifar and o.domain_steps == cifar.steps == 3000
+    assert o.gain_options().policy == "standard" and o.gain_options().classifier == cifar
+    o = opts(
+        "--classifier", "cifar", "--classifier-steps", "50", "--domain-steps", "70", "--gain-policy", "none"
+    )
+    assert (o.classifier.steps, o.classifier.width, o.domain_steps) == (50, cifar.width, 70)
+    assert o.gain_options().policy == "none"
+    q = opts("--classifier", "cifar", "--quick")  # the small budget caps the named judge's steps
+    assert (q.classifier.steps, q.classifier.crop_pad, q.domain_steps) == (200, cifar.crop_pad, 400)
+    assert opts("--classifier", "sar").gain_policy == "classical"
+
+
 def test_evaluate_gain_cli_writes_every_arm_and_ratio(tiny_run: Path, tmp_path: Path, run_cli) -> None:
     rep = tmp_path / "rep"
     argv = ["evaluate", "--real", "fashion-mnist-mini", "--checkpoint", tiny_run, "--out", rep]

@@ -236,6 +236,27 @@ def add_gain_arm_options(p: Any, interpolation_default: str, weak_classes_defaul
     add_gain_weak_classes_option(p, weak_classes_default)
 
 
+def add_classifier_option(p: Any, what: str) -> None:
+    """`--classifier NAME`, a named judge (evaluation.classifier.CLASSIFIER_PRESETS): `what` says where it judges."""
+    from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
+
+    p.add_argument("--classifier", choices=sorted(CLASSIFIER_PRESETS), help=what)
+
+
+def add_gain_policy_option(p: Any, what: str) -> None:
+    """`--gain-policy`: the augmentation of the gain study's baseline and of every synthetic arm."""
+    from vaemsgan.evaluation.classifier import AUGMENT_POLICIES
+
+    p.add_argument("--gain-policy", choices=sorted(AUGMENT_POLICIES), help=what)
+
+
+def default_gain_policy(classifier: str | None) -> str:
+    """The gain baseline's augmentation where `--gain-policy` is not given. Colour photographs (`--classifier
+    cifar`) are compared against their standard augmentation, crops + horizontal flips (no rotation or
+    scale): the baseline a CIFAR user knows. Elsewhere `classical` (crops, flips where allowed, rotation, scale)."""
+    return "standard" if classifier == "cifar" else "classical"
+
+
 def add_gain_interpolation_option(p: Any, default: str) -> None:
     """--gain-interpolation LO,HI|none, the gain study's arm of latent interpolations (evaluation/gain_arms.py);
     parsed to (lo, hi), or () for none."""

@@ -13,9 +13,12 @@ from vaemsgan.cli.options import (
     MAX_STEPS,
     Num,
     NumList,
+    add_classifier_option,
     add_crop_option,
     add_gain_arm_options,
+    add_gain_policy_option,
     add_limit_options,
+    default_gain_policy,
 )
 from vaemsgan.errors import ConfigError
 from vaemsgan.evaluation.classifier import CLASSIFIER_PRESETS
@@ -114,10 +117,10 @@ def add_reproduce(sub: Any) -> None:
         type=STEPS,
         help="training steps per classifier (300; with --classifier sar|cifar, and for mstar: the judge's)",
     )
-    p.add_argument(
-        "--classifier",
-        choices=sorted(CLASSIFIER_PRESETS),
-        help="the judge of every accuracy and of the domain features: small (default), sar (SAR chips; mstar's default) or cifar (colour photographs)",
+    add_classifier_option(
+        p,
+        "the judge of every accuracy and of the domain features: small (default), sar (SAR chips; mstar's "
+        "default) or cifar (colour photographs)",
     )
     p.add_argument(
         "--domain-steps",
@@ -137,11 +140,9 @@ def add_reproduce(sub: Any) -> None:
         help="gain: real training images per class, one GAN per size and seed (100,1000)",
     )
     add_gain_arm_options(p, "mstar: 0.25,0.75; others: none", "mstar: yes; others: no")
-    p.add_argument(
-        "--gain-policy",
-        choices=["classical", "standard", "none"],
-        default=None,
-        help="gain: augmentation of the baseline and of every synthetic arm (classical; mstar: standard = shifts; "
+    add_gain_policy_option(
+        p,
+        "gain: augmentation of the baseline and of every synthetic arm (classical; mstar: standard = shifts; "
         "--classifier cifar: standard = crops + flips); another policy or "
         "--classifier-steps writes beside the default study, e.g. gain-none.md, gain-none-1500steps.md",
     )
@@ -195,10 +196,6 @@ def options_from_args(args: argparse.Namespace) -> Any:
         # A named judge is trained as its preset says (the steps are part of what made it credible).
         steps = CLASSIFIER_PRESETS[args.classifier].steps
         d.update(classifier_steps=steps, domain_steps=steps)
-    if args.classifier == "cifar" and "gain_policy" not in d:
-        # Colour photographs' standard augmentation is crops + horizontal flips (no rotation or scale):
-        # the baseline a CIFAR user compares against.
-        d["gain_policy"] = "standard"
     extra: dict[str, Any] = {}
     if args.gain_ratios:
         extra["gain_ratios"] = [float(r) for r in args.gain_ratios]
@@ -206,7 +203,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         extra["gain_temperatures"] = [float(t) for t in args.gain_temperatures]
     elif "gain_temperatures" in d:
         extra["gain_temperatures"] = list(d["gain_temperatures"])
-    extra["gain_policy"] = args.gain_policy or d.get("gain_policy", "classical")
+    extra["gain_policy"] = args.gain_policy or d.get("gain_policy") or default_gain_policy(args.classifier)
     if args.gain_interpolation is not None:
         extra["gain_interpolation"] = list(args.gain_interpolation) or None
     elif d.get("gain_interpolation") is not None:

@@ -98,6 +98,7 @@ class EvalOptions:
     gain_temperatures: Sequence[float] = DEFAULT_GAIN_TEMPERATURES  # of the anchored-variations arms
     gain_interpolation: tuple[float, float] | None = None  # the interpolation arm's mixing range, or none
     gain_weak_classes: bool = False  # the arm of prior samples shared out by the class errors
+    gain_policy: str = "classical"  # augmentation of the gain baseline and of every synthetic arm
     real_per_class: int | None = None  # seeded subset of the real training images (as `train --per-class`)
     real_seed: int = 0  # the subset's seed: the training run's data.subset_seed, else its train.seed
 
@@ -129,6 +130,7 @@ class EvalOptions:
             classifier=self.classifier,
             interpolation=self.gain_interpolation,
             weak_classes=self.gain_weak_classes,
+            policy=self.gain_policy,
         )
 
 
